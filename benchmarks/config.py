@@ -1,0 +1,221 @@
+"""Layered YAML configuration, as in RecBole: defaults < dataset preset < experiment < run <
+command line. Every key must already exist in `defaults.yaml` (or, under `model`, in the model's
+own `defaults`): an unknown key is an error, never silently ignored.
+
+An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or figure:
+
+    description: what it reproduces
+    paper_table: key in paper_reference.yaml, or null
+    datasets: [ml-100k]           # presets from datasets.yaml; --dataset replaces the list
+    seeds: [0]
+    config: {...}                 # overrides for every run of the experiment
+    per_dataset: {ml-1m-partial: {...}}   # overrides for one dataset (e.g. dropout per dataset)
+    runs:                         # run name -> overrides; the name is the table row
+      MostPopular: {model: {name: most_popular}}
+
+Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.py --set`.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
+DATASETS_FILE = PACKAGE_DIR / "datasets.yaml"
+EXPERIMENTS_DIR = PACKAGE_DIR / "experiments"
+SETS_FILE = EXPERIMENTS_DIR / "sets.yaml"
+
+# Sections whose keys are checked elsewhere: model params by the model's own defaults, data
+# files by the data source's loader.
+FREE_FORM = {("model",), ("data", "files")}
+EXPERIMENT_KEYS = {"description", "paper_table", "datasets", "seeds", "config", "per_dataset", "runs"}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake: unknown key, bad value, unknown experiment or dataset."""
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> dict:
+    """Return base updated with override (recursively); keys unknown to base are errors."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        path = _path + (key,)
+        dotted = ".".join(path)
+        if path[:1] in FREE_FORM or path[:2] in FREE_FORM or _path in FREE_FORM:
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = {**out[key], **copy.deepcopy(value)}
+            else:
+                out[key] = copy.deepcopy(value)
+            continue
+        if key not in out:
+            known = ", ".join(sorted(".".join(_path + (k,)) for k in out))
+            raise ConfigError(f"unknown config key {dotted!r}{where}; known here: {known}")
+        if isinstance(out[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {dotted!r}{where} must be a mapping")
+            out[key] = merge(out[key], value, where=where, _path=path)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """'train.lr=1e-3' -> {'train': {'lr': 0.001}}; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.subkey=value")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    # YAML reads 1e-3 as a string; make scientific notation numeric as users expect
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in "eE.") else value
+        except ValueError:
+            pass
+    node: dict = {}
+    cursor = node
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor[part] = {}
+        cursor = cursor[part]
+    cursor[parts[-1]] = value
+    return node
+
+
+def defaults() -> dict:
+    return load_yaml(DEFAULTS_FILE)
+
+
+def dataset_presets() -> dict:
+    return load_yaml(DATASETS_FILE)
+
+
+def dataset_section(name: str) -> dict:
+    """The `data` overrides of a dataset preset (the preset name becomes data.name)."""
+    presets = dataset_presets()
+    if name not in presets:
+        raise ConfigError(f"unknown dataset preset {name!r}; known: {', '.join(sorted(presets))}")
+    return {"name": name, **presets[name]}
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml") if p.stem != "sets")
+
+
+def load_experiment(name_or_path: str) -> tuple[str, dict]:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = EXPERIMENTS_DIR / f"{name_or_path}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown experiment {name_or_path!r}; known: {', '.join(list_experiments())}"
+            )
+    exp = load_yaml(path)
+    unknown = sorted(set(exp) - EXPERIMENT_KEYS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown experiment key(s) {unknown}; known: {sorted(EXPERIMENT_KEYS)}")
+    if not exp.get("runs"):
+        raise ConfigError(f"{path}: an experiment needs at least one entry under 'runs'")
+    exp.setdefault("datasets", ["ml-100k"])
+    exp.setdefault("seeds", [0])
+    exp.setdefault("config", {})
+    exp.setdefault("per_dataset", {})
+    exp.setdefault("paper_table", None)
+    exp.setdefault("description", "")
+    return path.stem, exp
+
+
+def load_set(name: str) -> dict:
+    sets = load_yaml(SETS_FILE)
+    if name not in sets:
+        raise ConfigError(f"unknown experiment set {name!r}; known: {', '.join(sorted(sets))}")
+    entry = sets[name]
+    unknown = sorted(set(entry) - {"description", "experiments", "datasets", "seeds", "config"})
+    if unknown:
+        raise ConfigError(f"{SETS_FILE}: set {name!r} has unknown key(s) {unknown}")
+    return entry
+
+
+@dataclass
+class RunSpec:
+    """One run: an experiment row on one dataset with one seed, fully resolved."""
+
+    experiment: str
+    run: str
+    dataset: str
+    seed: int
+    config: dict
+    paper_table: str | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.experiment}/{self.dataset}/{self.run}/seed{self.seed}"
+
+
+def resolve_run(
+    experiment: str,
+    exp: dict,
+    run: str,
+    dataset: str,
+    seed: int,
+    *,
+    set_config: dict | None = None,
+    cli_overrides: list[dict] | None = None,
+    data_path: str | None = None,
+) -> RunSpec:
+    """Layer defaults < dataset preset < set < experiment < per-dataset < run < CLI."""
+    from .models import resolve_model_params  # late import: models imports this module
+
+    cfg = defaults()
+    cfg = merge(cfg, {"data": dataset_section(dataset)}, where=" in datasets.yaml")
+    cfg = merge(cfg, set_config or {}, where=" in experiment set")
+    cfg = merge(cfg, exp.get("config") or {}, where=f" in experiment {experiment!r}")
+    cfg = merge(cfg, (exp.get("per_dataset") or {}).get(dataset) or {}, where=f" in {experiment}.per_dataset")
+    cfg = merge(cfg, exp["runs"][run] or {}, where=f" in {experiment}.runs.{run}")
+    for override in cli_overrides or []:
+        cfg = merge(cfg, override, where=" on the command line")
+    if data_path is not None:
+        cfg["data"]["path"] = data_path
+    cfg["seed"] = int(seed)
+    cfg["model"] = resolve_model_params(cfg["model"])
+    validate(cfg)
+    return RunSpec(experiment, run, dataset, int(seed), cfg, exp.get("paper_table"))
+
+
+def validate(cfg: dict) -> None:
+    ev = cfg["eval"]
+    if ev["candidates"] not in ("full", "sampled"):
+        raise ConfigError(f"eval.candidates must be 'full' or 'sampled', got {ev['candidates']!r}")
+    if not ev["ks"] or any(int(k) < 1 for k in ev["ks"]):
+        raise ConfigError(f"eval.ks must be positive integers, got {ev['ks']!r}")
+    if cfg["train"]["valid_metric"] not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in ev["ks"]}:
+        raise ConfigError(
+            f"train.valid_metric {cfg['train']['valid_metric']!r} is not one of the evaluated "
+            f"metrics (recall/ndcg at eval.ks={ev['ks']})"
+        )
+    if cfg["device"] not in ("cpu", "cuda", "auto") and not str(cfg["device"]).startswith("cuda:"):
+        raise ConfigError(f"device must be cpu, cuda, cuda:N or auto, got {cfg['device']!r}")
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,300 @@
+"""The one evaluator every model shares: full ranking (or sampled candidates), Recall@K, NDCG@K.
+
+Every model is evaluated by exactly the same code so that differences in the numbers come from the
+models, not from how each model's own repository happened to compute its metrics. Conventions:
+
+- Column 0 of a score matrix is padding and is never a candidate.
+- With `mask_history`, items the user has already interacted with are removed from the ranking,
+  except the target itself, which is always ranked (a user may re-interact with an item).
+- Ties count against the target: rank = 1 + number of other candidates scoring >= the target. A
+  model that gives every item the same score therefore ranks the target last and scores 0, rather
+  than being rewarded by whatever order a sort happens to leave equal scores in.
+- Each user has exactly one target, so Recall@K equals HR@K and NDCG@K = 1 / log2(rank + 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+__all__ = [
+    "EvalResult",
+    "evaluate",
+    "history_mask",
+    "metrics_from_ranks",
+    "ranks_from_scores",
+    "ranks_from_topk",
+    "sample_candidates",
+]
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def history_mask(histories: Sequence[np.ndarray], n_items: int, device) -> torch.Tensor:
+    """Bool (B, n_items + 1): True at the items in each user's history."""
+    mask = torch.zeros((len(histories), n_items + 1), dtype=torch.bool, device=device)
+    lengths = [len(h) for h in histories]
+    if sum(lengths) == 0:
+        return mask
+    # One scatter for the whole batch instead of a Python loop of small device writes.
+    cols = np.concatenate([np.asarray(h, dtype=np.int64).reshape(-1) for h in histories])
+    if cols.min() < 0 or cols.max() > n_items:
+        raise ValueError(f"history contains item ids outside 0..{n_items}")
+    rows = np.repeat(np.arange(len(histories), dtype=np.int64), lengths)
+    mask[torch.from_numpy(rows).to(device), torch.from_numpy(cols).to(device)] = True
+    # Padding may appear in histories (0-padded arrays); it is not an item.
+    mask[:, 0] = False
+    return mask
+
+
+def _as_targets(targets, n: int, n_items: int, device) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(targets.cpu() if torch.is_tensor(targets) else targets),
+                        dtype=torch.long).reshape(-1)
+    if t.numel() != n:
+        raise ValueError(f"{t.numel()} targets for {n} users")
+    if n and (int(t.min()) < 1 or int(t.max()) > n_items):
+        raise ValueError(f"targets must be item ids in 1..{n_items}")
+    return t.to(device)
+
+
+def _rank_against_target(scores: torch.Tensor, target_scores: torch.Tensor,
+                         candidate: torch.Tensor) -> torch.Tensor:
+    """Rank of the target per row; `candidate` must include the target's own column.
+
+    Counting candidates with score >= the target's includes the target itself, which supplies the
+    '1 +', and puts every tie ahead of the target.
+    """
+    nan_rows = (torch.isnan(scores) & candidate).any(dim=1)
+    if bool(nan_rows.any()):
+        bad = torch.nonzero(nan_rows).reshape(-1)[:5].tolist()
+        raise ValueError(
+            f"model returned NaN scores for {int(nan_rows.sum())} user(s) in this batch "
+            f"(batch rows {bad}{'...' if int(nan_rows.sum()) > 5 else ''}); "
+            "a NaN cannot be ranked, so the model output must be fixed"
+        )
+    return ((scores >= target_scores) & candidate).sum(dim=1)
+
+
+def ranks_from_scores(scores: torch.Tensor, targets, exclude: torch.Tensor | None = None) -> np.ndarray:
+    """Full-ranking rank (1 = best) of each target among items 1..n_items, as float64 numpy (B,).
+
+    `exclude` (bool, same shape as `scores`) removes items from the ranking, e.g. the history
+    mask; the target itself is never excluded.
+    """
+    if scores.dim() != 2:
+        raise ValueError(f"scores must be (batch, n_items + 1), got shape {tuple(scores.shape)}")
+    n_rows, width = scores.shape
+    t = _as_targets(targets, n_rows, width - 1, scores.device)
+    rows = torch.arange(n_rows, device=scores.device)
+
+    candidate = torch.ones_like(scores, dtype=torch.bool)
+    candidate[:, 0] = False
+    if exclude is not None:
+        if exclude.shape != scores.shape:
+            raise ValueError(f"exclude mask shape {tuple(exclude.shape)} != scores shape "
+                             f"{tuple(scores.shape)}")
+        candidate &= ~exclude.to(device=scores.device, dtype=torch.bool)
+    candidate[rows, t] = True
+
+    target_scores = scores[rows, t].unsqueeze(1)
+    ranks = _rank_against_target(scores, target_scores, candidate)
+    return ranks.cpu().numpy().astype(np.float64)
+
+
+def ranks_from_topk(topk_ids, targets, keep=None) -> np.ndarray:
+    """Rank = 1-based position of the target in each list, np.inf when absent; float64 (B,).
+
+    `keep` (bool, same shape) optionally marks the entries that count as positions; dropped
+    entries neither match nor push the target down (used to drop history items, duplicates and
+    non-candidates, see `evaluate`).
+    """
+    ids = torch.as_tensor(topk_ids)
+    if ids.dim() != 2:
+        raise ValueError(f"top-k ids must be (batch, k), got shape {tuple(ids.shape)}")
+    t = torch.as_tensor(np.asarray(targets.cpu() if torch.is_tensor(targets) else targets),
+                        dtype=torch.long).reshape(-1, 1).to(ids.device)
+    if t.shape[0] != ids.shape[0]:
+        raise ValueError(f"{t.shape[0]} targets for {ids.shape[0]} lists")
+    kept = torch.ones_like(ids, dtype=torch.bool) if keep is None else torch.as_tensor(keep).to(ids.device)
+    hit = (ids.long() == t) & kept
+    found = hit.any(dim=1)
+    first = hit.to(torch.int8).argmax(dim=1)  # argmax returns the first maximum
+    # Position among kept entries; the target's own entry is kept, so this is >= 1 when found.
+    positions = kept.long().cumsum(dim=1).gather(1, first.unsqueeze(1)).squeeze(1)
+    ranks = positions.to(torch.float64).cpu().numpy()
+    ranks[~found.cpu().numpy()] = np.inf
+    return ranks
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per-user Recall@K and NDCG@K for one target per user."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    # 1/log2(inf + 1) is 0, so absent targets need no special case.
+    gain = 1.0 / np.log2(ranks + 1.0)
+    for k in ks:
+        hit = ranks <= k
+        out[f"recall@{k}"] = hit.astype(np.float64)
+        out[f"ndcg@{k}"] = np.where(hit, gain, 0.0)
+    return out
+
+
+def sample_candidates(histories: Sequence[np.ndarray], targets, n_items: int,
+                      num_negatives: int = 99, seed: int = 2024,
+                      user_index: Sequence[int] | None = None) -> np.ndarray:
+    """Candidates for sampled evaluation, int64 (U, 1 + num_negatives): target, then negatives.
+
+    Negatives are drawn uniformly without replacement from items 1..n_items outside the user's
+    history and other than the target. Each user gets their own generator seeded by
+    (seed, user index), so a user's negatives do not depend on batching or on which other users
+    are evaluated. `user_index` gives the users' global indices (default 0..U-1).
+    """
+    targets = _as_targets(targets, len(histories), n_items, "cpu").numpy()
+    if user_index is None:
+        user_index = range(len(histories))
+    user_index = list(user_index)
+    if len(user_index) != len(histories):
+        raise ValueError("user_index must have one entry per user")
+    if num_negatives < 0:
+        raise ValueError("num_negatives must be >= 0")
+
+    out = np.empty((len(histories), 1 + num_negatives), dtype=np.int64)
+    out[:, 0] = targets
+    for row, (hist, target, user) in enumerate(zip(histories, targets, user_index)):
+        forbidden = np.unique(np.append(np.asarray(hist, dtype=np.int64), target))
+        forbidden = forbidden[(forbidden >= 1) & (forbidden <= n_items)]
+        n_eligible = n_items - len(forbidden)
+        if n_eligible < num_negatives:
+            raise ValueError(
+                f"user {user} has only {n_eligible} items outside their history and target, "
+                f"fewer than num_negatives={num_negatives}"
+            )
+        rng = np.random.default_rng([int(seed), int(user)])
+        if n_eligible <= 4 * num_negatives:
+            # Dense case: rejection would waste most draws, so list the eligible items.
+            eligible = np.setdiff1d(np.arange(1, n_items + 1), forbidden, assume_unique=True)
+            out[row, 1:] = rng.choice(eligible, size=num_negatives, replace=False)
+            continue
+        # Sparse case: draw uniformly, drop forbidden items and repeats in draw order; the
+        # accepted sequence is a uniform sample without replacement from the eligible items.
+        picked = np.empty(0, dtype=np.int64)
+        while len(picked) < num_negatives:
+            draw = rng.integers(1, n_items + 1, size=2 * (num_negatives - len(picked)) + 16)
+            merged = np.concatenate([picked, draw[~np.isin(draw, forbidden)]])
+            _, first = np.unique(merged, return_index=True)
+            picked = merged[np.sort(first)]
+        out[row, 1:] = picked[:num_negatives]
+    return out
+
+
+# ----------------------------------------------------------------------------- the evaluator
+
+
+@dataclass
+class EvalResult:
+    ranks: np.ndarray  # float64 per user; np.inf when a top-k model did not list the target
+    per_user: dict[str, np.ndarray]
+    metrics: dict[str, float]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def _topk_keep(ids: torch.Tensor, targets: torch.Tensor, n_items: int,
+               exclude: torch.Tensor | None) -> torch.Tensor:
+    """Entries of a generated list that count as positions: valid, first occurrences, and (when
+    `exclude` is given) not excluded unless they are the target.
+
+    A list's first occurrences of valid items are the model's implied ranking of items, which is
+    what a score-based model's rank measures too.
+    """
+    valid = (ids >= 1) & (ids <= n_items)
+    k = ids.shape[1]
+    earlier = torch.ones(k, k, dtype=torch.bool, device=ids.device).tril(diagonal=-1)
+    repeat = ((ids.unsqueeze(2) == ids.unsqueeze(1)) & earlier).any(dim=2)
+    keep = valid & ~repeat
+    if exclude is not None:
+        excluded = exclude.gather(1, ids.clamp(0, n_items)) & (ids != targets.unsqueeze(1))
+        keep &= ~excluded
+    return keep
+
+
+def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[int] = (10, 20),
+             mask_history: bool = True, candidates: str = "full", num_negatives: int = 99,
+             negative_seed: int = 2024, batch_size: int = 256, progress: bool = False) -> EvalResult:
+    """Rank each user's target with `model` and compute Recall@K / NDCG@K.
+
+    candidates="full" ranks the target among all items (history removed iff `mask_history`);
+    candidates="sampled" ranks it among itself and `num_negatives` sampled non-history items
+    (so `mask_history` has no further effect there). Top-k models are ranked by list position
+    among distinct valid items, dropping history items (iff `mask_history`) or non-candidates.
+    """
+    if candidates not in ("full", "sampled"):
+        raise ValueError(f"candidates must be 'full' or 'sampled', got {candidates!r}")
+    ks = tuple(sorted({int(k) for k in ks}))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    output = getattr(model, "output", "scores")
+    if output not in ("scores", "topk"):
+        raise ValueError(f"model.output must be 'scores' or 'topk', got {output!r}")
+    n_users = len(histories)
+    if n_users == 0:
+        raise ValueError("no users to evaluate")
+    n_items = int(model.n_items)
+    targets = _as_targets(targets, n_users, n_items, "cpu").numpy()
+
+    # Sampled up front so a bad setting fails before any model time is spent.
+    cand = (sample_candidates(histories, targets, n_items, num_negatives, negative_seed)
+            if candidates == "sampled" else None)
+
+    ranks = np.empty(n_users, dtype=np.float64)
+    starts = range(0, n_users, batch_size)
+    with torch.inference_mode():
+        for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress):
+            end = min(start + batch_size, n_users)
+            batch_hist = histories[start:end]
+            batch_targets = targets[start:end]
+            batch = model.prepare(batch_hist)
+            if output == "scores":
+                scores = model.score(batch)
+                if tuple(scores.shape) != (end - start, n_items + 1):
+                    raise ValueError(f"{type(model).__name__}.score returned shape "
+                                     f"{tuple(scores.shape)}, expected ({end - start}, {n_items + 1})")
+                if cand is None:
+                    exclude = history_mask(batch_hist, n_items, scores.device) if mask_history else None
+                    ranks[start:end] = ranks_from_scores(scores, batch_targets, exclude)
+                else:
+                    cand_ids = torch.from_numpy(cand[start:end]).to(scores.device)
+                    cand_scores = scores.gather(1, cand_ids)  # target in column 0
+                    r = _rank_against_target(cand_scores, cand_scores[:, :1],
+                                             torch.ones_like(cand_scores, dtype=torch.bool))
+                    ranks[start:end] = r.cpu().numpy()
+            else:
+                ids = model.recommend(batch, k=max(ks))
+                ids = torch.as_tensor(ids).long()
+                t = torch.from_numpy(batch_targets).to(ids.device)
+                if cand is None:
+                    exclude = history_mask(batch_hist, n_items, ids.device) if mask_history else None
+                else:
+                    # Items outside the user's candidate set cannot be ranked in sampled mode.
+                    allowed = torch.zeros((end - start, n_items + 1), dtype=torch.bool, device=ids.device)
+                    allowed.scatter_(1, torch.from_numpy(cand[start:end]).to(ids.device), True)
+                    exclude = ~allowed
+                keep = _topk_keep(ids, t, n_items, exclude)
+                ranks[start:end] = ranks_from_topk(ids, t, keep)
+
+    per_user = metrics_from_ranks(ranks, ks)
+    metrics = {name: float(values.mean()) for name, values in per_user.items()}
+    settings = {
+        "ks": list(ks),
+        "mask_history": bool(mask_history),
+        "candidates": candidates,
+        "num_negatives": int(num_negatives) if candidates == "sampled" else None,
+        "negative_seed": int(negative_seed) if candidates == "sampled" else None,
+        "n_users": n_users,
+    }
+    return EvalResult(ranks=ranks, per_user=per_user, metrics=metrics, settings=settings)

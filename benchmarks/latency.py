@@ -1,0 +1,219 @@
+"""The one latency timer every model shares.
+
+What is timed is the same for every model: from a prepared batch (the data loader's job, not
+timed) to the top-K item ids on the host. For score-based models that includes excluding history
+items and the top-K selection, because a deployed recommender has to do that too; for generative
+("topk") models it is their own `recommend` (e.g. beam search).
+
+Models can break their time down by wrapping parts of their own code in `section(name)`:
+
+    with section("beam_search"):
+        ...
+
+Outside `measure_latency` a section is a near-free no-op, so models keep these lines in their
+normal code path. Sections should not overlap; a section nested inside another is reported under
+its own name but is not subtracted twice when computing "other".
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from contextvars import ContextVar
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .evaluate import history_mask
+
+__all__ = ["device_description", "measure_latency", "section"]
+
+
+class _Timer:
+    """Per-batch section times for one `measure_latency` run."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.sections: dict[str, float] = {}
+        self.covered = 0.0  # time inside outermost sections, for "other"
+        self.depth = 0
+
+    def now(self) -> float:
+        # Kernels run asynchronously on CUDA; without a sync the clock reads launch time.
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def reset(self) -> None:
+        self.sections = {}
+        self.covered = 0.0
+        self.depth = 0
+
+
+_ACTIVE: ContextVar[_Timer | None] = ContextVar("benchmarks_latency_timer", default=None)
+
+
+class section:
+    """Context manager timing a named part of a model's inference (see module docstring)."""
+
+    __slots__ = ("name", "timer", "start")
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.timer = timer = _ACTIVE.get()
+        if timer is not None:
+            timer.depth += 1
+            self.start = timer.now()
+        return self
+
+    def __exit__(self, *exc):
+        timer = self.timer
+        if timer is not None:
+            elapsed = timer.now() - self.start
+            timer.sections[self.name] = timer.sections.get(self.name, 0.0) + elapsed
+            timer.depth -= 1
+            if timer.depth == 0:
+                timer.covered += elapsed
+        return False
+
+
+# ----------------------------------------------------------------------------- device facts
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_description(device) -> dict:
+    """The device facts a latency number is meaningless without."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return {
+            "device": f"cuda:{index}",
+            "device_name": torch.cuda.get_device_name(index),
+            "torch_threads": torch.get_num_threads(),
+        }
+    return {"device": str(device), "device_name": _cpu_name(), "torch_threads": torch.get_num_threads()}
+
+
+def _model_dtype(model) -> str:
+    module = model if isinstance(model, torch.nn.Module) else getattr(model, "module", None)
+    if isinstance(module, torch.nn.Module):
+        params = module.parameters()
+    elif callable(getattr(model, "parameters", None)):
+        params = model.parameters()
+    else:
+        return "n/a"
+    try:
+        for p in params:
+            if torch.is_tensor(p) and p.is_floating_point():
+                return str(p.dtype).replace("torch.", "")
+    except TypeError:
+        pass
+    return "n/a"
+
+
+# ----------------------------------------------------------------------------- the timer
+
+
+def _batches(histories: Sequence[np.ndarray], batch_size: int) -> list:
+    n = len(histories)
+    if n <= batch_size:
+        return [histories[:]]  # the only batch, even if partial
+    # A final partial batch would be timed at a different batch size; drop it.
+    return [histories[i:i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
+
+
+def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int = 32, top_k: int = 20,
+                    warmup_batches: int = 3, max_batches: int | None = None,
+                    mask_history: bool = True) -> dict:
+    """Milliseconds per batch from prepared batch to top-K ids on the host (see module docstring).
+
+    `max_batches` caps the number of measured batches (default: every full batch once); batches
+    are reused in order when warm-up plus measured batches exceed what `histories` provides.
+    """
+    if len(histories) == 0:
+        raise ValueError("no histories to time")
+    if batch_size < 1 or top_k < 1 or warmup_batches < 0:
+        raise ValueError("batch_size and top_k must be >= 1 and warmup_batches >= 0")
+    output = getattr(model, "output", "scores")
+    if output not in ("scores", "topk"):
+        raise ValueError(f"model.output must be 'scores' or 'topk', got {output!r}")
+    n_items = int(model.n_items)
+    if output == "scores" and top_k > n_items:
+        raise ValueError(f"top_k={top_k} exceeds n_items={n_items}")
+
+    batches = _batches(histories, batch_size)
+    n_measured = len(batches) if max_batches is None else int(max_batches)
+    if n_measured < 1:
+        raise ValueError("max_batches must be >= 1")
+    device = torch.device(getattr(model, "device", "cpu"))
+
+    totals: list[float] = []
+    per_section: list[dict[str, float]] = []
+    others: list[float] = []
+    lengths: list[np.ndarray] = []
+    timer = _Timer(device)
+    token = _ACTIVE.set(timer)
+    try:
+        with torch.inference_mode():
+            for i in range(warmup_batches + n_measured):
+                batch_hist = batches[i % len(batches)]
+                batch = model.prepare(batch_hist)
+                timer.reset()
+                start = timer.now()
+                if output == "scores":
+                    scores = model.score(batch)[:, 1:]  # drop padding by slicing: no copy
+                    if mask_history:
+                        mask = history_mask(batch_hist, n_items, scores.device)[:, 1:]
+                        scores = scores.masked_fill(mask, float("-inf"))
+                    ids = (torch.topk(scores, top_k, dim=1).indices + 1).cpu()
+                else:
+                    ids = torch.as_tensor(model.recommend(batch, top_k)).cpu()
+                total = timer.now() - start
+                del ids
+                if i < warmup_batches:
+                    continue
+                totals.append(total)
+                per_section.append(dict(timer.sections))
+                others.append(total - timer.covered)
+                lengths.append(np.asarray(model.input_length(batch_hist), dtype=np.float64))
+    finally:
+        _ACTIVE.reset(token)
+
+    ms = np.asarray(totals) * 1000.0
+    names = sorted({name for s in per_section for name in s})
+    sections_ms = {name: float(np.median([s.get(name, 0.0) for s in per_section]) * 1000.0)
+                   for name in names}
+    if names:
+        sections_ms["other"] = float(np.median(others) * 1000.0)
+
+    result = {
+        "ms_per_batch_median": float(np.median(ms)),
+        "ms_per_batch_p90": float(np.percentile(ms, 90)),
+        "ms_per_batch_mean": float(ms.mean()),
+        "n_batches": len(totals),
+        "batch_size": len(batches[0]),  # smaller than asked only when it was the only batch
+        "warmup_batches": int(warmup_batches),
+        "top_k": int(top_k),
+        "output": output,
+        "sections_ms_median": sections_ms,
+        **device_description(device),
+        "dtype": _model_dtype(model),
+        "input_length_mean": float(np.concatenate(lengths).mean()),
+        "mask_history": bool(mask_history),
+    }
+    json.dumps(result)  # fail here, not when the record is written
+    return result

@@ -1,0 +1,125 @@
+"""Result records: one JSON file per run, written atomically, with per-user metrics beside it.
+
+Layout: results/<experiment>/<dataset>/<run>__seed<seed>.json and the same name with
+`.per_user.safetensors` (ranks and per-user metric values, for significance tests). A record is
+finished when its JSON exists; it is written last, after the per-user arrays, by renaming a
+temporary file, so an interrupted run never leaves a half-written record behind.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+RECORD_FORMAT = 1
+LIBRARIES = ["torch", "transformers", "recbole", "numpy", "pandas", "scipy", "peft", "safetensors"]
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)
+
+
+def record_path(results_dir: str | Path, experiment: str, dataset: str, run: str, seed: int) -> Path:
+    return Path(results_dir) / _safe(experiment) / _safe(dataset) / f"{_safe(run)}__seed{seed}.json"
+
+
+def per_user_path(json_path: Path) -> Path:
+    return json_path.with_name(json_path.name[: -len(".json")] + ".per_user.safetensors")
+
+
+def library_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            versions[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            versions[lib] = None
+    return versions
+
+
+def git_commit() -> dict:
+    """The commit the code ran at, and whether the working tree had uncommitted changes."""
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--verify", "--quiet", "HEAD")
+        commit = commit if re.fullmatch(r"[0-9a-f]{40}", commit or "") else None
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "benchmarks", "baselines", "lite_llm4rec", "run_all.py"))
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    return {"commit": commit, "dirty": dirty}
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_record(path: Path, record: dict, per_user: dict[str, np.ndarray] | None = None) -> None:
+    if per_user:
+        arrays = {k: np.ascontiguousarray(v) for k, v in per_user.items()}
+        _atomic_write_bytes(per_user_path(path), lambda tmp: save_file(arrays, tmp))
+    text = json.dumps({"record_format": RECORD_FORMAT, **record}, indent=2, sort_keys=False, default=_json_default)
+
+    def write_json(tmp):
+        with open(tmp, "w") as handle:
+            handle.write(text + "\n")
+
+    _atomic_write_bytes(path, write_json)
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def read_per_user(path: Path) -> dict[str, np.ndarray]:
+    return load_file(str(per_user_path(Path(path))))
+
+
+def iter_records(results_dir: str | Path):
+    """Every finished record under results_dir (temporary files are skipped)."""
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        record = read_record(path)
+        if record is not None and "record_format" in record:
+            yield path, record

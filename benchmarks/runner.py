@@ -1,0 +1,230 @@
+"""The shared runner: plan the runs of an experiment set, then for each run load data, split,
+build the model, train, evaluate, time, and write one record. The same path for every model."""
+from __future__ import annotations
+
+import json
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config as cfgmod
+from .config import ConfigError, RunSpec, config_hash
+from .data import SequenceDataset, load_dataset
+from .evaluate import evaluate
+from .latency import device_description, measure_latency
+from .models import build_model
+from .records import git_commit, library_versions, now, read_record, record_path, write_record
+from .split import leave_one_out
+from .training import Trainer
+
+
+class SkipRun(Exception):
+    """Raised by a model that cannot run here (e.g. its weights are not available); the run is
+    recorded as skipped with the reason, never silently replaced by another model."""
+
+
+@dataclass
+class Plan:
+    runs: list[RunSpec]
+    experiments: dict[str, dict] = field(default_factory=dict)
+
+
+def plan_runs(
+    *,
+    set_name: str | None = "default",
+    experiments: list[str] | None = None,
+    datasets: list[str] | None = None,
+    seeds: list[int] | None = None,
+    overrides: list[str] | None = None,
+    data_path: str | None = None,
+) -> Plan:
+    """Expand an experiment set (or an explicit list of experiments) into resolved runs."""
+    set_entry = cfgmod.load_set(set_name) if set_name else {}
+    names = experiments or set_entry.get("experiments") or []
+    if not names:
+        raise ConfigError("nothing to run: give --experiments or a set with experiments")
+    datasets = datasets or set_entry.get("datasets")
+    seeds = seeds or set_entry.get("seeds")
+    if data_path is not None and datasets is not None and len(datasets) != 1:
+        raise ConfigError("--data-path needs exactly one --dataset")
+    cli = [cfgmod.parse_override(o) for o in overrides or []]
+    plan = Plan(runs=[])
+    for name in names:
+        exp_name, exp = cfgmod.load_experiment(name)
+        plan.experiments[exp_name] = exp
+        for dataset in datasets or exp["datasets"]:
+            for seed in seeds or exp["seeds"]:
+                for run in exp["runs"]:
+                    plan.runs.append(
+                        cfgmod.resolve_run(
+                            exp_name, exp, run, dataset, seed,
+                            set_config=set_entry.get("config"),
+                            cli_overrides=cli,
+                            data_path=data_path,
+                        )
+                    )
+    return plan
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def _user_subset(n_users: int, max_users: int | None, seed: int) -> np.ndarray:
+    """All users, or a fixed seeded subset (sorted) when eval.max_users is set."""
+    if not max_users or max_users >= n_users:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=int(max_users), replace=False))
+
+
+class Runner:
+    def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True):
+        self.results_dir = Path(results_dir)
+        self.force = force
+        self.progress = progress
+        self._datasets: dict[str, SequenceDataset] = {}
+
+    def dataset(self, data_cfg: dict) -> SequenceDataset:
+        key = json.dumps(data_cfg, sort_keys=True)
+        if key not in self._datasets:
+            self._datasets[key] = load_dataset(data_cfg, verbose=self.progress)
+        return self._datasets[key]
+
+    def path(self, spec: RunSpec) -> Path:
+        return record_path(self.results_dir, spec.experiment, spec.dataset, spec.run, spec.seed)
+
+    def is_done(self, spec: RunSpec) -> bool:
+        record = read_record(self.path(spec))
+        return (
+            record is not None
+            and record.get("config_hash") == config_hash(spec.config)
+            and record.get("status") in ("ok", "skipped")
+        )
+
+    def run(self, spec: RunSpec) -> dict:
+        """Run one spec, or return its existing record when it is already done (unless forced)."""
+        path = self.path(spec)
+        if not self.force and self.is_done(spec):
+            return read_record(path)
+        cfg = spec.config
+        seed_everything(cfg["seed"])
+        if cfg["num_threads"]:
+            torch.set_num_threads(int(cfg["num_threads"]))
+        device = resolve_device(cfg["device"])
+        dataset = self.dataset(cfg["data"])
+        split = leave_one_out(dataset)
+        base = {
+            "experiment": spec.experiment,
+            "run": spec.run,
+            "dataset": spec.dataset,
+            "seed": spec.seed,
+            "model": cfg["model"]["name"],
+            "paper_table": spec.paper_table,
+            "config": cfg,
+            "config_hash": config_hash(cfg),
+            "data": {
+                "name": dataset.name,
+                "source": dataset.source,
+                "paper_name": cfg["data"]["paper_name"],
+                "stats": dataset.stats,
+                "source_hash": dataset.source_hash,
+                "content_hash": dataset.content_hash,
+                "settings": dataset.settings,
+            },
+            "environment": {
+                **device_description(device),
+                "libraries": library_versions(),
+                "git": git_commit(),
+            },
+            "started": now(),
+        }
+        try:
+            model = build_model(cfg["model"], dataset, device)
+            trainer = Trainer(cfg["train"], cfg["eval"], seed=cfg["seed"], progress=self.progress)
+            t0 = time.perf_counter()
+            training = model.fit(split, trainer) or {}
+            training.setdefault("seconds", time.perf_counter() - t0)
+        except SkipRun as reason:
+            record = {**base, "status": "skipped", "skip_reason": str(reason), "finished": now()}
+            write_record(path, record)
+            return record
+        ev = cfg["eval"]
+        users = _user_subset(split.n_users, ev["max_users"], ev["user_subset_seed"])
+        test_histories = [split.test_histories[u] for u in users]
+        test_targets = split.test_targets[users]
+        eval_kwargs = dict(
+            ks=ev["ks"], mask_history=ev["mask_history"], candidates=ev["candidates"],
+            num_negatives=ev["num_negatives"], negative_seed=ev["negative_seed"],
+            batch_size=ev["batch_size"], progress=self.progress,
+        )
+        t0 = time.perf_counter()
+        test = evaluate(model, test_histories, test_targets, **eval_kwargs)
+        eval_seconds = time.perf_counter() - t0
+        valid = evaluate(
+            model, [split.valid_histories[u] for u in users], split.valid_targets[users], **eval_kwargs
+        )
+        latency = None
+        if cfg["latency"]["enabled"]:
+            lat = cfg["latency"]
+            latency = measure_latency(
+                model, test_histories, batch_size=lat["batch_size"], top_k=lat["top_k"],
+                warmup_batches=lat["warmup_batches"], max_batches=lat["max_batches"],
+                mask_history=ev["mask_history"],
+            )
+        record = {
+            **base,
+            "status": "ok",
+            "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
+                           f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
+            "metrics": test.metrics,
+            "valid_metrics": valid.metrics,
+            "latency": latency,
+            "input_length": {
+                "mean": float(np.mean(model.input_length(test_histories))),
+                "unit": getattr(model, "input_unit", "items"),
+            },
+            "training": training,
+            "model_info": model.describe(),
+            "finished": now(),
+        }
+        per_user = {"user_index": users.astype(np.int64), "rank": test.ranks}
+        per_user.update({k: np.asarray(v, dtype=np.float64) for k, v in test.per_user.items()})
+        write_record(path, record, per_user)
+        return record
+
+
+def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> list[dict]:
+    from tqdm.auto import tqdm
+
+    records, failures = [], []
+    for spec in tqdm(plan.runs, desc="runs", disable=not runner.progress):
+        done = not runner.force and runner.is_done(spec)
+        tqdm.write(f"[run] {spec.key}: {'already done, skipped' if done else 'running'}")
+        try:
+            records.append(runner.run(spec))
+        except Exception:
+            if not keep_going:
+                raise
+            failures.append(spec.key)
+            tqdm.write(traceback.format_exc())
+    if failures:
+        raise RuntimeError(f"{len(failures)} run(s) failed: {', '.join(failures)}")
+    return records

@@ -1,0 +1,137 @@
+"""The one training loop for the suite's own neural models.
+
+A model opts in by subclassing `NeuralRecommender`: it owns a `module` (torch.nn.Module), builds
+its training batches for an epoch, and computes a loss for a batch. Everything else is shared, so
+every model is trained the same way: AdamW, warm-up and learning-rate schedule, gradient
+clipping, validation on the validation split with the shared evaluator, early stopping with
+patience on the validation metric, and the best weights restored at the end.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from .evaluate import evaluate
+from .models import Recommender
+
+
+class NeuralRecommender(Recommender):
+    """A model trained by `Trainer`. Subclasses set `self.module` and implement the two hooks."""
+
+    module: torch.nn.Module
+
+    def training_batches(self, split, epoch: int, rng: np.random.Generator) -> list:
+        """The batches of one epoch (a list, so the schedule knows the number of steps)."""
+        raise NotImplementedError
+
+    def loss(self, batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def trainable_parameters(self):
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def fit(self, split, trainer: "Trainer") -> dict:
+        return trainer.fit(self, split)
+
+    def describe(self) -> dict:
+        total = sum(p.numel() for p in self.module.parameters())
+        trainable = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+        return {"parameters": total, "trainable_parameters": trainable}
+
+
+class Trainer:
+    def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True):
+        self.cfg = train
+        self.eval_cfg = eval_cfg
+        self.seed = seed
+        self.progress = progress
+
+    def _validate(self, model: NeuralRecommender, split) -> dict:
+        model.module.eval()
+        result = evaluate(
+            model,
+            split.valid_histories,
+            split.valid_targets,
+            ks=self.eval_cfg["ks"],
+            mask_history=self.eval_cfg["mask_history"],
+            candidates="full",
+            batch_size=self.eval_cfg["batch_size"],
+        )
+        return result.metrics
+
+    def fit(self, model: NeuralRecommender, split) -> dict:
+        cfg = self.cfg
+        rng = np.random.default_rng(self.seed)
+        params = model.trainable_parameters()
+        if not params:
+            raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        optimizer = torch.optim.AdamW(
+            params, lr=float(cfg["lr"]), eps=float(cfg["adam_eps"]), weight_decay=float(cfg["weight_decay"])
+        )
+        epochs = int(cfg["epochs"])
+        first_batches = model.training_batches(split, 0, rng)
+        total_steps = max(1, len(first_batches) * epochs)
+        scheduler = get_scheduler(
+            cfg["lr_schedule"],
+            optimizer,
+            num_warmup_steps=int(math.ceil(float(cfg["warmup_ratio"]) * total_steps)),
+            num_training_steps=total_steps,
+        )
+        metric = cfg["valid_metric"]
+        best_value, best_epoch, best_state = -math.inf, 0, None
+        since_best, history = 0, []
+        start = time.perf_counter()
+        stopped = "epochs"
+        for epoch in range(1, epochs + 1):
+            batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng)
+            model.module.train()
+            losses = []
+            bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
+            for batch in bar:
+                loss = model.loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg["max_grad_norm"]:
+                    torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+            entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
+            if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs:
+                valid = self._validate(model, split)
+                entry["valid"] = valid
+                if valid[metric] > best_value:
+                    best_value, best_epoch, since_best = valid[metric], epoch, 0
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.module.state_dict().items()})
+                else:
+                    since_best += 1
+            entry["seconds"] = time.perf_counter() - start
+            history.append(entry)
+            if self.progress:
+                shown = f" valid {metric} {entry['valid'][metric]:.4f}" if "valid" in entry else ""
+                tqdm.write(f"  epoch {epoch}: loss {entry['loss']:.4f}{shown}")
+            if since_best >= int(cfg["patience"]):
+                stopped = "early_stopping"
+                break
+            if cfg["max_minutes"] and entry["seconds"] > 60 * float(cfg["max_minutes"]):
+                stopped = "time_budget"
+                break
+        if best_state is not None:
+            model.module.load_state_dict(best_state)
+        model.module.eval()
+        return {
+            "epochs": len(history),
+            "best_epoch": best_epoch,
+            "best_valid": {metric: best_value},
+            "stopped_by": stopped,
+            "seconds": time.perf_counter() - start,
+            "history": history,
+        }

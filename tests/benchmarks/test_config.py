@@ -1,0 +1,79 @@
+import pytest
+
+from benchmarks import config as cfgmod
+from benchmarks.config import ConfigError, merge, parse_override
+
+
+def test_unknown_keys_are_errors_at_every_layer(tmp_path):
+    base = cfgmod.defaults()
+    with pytest.raises(ConfigError, match="unknown config key 'train.lrr'"):
+        merge(base, {"train": {"lrr": 1}})
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        merge(base, {"bogus": 1})
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("runs: {A: {model: {name: most_popular}}}\nconfig: {eval: {kss: [1]}}\n")
+    name, loaded = cfgmod.load_experiment(str(exp))
+    with pytest.raises(ConfigError, match="eval.kss"):
+        cfgmod.resolve_run(name, loaded, "A", "ml-100k", 0)
+    exp.write_text("runs: {A: {model: {name: most_popular}}}\nrunz: 1\n")
+    with pytest.raises(ConfigError, match="unknown experiment key"):
+        cfgmod.load_experiment(str(exp))
+
+
+def test_unknown_model_and_model_params_are_errors():
+    name, exp = cfgmod.load_experiment("table3_overall")
+    with pytest.raises(ConfigError, match="unknown model 'nope'"):
+        cfgmod.resolve_run(name, exp, "MostPopular", "ml-100k", 0, cli_overrides=[parse_override("model.name=nope")])
+    with pytest.raises(ConfigError, match="model.width"):
+        cfgmod.resolve_run(name, exp, "MostPopular", "ml-100k", 0, cli_overrides=[parse_override("model.width=3")])
+
+
+def test_layering_order_defaults_preset_experiment_run_cli(tmp_path):
+    exp = tmp_path / "layers.yaml"
+    exp.write_text(
+        "datasets: [ml-1m-partial]\n"
+        "config: {train: {lr: 0.1, epochs: 7}, eval: {ks: [5, 10]}}\n"
+        "per_dataset: {ml-1m-partial: {train: {weight_decay: 0.3}}}\n"
+        "runs: {A: {train: {lr: 0.2}, model: {name: most_popular}}}\n"
+    )
+    name, loaded = cfgmod.load_experiment(str(exp))
+    spec = cfgmod.resolve_run(name, loaded, "A", "ml-1m-partial", 3,
+                              cli_overrides=[parse_override("train.epochs=2")])
+    cfg = spec.config
+    assert cfg["data"]["source"] == "ml-1m" and cfg["data"]["name"] == "ml-1m-partial"  # preset
+    assert cfg["train"]["lr"] == 0.2            # run beats experiment
+    assert cfg["train"]["epochs"] == 2          # CLI beats experiment
+    assert cfg["train"]["weight_decay"] == 0.3  # per-dataset layer
+    assert cfg["train"]["adam_eps"] == 1e-6     # default kept
+    assert cfg["eval"]["ks"] == [5, 10] and cfg["seed"] == 3
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("train.lr=1e-3") == {"train": {"lr": 0.001}}
+    assert parse_override("eval.mask_history=false") == {"eval": {"mask_history": False}}
+    assert parse_override("eval.ks=[5,10]") == {"eval": {"ks": [5, 10]}}
+    assert parse_override("data.source=sequence-file") == {"data": {"source": "sequence-file"}}
+    with pytest.raises(ConfigError):
+        parse_override("train.lr")
+
+
+def test_bad_values_and_unknown_names():
+    name, exp = cfgmod.load_experiment("table3_overall")
+    with pytest.raises(ConfigError, match="eval.candidates"):
+        cfgmod.resolve_run(name, exp, "MostPopular", "ml-100k", 0, cli_overrides=[parse_override("eval.candidates=some")])
+    with pytest.raises(ConfigError, match="valid_metric"):
+        cfgmod.resolve_run(name, exp, "MostPopular", "ml-100k", 0, cli_overrides=[parse_override("train.valid_metric=recall@50")])
+    with pytest.raises(ConfigError, match="unknown dataset preset"):
+        cfgmod.resolve_run(name, exp, "MostPopular", "ml-5m", 0)
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        cfgmod.load_experiment("table99")
+    with pytest.raises(ConfigError, match="unknown experiment set"):
+        cfgmod.load_set("nope")
+
+
+def test_every_shipped_experiment_resolves():
+    for name in cfgmod.list_experiments():
+        exp_name, exp = cfgmod.load_experiment(name)
+        for run in exp["runs"]:
+            for dataset in exp["datasets"]:
+                cfgmod.resolve_run(exp_name, exp, run, dataset, 0)

@@ -1,0 +1,191 @@
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import latency
+from benchmarks.latency import device_description, measure_latency, section
+
+ENCODE_S = 0.004
+SCORE_S = 0.002
+WARMUP_S = 0.05
+PREPARE_S = 0.03
+
+
+class SleepyScores:
+    """A 'scores' model whose inference time is known: encode + score sleeps per batch."""
+
+    output = "scores"
+
+    def __init__(self, n_items=50, slow_calls=0, prepare_sleep=0.0):
+        self.n_items = n_items
+        self.device = torch.device("cpu")
+        self.module = torch.nn.Linear(2, 2).to(torch.float64)
+        self.calls = 0
+        self.slow_calls = slow_calls
+        self.prepare_sleep = prepare_sleep
+
+    def prepare(self, histories):
+        time.sleep(self.prepare_sleep)
+        return len(histories)
+
+    def score(self, batch):
+        self.calls += 1
+        if self.calls <= self.slow_calls:  # a slow first call, like CUDA / JIT warm-up
+            time.sleep(WARMUP_S)
+        with section("encode"):
+            time.sleep(ENCODE_S)
+        with section("score"):
+            time.sleep(SCORE_S)
+            return torch.rand(batch, self.n_items + 1)
+
+    def input_length(self, histories):
+        return np.array([len(h) for h in histories], dtype=np.float64)
+
+
+def histories(n, length=3):
+    return [np.arange(1, length + 1, dtype=np.int64) + i % 5 for i in range(n)]
+
+
+def test_sections_warmup_other_and_json():
+    model = SleepyScores(slow_calls=3)
+    res = measure_latency(model, histories(40), batch_size=8, top_k=5, warmup_batches=3)
+    json.dumps(res)
+    assert res["n_batches"] == 5 and model.calls == 8  # 3 warm-up + every full batch once
+    assert res["batch_size"] == 8 and res["warmup_batches"] == 3 and res["top_k"] == 5
+    s = res["sections_ms_median"]
+    assert set(s) == {"encode", "score", "other"}
+    assert ENCODE_S * 1000 <= s["encode"] < ENCODE_S * 1000 + 6
+    assert SCORE_S * 1000 <= s["score"] < SCORE_S * 1000 + 6
+    assert 0 <= s["other"] < 6
+    # The slow warm-up calls do not reach the median.
+    total = (ENCODE_S + SCORE_S) * 1000
+    assert total <= res["ms_per_batch_median"] < total + 10
+    assert res["ms_per_batch_median"] <= res["ms_per_batch_p90"]
+    assert res["ms_per_batch_mean"] < WARMUP_S * 1000
+    assert res["device"] == "cpu" and res["device_name"]
+    assert res["torch_threads"] == torch.get_num_threads()
+    assert res["dtype"] == "float64"
+    assert res["input_length_mean"] == 3.0 and res["mask_history"] is True
+
+
+def test_prepare_is_not_timed():
+    model = SleepyScores(prepare_sleep=PREPARE_S)
+    res = measure_latency(model, histories(12), batch_size=4, warmup_batches=1)
+    assert res["ms_per_batch_median"] < (ENCODE_S + SCORE_S) * 1000 + 10 < PREPARE_S * 1000
+
+
+def test_batches_partial_and_cycling():
+    model = SleepyScores()
+    # 10 users in batches of 4: the partial batch of 2 is dropped.
+    res = measure_latency(model, histories(10), batch_size=4, warmup_batches=0)
+    assert res["n_batches"] == 2 and model.calls == 2
+    # Fewer users than one batch: the only batch is timed, at its real size.
+    res = measure_latency(SleepyScores(), histories(3), batch_size=8, warmup_batches=1)
+    assert res["n_batches"] == 1 and res["batch_size"] == 3
+    # Warm-up plus measured beyond the data: batches are reused.
+    model = SleepyScores()
+    res = measure_latency(model, histories(8), batch_size=4, warmup_batches=2, max_batches=5)
+    assert res["n_batches"] == 5 and model.calls == 7
+
+
+def test_mask_history_excludes_history_from_topk():
+    class Constant(SleepyScores):
+        def score(self, batch):
+            # Items 1..3 score highest; they are every user's history below.
+            s = torch.zeros(batch, self.n_items + 1)
+            s[:, 0] = 100.0
+            s[:, 1:4] = 10.0
+            return s
+
+    seen = []
+    original = torch.topk
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append(out.indices + 1)
+        return out
+
+    hist = [np.array([1, 2, 3])] * 4
+    try:
+        torch.topk = spy
+        measure_latency(Constant(), hist, batch_size=4, top_k=3, warmup_batches=0)
+        masked = seen[-1]
+        measure_latency(Constant(), hist, batch_size=4, top_k=3, warmup_batches=0, mask_history=False)
+        unmasked = seen[-1]
+    finally:
+        torch.topk = original
+    assert not set(masked.flatten().tolist()) & {0, 1, 2, 3}
+    assert set(unmasked.flatten().tolist()) == {1, 2, 3}
+
+
+def test_section_outside_a_timer_is_a_no_op():
+    assert latency._ACTIVE.get() is None
+    with section("anything") as s:
+        x = 1
+    assert x == 1 and s.timer is None
+    measure_latency(SleepyScores(), histories(4), batch_size=4, warmup_batches=0)
+    assert latency._ACTIVE.get() is None  # the timer does not leak out of measure_latency
+    # Cheap enough to leave in a model's hot path.
+    start = time.perf_counter()
+    for _ in range(10000):
+        with section("x"):
+            pass
+    assert (time.perf_counter() - start) / 10000 < 20e-6
+
+
+def test_nested_sections_are_not_double_counted():
+    class Nested(SleepyScores):
+        def score(self, batch):
+            with section("outer"):
+                time.sleep(ENCODE_S)
+                with section("inner"):
+                    time.sleep(SCORE_S)
+            return torch.rand(batch, self.n_items + 1)
+
+    res = measure_latency(Nested(), histories(8), batch_size=4, warmup_batches=0)
+    s = res["sections_ms_median"]
+    assert s["outer"] >= s["inner"] >= SCORE_S * 1000
+    assert 0 <= s["other"] < 6
+
+
+def test_topk_model_and_no_sections():
+    class Topk:
+        output = "topk"
+        n_items = 30
+        device = torch.device("cpu")
+        calls = []
+
+        def prepare(self, histories):
+            return len(histories)
+
+        def recommend(self, batch, k):
+            self.calls.append(k)
+            time.sleep(SCORE_S)
+            return torch.arange(1, k + 1).repeat(batch, 1)
+
+        def input_length(self, histories):
+            return np.full(len(histories), 7.0)
+
+    model = Topk()
+    res = measure_latency(model, histories(8), batch_size=4, top_k=6, warmup_batches=1)
+    json.dumps(res)
+    assert model.calls == [6, 6, 6]
+    assert res["sections_ms_median"] == {}
+    assert res["dtype"] == "n/a" and res["input_length_mean"] == 7.0
+    assert SCORE_S * 1000 <= res["ms_per_batch_median"] < SCORE_S * 1000 + 10
+
+
+def test_device_description_cpu():
+    d = device_description(torch.device("cpu"))
+    assert d["device"] == "cpu" and isinstance(d["device_name"], str) and d["device_name"]
+    assert d["torch_threads"] == torch.get_num_threads()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        measure_latency(SleepyScores(), [], batch_size=4)
+    with pytest.raises(ValueError):
+        measure_latency(SleepyScores(n_items=5), histories(4), top_k=6)

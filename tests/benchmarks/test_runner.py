@@ -1,0 +1,154 @@
+"""The runner end to end on a toy dataset: records, resume, determinism, skips, reports."""
+import json
+
+import numpy as np
+import pytest
+
+import run_all
+from benchmarks import records as recmod
+from benchmarks.config import load_experiment, resolve_run, parse_override
+from benchmarks.data import load_dataset
+from benchmarks.runner import Runner, SkipRun, plan_runs
+from benchmarks.split import leave_one_out
+from benchmarks.training import Trainer
+from benchmarks.models import build_model, register, Recommender
+import tests.benchmarks.toy_models  # noqa: F401  (registers toy_next_item)
+
+
+@register("always_skips")
+class AlwaysSkips(Recommender):
+    def fit(self, split, trainer):
+        raise SkipRun("weights for 'imaginary-llm' not found in /nowhere")
+
+
+def write_experiment(tmp_path, body=None):
+    path = tmp_path / "toyexp.yaml"
+    path.write_text(body or (
+        "description: toy experiment\n"
+        "paper_table: table3_overall\n"
+        "datasets: [ml-1m]\n"
+        "config: {train: {epochs: 8, patience: 3, lr: 0.05}, latency: {max_batches: 2, warmup_batches: 1, batch_size: 8}}\n"
+        "runs:\n"
+        "  MostPopular: {model: {name: most_popular}}\n"
+        "  Toy: {model: {name: toy_next_item, dim: 8}}\n"
+        "  Imaginary: {model: {name: always_skips}}\n"
+    ))
+    return path
+
+
+def cli(tmp_path, data, exp, *extra):
+    return [
+        "--experiments", str(exp), "--dataset", "ml-1m", "--data-path", str(data),
+        "--results-dir", str(tmp_path / "results"), "--reports-dir", str(tmp_path / "reports"),
+        "-o", f"data.cache_dir={tmp_path / 'cache'}", "--quiet", *extra,
+    ]
+
+
+def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
+    exp = write_experiment(tmp_path)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
+    folder = tmp_path / "results" / "toyexp" / "ml-1m"
+    rec = json.loads((folder / "Toy__seed0.json").read_text())
+    # everything needed to repeat and audit the number
+    assert rec["status"] == "ok" and rec["seed"] == 0
+    assert rec["config"]["model"] == {"name": "toy_next_item", "dim": 8}
+    assert rec["config"]["eval"]["mask_history"] is True and rec["evaluation"]["mask_history"] is True
+    assert len(rec["data"]["content_hash"]) == 64 and len(rec["data"]["source_hash"]) == 64
+    assert rec["data"]["stats"]["users"] == 60
+    assert rec["environment"]["device"] == "cpu" and rec["environment"]["libraries"]["torch"]
+    assert "commit" in rec["environment"]["git"]
+    assert set(rec["metrics"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    assert rec["latency"]["n_batches"] == 2 and rec["latency"]["batch_size"] == 8
+    assert rec["training"]["epochs"] >= 1 and rec["training"]["history"]
+    per_user = recmod.read_per_user(folder / "Toy__seed0.json")
+    assert per_user["rank"].shape == (60,)
+    assert np.isclose(per_user["recall@10"].mean(), rec["metrics"]["recall@10"])
+    # the toy model learns the cycle; popularity cannot
+    pop = json.loads((folder / "MostPopular__seed0.json").read_text())
+    assert rec["metrics"]["recall@10"] > pop["metrics"]["recall@10"] + 0.3
+    skipped = json.loads((folder / "Imaginary__seed0.json").read_text())
+    assert skipped["status"] == "skipped" and "imaginary-llm" in skipped["skip_reason"]
+    page = (tmp_path / "reports" / "toyexp.md").read_text()
+    assert "| Toy" in page and "MostPopular" in page
+    assert "skipped: weights for 'imaginary-llm'" in page
+    assert "The paper's numbers are not shown" in page  # toy data is not the paper's ml-1m
+    # resume: a second run redoes nothing
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
+    assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == mtimes
+    # a changed config re-runs only what changed, and --force re-runs everything
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "-o", "latency.max_batches=1")) == 0
+    assert json.loads((folder / "Toy__seed0.json").read_text())["latency"]["n_batches"] == 1
+
+
+def test_same_seed_same_metrics_and_interrupted_run_leaves_no_record(tmp_path, toy_ml1m, monkeypatch):
+    exp = write_experiment(tmp_path)
+    args = ["-o", "data.cache_dir=" + str(tmp_path / "cache")]
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[a for a in args if a != "-o"], data_path=str(toy_ml1m))
+    toy = [s for s in plan.runs if s.run == "Toy"][0]
+    first = Runner(tmp_path / "r1", progress=False).run(toy)
+    second = Runner(tmp_path / "r2", progress=False).run(toy)
+    assert first["metrics"] == second["metrics"]
+    assert first["training"]["history"][-1]["loss"] == second["training"]["history"][-1]["loss"]
+
+    import benchmarks.runner as runner_mod
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_mod, "measure_latency", boom)
+    runner = Runner(tmp_path / "r3", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(toy)
+    assert not list((tmp_path / "r3").rglob("*.json")) and not runner.is_done(toy)
+
+
+def test_training_loop_lowers_loss_stops_early_and_restores_best(tmp_path, toy_ml1m):
+    data = {"name": "toy", "source": "ml-1m", "path": str(toy_ml1m), "files": {}, "k_core": 5,
+            "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
+            "encoding": None, "cache_dir": str(tmp_path / "cache"), "paper_name": None}
+    dataset = load_dataset(data, verbose=False)
+    split = leave_one_out(dataset)
+    name, exp = load_experiment(str(write_experiment(tmp_path)))
+    cfg = resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override("train.epochs=40"),
+                      parse_override("train.patience=2"), parse_override("train.lr=0.05")]).config
+    model = build_model(cfg["model"], dataset, __import__("torch").device("cpu"))
+    result = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
+    losses = [h["loss"] for h in result["history"]]
+    assert losses[-1] < losses[0] * 0.7
+    assert result["stopped_by"] == "early_stopping" and result["epochs"] < 40
+    assert result["epochs"] - result["best_epoch"] == 2
+    # best weights restored: validating again gives the best validation value, not the last one
+    again = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False)._validate(model, split)
+    assert again["recall@10"] == pytest.approx(result["best_valid"]["recall@10"])
+
+
+def test_most_popular_counts_training_positions_only(tmp_path, toy_ml1m):
+    data = {"name": "toy", "source": "ml-1m", "path": str(toy_ml1m), "files": {}, "k_core": 5,
+            "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
+            "encoding": None, "cache_dir": str(tmp_path / "cache"), "paper_name": None}
+    dataset = load_dataset(data, verbose=False)
+    split = leave_one_out(dataset)
+    import torch
+
+    model = build_model({"name": "most_popular"}, dataset, torch.device("cpu"))
+    model.fit(split, None)
+    scores = model.score(model.prepare(split.test_histories[:3]))
+    expected = np.bincount(np.concatenate(split.train), minlength=dataset.n_items + 1)
+    assert scores.shape == (3, dataset.n_items + 1)
+    assert np.array_equal(scores[0, 1:].numpy(), expected[1:].astype(np.float32))
+
+
+def test_list_shows_plan_without_running(tmp_path, toy_ml1m, capsys):
+    exp = write_experiment(tmp_path)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
+    out = capsys.readouterr().out
+    assert "toyexp/ml-1m/Toy/seed0" in out and "to run" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_config_exits_with_clear_error(tmp_path, toy_ml1m, capsys):
+    exp = write_experiment(tmp_path)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "-o", "train.lrr=1")) == 2
+    assert "unknown config key 'train.lrr'" in capsys.readouterr().err
