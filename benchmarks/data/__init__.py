@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from .dataset import DataError, RawInteractions, SequenceDataset, format_stats, process
+from .dataset import DataError, RawInteractions, SequenceDataset, format_stats, process, template_fields
 from .loaders import LOADERS, get_loader
 
 __all__ = [
@@ -45,6 +46,7 @@ def _save(dataset: SequenceDataset, folder: Path) -> None:
     """Write atomically: build in a temporary sibling folder, then rename it into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp-", dir=folder.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared cache must be readable
     try:
         lengths = np.array([len(s) for s in dataset.sequences], dtype=np.int64)
         flat = np.concatenate(dataset.sequences).astype(np.int64)
@@ -64,8 +66,12 @@ def _save(dataset: SequenceDataset, folder: Path) -> None:
         (tmp / "meta.json").write_text(json.dumps(meta))
         try:
             os.replace(tmp, folder)
-        except OSError:  # another process won the race: keep its copy
-            shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            if _load(folder) is not None:  # another process won the race: keep its copy
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(folder, ignore_errors=True)  # a damaged copy: replace it
+            os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -75,7 +81,7 @@ def _load(folder: Path) -> SequenceDataset | None:
     try:
         meta = json.loads((folder / "meta.json").read_text())
         arrays = load_file(str(folder / "sequences.safetensors"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
         return None
     if meta.get("cache_format") != CACHE_FORMAT:
         return None
@@ -96,6 +102,7 @@ def load_dataset(data: dict, *, verbose: bool = True) -> SequenceDataset:
     if k < 1:
         raise DataError(f"data.k_core must be >= 1, got {k}")
     template = data.get("text_template") or loader.default_text_template
+    template_fields(template)  # a malformed template fails here, before any work
     settings = {
         "source": loader.name,
         "files": {key: path.name for key, path in files.items()},

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,10 +101,23 @@ class SequenceDataset:
         return digest.hexdigest()
 
 
-def _sort_key(ids: list[str]):
+def _sorted_ids(ids: set[str]) -> list[str]:
+    """Numeric order when every id is an integer ("7" < "10"; "007" and "7" ordered as strings
+    so the order never depends on set iteration), string order otherwise."""
     if all(re.fullmatch(r"-?\d+", i) for i in ids):
-        return lambda i: int(i)
-    return lambda i: i
+        return sorted(ids, key=lambda i: (int(i), i))
+    return sorted(ids)
+
+
+def template_fields(template: str) -> list[str]:
+    """The field names a text template uses; a malformed template is a DataError."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as err:
+        raise DataError(f"bad text template {template!r}: {err}") from err
+    if any(not name.isidentifier() for name in names):
+        raise DataError(f"bad text template {template!r}: fields must be names like {{title}}")
+    return names
 
 
 def _format_text(template: str, fields: dict[str, str]) -> str:
@@ -193,15 +207,17 @@ def process(
             path=raw.files[0] if raw.files else None,
         )
     # 4. re-index items 1..N
-    items_sorted = sorted({i for seq in sequences.values() for i in seq}, key=_sort_key(
-        list({i for seq in sequences.values() for i in seq})))
+    items_sorted = _sorted_ids({i for seq in sequences.values() for i in seq})
     item_index = {item: idx + 1 for idx, item in enumerate(items_sorted)}
     seq_arrays = [np.array([item_index[i] for i in seq], dtype=np.int64) for seq in sequences.values()]
-    # 5. item texts with an explicit fallback
+    # 5. item texts with an explicit fallback: an item "has text" when a field the template
+    # uses is non-empty
+    used = template_fields(text_template)
+    template_fields(missing_text)
     texts, missing = [""], 0
     for item in items_sorted:
         fields = {k_: v for k_, v in raw.item_fields.get(item, {}).items() if v and v.strip()}
-        if fields:
+        if any(name in fields for name in used):
             texts.append(_format_text(text_template, fields))
         else:
             missing += 1

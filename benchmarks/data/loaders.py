@@ -535,11 +535,13 @@ class Amazon2018Loader(Loader):
     Default names: reviews.json and meta.json (or with .gz); with a reviews file named e.g.
     `Toys_and_Games.json.gz`, the metadata defaults to `meta_Toys_and_Games.json.gz` when it is
     there. Text fields: title, brand, categories (", "-joined), HTML tags stripped and entities
-    unescaped. Attributes: the brand, then the categories."""
+    unescaped, plus `all_fields`: the non-empty ones as "title, brand: ..., categories: ...", the
+    default template, so a product without a brand reads "Uno, categories: Games" rather than
+    "Uno, brand: , categories: Games". Attributes: the brand, then the categories."""
 
     name = "amazon2018"
     default_k_core = 10
-    default_text_template = "{title}, brand: {brand}, categories: {categories}"
+    default_text_template = "{all_fields}"
     required_files = {"reviews": "reviews.json"}
     optional_files = {"meta": "meta.json"}
     REVIEW_KEYS = ("reviewerID", "asin", "unixReviewTime")
@@ -609,7 +611,12 @@ class Amazon2018Loader(Loader):
                     category = _clean_html(category)
                     if category and category not in cats:
                         cats.append(category)
-            fields[item] = {"title": title, "brand": brand, "categories": ", ".join(cats)}
+            joined = ", ".join(cats)
+            summary = [title] if title else []
+            summary += [f"brand: {brand}"] if brand else []
+            summary += [f"categories: {joined}"] if joined else []
+            fields[item] = {"title": title, "brand": brand, "categories": joined,
+                            "all_fields": ", ".join(summary)}
             attributes[item] = ([brand] if brand else []) + [c for c in cats if c != brand]
         return fields, attributes
 
