@@ -158,7 +158,7 @@ def datasets_page(by_exp: dict, paper: dict, reports_dir: Path) -> Path:
     lines = ["# Datasets", "", "Statistics after processing (k-core, repeats, re-indexing), from the records. "
              "Rows starting with 'paper:' are the paper's Table 8, labelled as the paper's; its "
              "'sparsity' column is interactions / (users x items), our 'density'.", "",
-             table.to_markdown(index=False), ""]
+             table.to_markdown(index=False, disable_numparse=True), ""]
     table.to_csv(reports_dir / "datasets.csv", index=False)
     page = reports_dir / "datasets.md"
     page.write_text("\n".join(lines))
@@ -203,7 +203,7 @@ def build_reports(results_dir: str | Path = "results", reports_dir: str | Path =
                           f"{lat['n_batches']} batches after {lat['warmup_batches']} warm-up, on "
                           f"{lat['device_name']} ({lat['device']}, {lat['torch_threads']} threads, {lat['dtype']}).", ""]
             table = dataset_table(exp, records)
-            lines += [table.to_markdown(index=False), ""]
+            lines += [table.to_markdown(index=False, disable_numparse=True), ""]
             csv = reports_dir / f"{exp_name}__{dataset}.csv"
             table.to_csv(csv, index=False)
             written.append(csv)
@@ -212,7 +212,7 @@ def build_reports(results_dir: str | Path = "results", reports_dir: str | Path =
                 ptable = paper_table(exp.get("paper_table"), paper_ds, list(table["model"]), paper, table)
                 if ptable is not None:
                     lines += [f"The paper's numbers ({paper['source']}, {exp.get('paper_table')}, {paper_ds}), "
-                              "labelled as the paper's:", "", ptable.to_markdown(index=False), ""]
+                              "labelled as the paper's:", "", ptable.to_markdown(index=False, disable_numparse=True), ""]
                 else:
                     lines += ["The paper reports none of these rows for this dataset.", ""]
             else:
