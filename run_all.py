@@ -22,6 +22,7 @@ def parse_args(argv=None):
     parser.add_argument("--experiments", help="comma-separated experiment names (replaces the set's list)")
     parser.add_argument("--dataset", help="comma-separated dataset presets (benchmarks/datasets.yaml)")
     parser.add_argument("--data-path", help="folder of the dataset's source files (one dataset only)")
+    parser.add_argument("--runs", help="comma-separated run names (table rows) to keep")
     parser.add_argument("--seeds", help="comma-separated seeds (replaces the experiments' seeds)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config key device)")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -58,6 +59,7 @@ def main(argv=None) -> int:
             seeds=[int(s) for s in split(args.seeds)] if args.seeds else None,
             overrides=overrides,
             data_path=args.data_path,
+            runs=split(args.runs),
         )
         runner = Runner(args.results_dir, force=args.force, progress=not args.quiet)
         if args.list:

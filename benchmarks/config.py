@@ -150,7 +150,7 @@ def load_set(name: str) -> dict:
     if name not in sets:
         raise ConfigError(f"unknown experiment set {name!r}; known: {', '.join(sorted(sets))}")
     entry = sets[name]
-    unknown = sorted(set(entry) - {"description", "experiments", "datasets", "seeds", "config"})
+    unknown = sorted(set(entry) - {"description", "experiments", "datasets", "seeds", "config", "runs"})
     if unknown:
         raise ConfigError(f"{SETS_FILE}: set {name!r} has unknown key(s) {unknown}")
     return entry

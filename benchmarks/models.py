@@ -29,7 +29,13 @@ from .config import ConfigError
 # name -> "module:Class". Imported lazily so that a run only pays for the libraries it uses.
 MODEL_REGISTRY: dict[str, str] = {
     "most_popular": "baselines.most_popular:MostPopular",
+    "lite_llm4rec": "lite_llm4rec.model:LiteLLM4Rec",
 }
+
+
+class SkipRun(Exception):
+    """Raised by a model that cannot run here (e.g. its weights are not available); the runner
+    records the run as skipped with the reason, never silently replacing the model."""
 
 
 def register(name: str):

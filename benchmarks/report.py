@@ -16,6 +16,9 @@ from .records import iter_records
 
 PAPER_FILE = Path(__file__).resolve().parent / "paper_reference.yaml"
 METRIC_LABELS = {"recall": "R", "ndcg": "N"}
+# paper tables printed for one dataset only (their rows are models, not datasets)
+SINGLE_DATASET_TABLES = {"table6_item_llm_backbone": "ml-1m", "table7_rec_llm_scaling": "ml-1m",
+                         "table1_inference_time_and_input_length": "ml-1m"}
 
 
 def paper_reference() -> dict:
@@ -28,6 +31,9 @@ def metric_columns(records: list[dict]) -> list[str]:
         for key in rec.get("metrics") or {}:
             if key not in keys:
                 keys.append(key)
+    if not keys:  # nothing ran: the columns the config asked for
+        ks = next((r["config"]["eval"]["ks"] for r in records if "config" in r), [10, 20])
+        keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks]
     return sorted(keys, key=lambda k: (k.split("@")[0] != "recall", int(k.split("@")[1])))
 
 
@@ -93,14 +99,20 @@ def dataset_table(exp: dict, records: list[dict]) -> pd.DataFrame:
         row["epochs"] = _fmt_mean([r["training"].get("epochs", 0) for r in ok], 1)
         row["train s"] = _fmt_mean([r["training"].get("seconds", 0.0) for r in ok], 1)
         row["seeds"] = ", ".join(str(r["seed"]) for r in ok)
+        if any((r.get("model_info") or {}).get("backbones") for r in ok):
+            row["backbones"] = ok[0]["model_info"].get("backbones", "")
         row["users"] = ok[0]["evaluation"]["users"]
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("")
 
 
 def paper_table(table_key: str | None, paper_dataset: str, runs: list[str], paper: dict, ours: pd.DataFrame):
     """The paper's numbers for the same rows, labelled as the paper's, with our difference."""
-    table = (paper.get(table_key) or {}).get(paper_dataset) if table_key else None
+    table = (paper.get(table_key) or {}) if table_key else {}
+    if table_key in SINGLE_DATASET_TABLES:
+        table = table if SINGLE_DATASET_TABLES[table_key] == paper_dataset else None
+    else:
+        table = table.get(paper_dataset)
     if not table:
         return None
     rows = []

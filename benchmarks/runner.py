@@ -17,15 +17,10 @@ from .config import ConfigError, RunSpec, config_hash
 from .data import SequenceDataset, load_dataset
 from .evaluate import evaluate
 from .latency import device_description, measure_latency
-from .models import build_model
+from .models import SkipRun, build_model
 from .records import git_commit, library_versions, now, read_record, record_path, write_record
 from .split import leave_one_out
 from .training import Trainer
-
-
-class SkipRun(Exception):
-    """Raised by a model that cannot run here (e.g. its weights are not available); the run is
-    recorded as skipped with the reason, never silently replaced by another model."""
 
 
 @dataclass
@@ -42,6 +37,7 @@ def plan_runs(
     seeds: list[int] | None = None,
     overrides: list[str] | None = None,
     data_path: str | None = None,
+    runs: list[str] | None = None,
 ) -> Plan:
     """Expand an experiment set (or an explicit list of experiments) into resolved runs."""
     set_entry = cfgmod.load_set(set_name) if set_name else {}
@@ -50,16 +46,23 @@ def plan_runs(
         raise ConfigError("nothing to run: give --experiments or a set with experiments")
     datasets = datasets or set_entry.get("datasets")
     seeds = seeds or set_entry.get("seeds")
+    runs = runs or set_entry.get("runs")
     if data_path is not None and datasets is not None and len(datasets) != 1:
         raise ConfigError("--data-path needs exactly one --dataset")
     cli = [cfgmod.parse_override(o) for o in overrides or []]
+    if runs:
+        known = {r for name in names for r in cfgmod.load_experiment(name)[1]["runs"]}
+        unknown = sorted(set(runs) - known)
+        if unknown:
+            raise ConfigError(f"unknown run(s) {unknown}; the experiments have {sorted(known)}")
     plan = Plan(runs=[])
     for name in names:
         exp_name, exp = cfgmod.load_experiment(name)
         plan.experiments[exp_name] = exp
+        selected = [r for r in exp["runs"] if not runs or r in runs]
         for dataset in datasets or exp["datasets"]:
             for seed in seeds or exp["seeds"]:
-                for run in exp["runs"]:
+                for run in selected:
                     plan.runs.append(
                         cfgmod.resolve_run(
                             exp_name, exp, run, dataset, seed,

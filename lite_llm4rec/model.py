@@ -1,0 +1,204 @@
+"""Lite-LLM4Rec, readable top to bottom.
+
+    item text --Item LLM (offline, cached)--> item vectors            (item_llm.py)
+    user's last 20 items -> their vectors -> one-layer MLP if widths differ
+      -> Recommendation LLM (an encoder fed the vectors as input embeddings, padding masked)
+      -> masked mean pooling -> user vector h_u
+      -> item projection head: logits = W h_u + b over every item, in one step (no beam search)
+    loss: cross-entropy with the next item as the only positive
+
+Training strategies (`strategy`):
+- `sampling`: each epoch, one random contiguous segment of at most 21 training items per user
+  (20 inputs + 1 target), as in POD.
+- `all`: every training position of every user is a sample, with the previous 20 items as input.
+Only the training part of each sequence (validation and test targets removed by the split) ever
+provides a target.
+
+Second stage (`finetune_item_vectors`): after the first stage converges, the item vectors become
+a trainable embedding table (initialised from the Item LLM) and are fine-tuned together with the
+Recommendation LLM.
+
+Ablations (Figures 4, 5): `fix_rec_llm` (fixT5: the Recommendation LLM frozen), `fix_head`
+(fixHead: the projection head frozen at its initialisation), `rec_llm_init: scratch` (the same
+architecture randomly initialised).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmarks import backbones
+from benchmarks.latency import section
+from benchmarks.split import pad_histories
+from benchmarks.training import NeuralRecommender
+
+from .item_llm import item_vectors, masked_mean
+
+
+class LiteLLM4RecNet(nn.Module):
+    def __init__(self, vectors: torch.Tensor, rec_llm: nn.Module, n_items: int, dropout: float):
+        super().__init__()
+        # frozen in the first stage; `unfreeze_item_vectors` makes it the stage-2 trainable table
+        self.item_vectors = nn.Embedding.from_pretrained(vectors, freeze=True, padding_idx=0)
+        item_width, rec_width = vectors.shape[1], backbones.hidden_size(rec_llm)
+        self.item_adapter = (
+            nn.Sequential(nn.Linear(item_width, rec_width), nn.GELU())
+            if item_width != rec_width else nn.Identity()
+        )
+        self.rec_llm = rec_llm
+        self.dropout = nn.Dropout(dropout)
+        self.item_projection_head = nn.Linear(rec_width, n_items + 1)
+
+    def user_vectors(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        inputs = self.dropout(self.item_adapter(self.item_vectors(items)))
+        hidden = self.rec_llm(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
+        return masked_mean(hidden, mask)
+
+    def forward(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with section("encode"):
+            user = self.user_vectors(items, mask)
+        with section("score"):
+            logits = self.item_projection_head(self.dropout(user))
+            # column 0 is padding: never a prediction
+            return logits.masked_fill(self._padding_column(logits), float("-inf"))
+
+    @staticmethod
+    def _padding_column(logits: torch.Tensor) -> torch.Tensor:
+        column = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+        column[0] = True
+        return column
+
+
+def standardize_item_vectors(vectors: torch.Tensor) -> torch.Tensor:
+    """Per-dimension z-scores over the real items (row 0, padding, stays zero).
+
+    Mean-pooled sentence-encoder states share a large common direction (anisotropy): on
+    ml-100k, MiniLM item vectors vary across items by 0.22 per dimension around a norm of 5.6.
+    Fed raw, the Recommendation LLM's user vectors barely differ between users and training
+    collapsed them to one popularity vector (measured spread 1e-5). Standardising keeps every
+    difference between items and removes only the shared offset and scale."""
+    items = vectors[1:]
+    out = torch.zeros_like(vectors)
+    out[1:] = (items - items.mean(0)) / items.std(0).clamp(min=1e-6)
+    return out
+
+
+def sampling_samples(train: list[np.ndarray], window: int, rng: np.random.Generator):
+    """One random contiguous segment of at most window + 1 items per user: (inputs, targets)."""
+    inputs, targets = [], []
+    for seq in train:
+        if len(seq) < 2:
+            continue
+        length = min(len(seq), window + 1)
+        start = int(rng.integers(0, len(seq) - length + 1))
+        segment = seq[start : start + length]
+        inputs.append(segment[:-1])
+        targets.append(segment[-1])
+    return inputs, np.array(targets, dtype=np.int64)
+
+
+def all_samples(train: list[np.ndarray], window: int):
+    """Every training position t >= 1 of every user: the previous `window` items -> item t."""
+    inputs, targets = [], []
+    for seq in train:
+        for t in range(1, len(seq)):
+            inputs.append(seq[max(0, t - window) : t])
+            targets.append(seq[t])
+    return inputs, np.array(targets, dtype=np.int64)
+
+
+class LiteLLM4Rec(NeuralRecommender):
+    defaults = {
+        "item_llm": "all-MiniLM-L6-v2",   # the paper's default is t5-small (experiment files name it)
+        "item_pooling": "mean",           # mean over real tokens; "pooler" for BERT's pooler output
+        "item_max_length": 64,            # tokens of item text read by the Item LLM
+        "item_batch_size": 64,
+        "item_cache_dir": ".cache/item_vectors",
+        "item_vector_norm": "standardize",  # standardize | none (see standardize_item_vectors)
+        "rec_llm": "all-MiniLM-L6-v2",    # the paper's default is the t5-small encoder
+        "rec_llm_init": "pretrained",     # pretrained | scratch (ablation)
+        "strategy": "sampling",           # sampling | all
+        "max_seq_length": 20,             # input items per user (the paper's window of 20)
+        "dropout": 0.5,                   # on the input vectors and the user vector; per dataset
+        "fix_rec_llm": False,             # ablation fixT5
+        "fix_head": False,                # ablation fixHead
+        "finetune_item_vectors": False,   # second stage: trainable item vectors
+        "stage2_epochs": None,            # epochs of the second stage; null = train.epochs
+    }
+    input_unit = "item vectors"
+
+    def __init__(self, params: dict, dataset, device: torch.device):
+        super().__init__(params, dataset, device)
+        p = params
+        if p["strategy"] not in ("sampling", "all"):
+            raise ValueError(f"model.strategy must be 'sampling' or 'all', got {p['strategy']!r}")
+        if p["rec_llm_init"] not in ("pretrained", "scratch"):
+            raise ValueError(f"model.rec_llm_init must be 'pretrained' or 'scratch', got {p['rec_llm_init']!r}")
+        vectors, self.item_vector_info = item_vectors(
+            dataset, p["item_llm"], max_length=p["item_max_length"], pooling=p["item_pooling"],
+            batch_size=p["item_batch_size"], cache_dir=p["item_cache_dir"], device=device,
+        )
+        if p["item_vector_norm"] == "standardize":
+            vectors = standardize_item_vectors(vectors)
+        elif p["item_vector_norm"] != "none":
+            raise ValueError(f"model.item_vector_norm must be 'standardize' or 'none', got {p['item_vector_norm']!r}")
+        rec_llm = backbones.load_encoder(p["rec_llm"], pretrained=p["rec_llm_init"] == "pretrained")
+        self.module = LiteLLM4RecNet(vectors, rec_llm, self.n_items, float(p["dropout"])).to(device)
+        if p["fix_rec_llm"]:
+            self.module.rec_llm.requires_grad_(False)
+        if p["fix_head"]:
+            self.module.item_projection_head.requires_grad_(False)
+        self.window = int(p["max_seq_length"])
+
+    # ---- training (the shared loop in benchmarks/training.py calls these)
+
+    def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
+        if self.params["strategy"] == "sampling":
+            inputs, targets = sampling_samples(split.train, self.window, rng)
+        else:
+            inputs, targets = all_samples(split.train, self.window)
+        items = pad_histories(inputs, self.window)
+        order = rng.permutation(len(targets))
+        return [(items[order[i : i + batch_size]], targets[order[i : i + batch_size]])
+                for i in range(0, len(order), batch_size)]
+
+    def loss(self, batch) -> torch.Tensor:
+        items, targets = (torch.from_numpy(a).to(self.device) for a in batch)
+        logits = self.module(items, items > 0)
+        return nn.functional.cross_entropy(logits, targets)
+
+    def fit(self, split, trainer) -> dict:
+        stage1 = trainer.fit(self, split)
+        result = {**stage1, "item_vectors": self.item_vector_info}
+        if self.params["finetune_item_vectors"]:
+            self.module.item_vectors.weight.requires_grad_(True)
+            stage2_trainer = trainer.with_epochs(self.params["stage2_epochs"])
+            stage2 = stage2_trainer.fit(self, split, keep_initial=True)
+            result = {
+                **stage2,
+                "epochs": stage1["epochs"] + stage2["epochs"],
+                "seconds": stage1["seconds"] + stage2["seconds"],
+                "stage1": stage1,
+                "item_vectors": self.item_vector_info,
+            }
+        return result
+
+    # ---- inference (evaluator and latency timer)
+
+    def prepare(self, histories):
+        items = torch.from_numpy(pad_histories(histories, self.window)).to(self.device)
+        return items, items > 0
+
+    def score(self, batch) -> torch.Tensor:
+        items, mask = batch
+        return self.module(items, mask)
+
+    def input_length(self, histories) -> np.ndarray:
+        return np.array([min(len(h), self.window) for h in histories], dtype=np.float64)
+
+    def describe(self) -> dict:
+        p = self.params
+        backbones_used = f"item LLM {p['item_llm']}; rec LLM {p['rec_llm']}" + (" (scratch)" if p["rec_llm_init"] == "scratch" else "")
+        return {**super().describe(), "item_vectors": self.item_vector_info, "backbones": backbones_used,
+                "rec_llm_width": backbones.hidden_size(self.module.rec_llm)}

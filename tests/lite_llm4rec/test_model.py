@@ -1,0 +1,220 @@
+"""Lite-LLM4Rec on tiny random backbones: pooling, item-vector cache, strategies, ablations,
+second stage, training, and clear skips for backbones that are not here."""
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from benchmarks import backbones
+from benchmarks.models import SkipRun, build_model
+from benchmarks.split import leave_one_out
+from benchmarks.training import Trainer
+from lite_llm4rec import item_llm
+from lite_llm4rec.item_llm import masked_mean
+from lite_llm4rec.model import all_samples, sampling_samples
+
+TRAIN = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_decay": 0.0,
+         "warmup_ratio": 0.0, "lr_schedule": "constant", "max_grad_norm": None, "patience": 10,
+         "eval_every": 1, "valid_metric": "recall@10", "max_minutes": None}
+EVAL = {"ks": [10, 20], "mask_history": True, "batch_size": 64}
+
+
+def build(dataset, tmp_path, tiny_bert, **params):
+    section = {"name": "lite_llm4rec", "item_llm": tiny_bert, "rec_llm": tiny_bert,
+               "item_cache_dir": str(tmp_path / "vectors"), "item_max_length": 16, "dropout": 0.1}
+    section.update(params)
+    torch.manual_seed(0)
+    return build_model(section, dataset, torch.device("cpu"))
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def changed(before, module, prefix):
+    after = module.state_dict()
+    keys = [k for k in before if k.startswith(prefix)]
+    assert keys, prefix
+    return any(not torch.equal(before[k], after[k]) for k in keys)
+
+
+def test_masked_mean_ignores_padding():
+    hidden = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    pooled = masked_mean(hidden, mask)
+    assert torch.allclose(pooled[0], hidden[0, :3].mean(0))
+    assert torch.allclose(pooled[1], hidden[1].mean(0))
+    hidden[0, 3:] = 1e6  # whatever sits at padded positions does not matter
+    assert torch.allclose(masked_mean(hidden, mask)[0], pooled[0])
+
+
+def test_user_vector_does_not_depend_on_padding_length(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert)
+    model.module.eval()
+    short, long = toy_dataset.sequences[0][:4], toy_dataset.sequences[1][:12]
+    with torch.no_grad():
+        alone = model.score(model.prepare([short]))
+        padded = model.score(model.prepare([short, long]))  # short is padded to 12 here
+    assert torch.allclose(alone[0], padded[0], atol=1e-5)
+    assert torch.isinf(alone[0, 0]) and alone.shape == (1, toy_dataset.n_items + 1)
+
+
+def test_item_vector_cache_hit_and_invalidation(toy_dataset, tmp_path, tiny_bert, monkeypatch):
+    cache = tmp_path / "vectors"
+    first, info = item_llm.item_vectors(toy_dataset, tiny_bert, max_length=16, cache_dir=cache, progress=False)
+    assert info["cache"] == "miss" and first.shape == (toy_dataset.n_items + 1, 32)
+    assert torch.all(first[0] == 0)
+    stored = list(cache.glob("*.safetensors"))
+    assert len(stored) == 1 and torch.equal(load_file(str(stored[0]))["item_vectors"], first)
+
+    def no_encoding(*a, **k):
+        raise AssertionError("recomputed although cached")
+
+    monkeypatch.setattr(item_llm, "encode_texts", no_encoding)
+    again, info = item_llm.item_vectors(toy_dataset, tiny_bert, max_length=16, cache_dir=cache, progress=False)
+    assert info["cache"] == "hit" and torch.equal(again, first)
+    monkeypatch.undo()
+    # another max length, another pooling, other item texts: each recomputes
+    _, info = item_llm.item_vectors(toy_dataset, tiny_bert, max_length=8, cache_dir=cache, progress=False)
+    assert info["cache"] == "miss"
+    _, info = item_llm.item_vectors(toy_dataset, tiny_bert, max_length=16, pooling="pooler", cache_dir=cache, progress=False)
+    assert info["cache"] == "miss"
+    toy_dataset.item_texts[1] = "a different title"
+    changed_text, info = item_llm.item_vectors(toy_dataset, tiny_bert, max_length=16, cache_dir=cache, progress=False)
+    assert info["cache"] == "miss" and not torch.equal(changed_text[1], first[1])
+    assert len(list(cache.glob("*.safetensors"))) == 4
+
+
+def test_item_vectors_are_mean_pooled_token_states(toy_dataset, tiny_bert):
+    from transformers import AutoModel, AutoTokenizer
+
+    vectors = item_llm.encode_texts(toy_dataset.item_texts[1:3], tiny_bert, max_length=16, progress=False)
+    tokenizer, model = AutoTokenizer.from_pretrained(tiny_bert), AutoModel.from_pretrained(tiny_bert).eval()
+    for row, text in enumerate(toy_dataset.item_texts[1:3]):
+        tokens = tokenizer(text, return_tensors="pt", truncation=True, max_length=16)
+        with torch.no_grad():
+            expected = model(**tokens).last_hidden_state[0].mean(0)
+        assert torch.allclose(vectors[row], expected, atol=1e-5)
+
+
+def test_strategies_use_only_training_targets(toy_dataset):
+    split = leave_one_out(toy_dataset)
+    rng = np.random.default_rng(0)
+    inputs, targets = sampling_samples(split.train, 5, rng)
+    assert len(targets) == sum(1 for s in split.train if len(s) >= 2)  # one segment per user
+    for user, (inp, tgt) in enumerate(zip(inputs, targets)):
+        seq = split.train[user]
+        segment = list(inp) + [tgt]
+        assert 2 <= len(segment) <= 6
+        starts = [i for i in range(len(seq)) if list(seq[i : i + len(segment)]) == segment]
+        assert starts, "a sampling sample must be a contiguous segment of the training part"
+        assert tgt not in (split.valid_targets[user], split.test_targets[user])
+    inputs, targets = all_samples(split.train, 5)
+    assert len(targets) == sum(len(s) - 1 for s in split.train)
+    position = 0
+    for user, seq in enumerate(split.train):
+        for t in range(1, len(seq)):
+            assert list(inputs[position]) == list(seq[max(0, t - 5) : t]) and targets[position] == seq[t]
+            assert targets[position] not in (split.valid_targets[user], split.test_targets[user])
+            position += 1
+
+
+def _one_training_step(model, dataset):
+    split = leave_one_out(dataset)
+    batch = model.training_batches(split, 0, np.random.default_rng(0), 32)[0]
+    optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
+    model.module.train()
+    model.loss(batch).backward()
+    optimizer.step()
+
+
+def test_full_model_trains_everything_but_the_item_vectors(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert)
+    before = snapshot(model.module)
+    _one_training_step(model, toy_dataset)
+    assert changed(before, model.module, "rec_llm.") and changed(before, model.module, "item_projection_head.")
+    assert not changed(before, model.module, "item_vectors.")  # frozen in the first stage
+
+
+def test_fix_rec_llm_freezes_exactly_the_rec_llm(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert, fix_rec_llm=True)
+    assert not any(p.requires_grad for p in model.module.rec_llm.parameters())
+    assert all(p.requires_grad for p in model.module.item_projection_head.parameters())
+    before = snapshot(model.module)
+    _one_training_step(model, toy_dataset)
+    assert not changed(before, model.module, "rec_llm.")
+    assert changed(before, model.module, "item_projection_head.")
+
+
+def test_fix_head_freezes_exactly_the_head(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert, fix_head=True)
+    before = snapshot(model.module)
+    _one_training_step(model, toy_dataset)
+    assert not changed(before, model.module, "item_projection_head.")
+    assert changed(before, model.module, "rec_llm.")
+
+
+def test_scratch_reinitialises_the_rec_llm_only(toy_dataset, tmp_path, tiny_bert):
+    from transformers import AutoModel
+
+    pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
+    full = build(toy_dataset, tmp_path, tiny_bert).module.rec_llm.state_dict()
+    scratch_model = build(toy_dataset, tmp_path, tiny_bert, rec_llm_init="scratch")
+    scratch = scratch_model.module.rec_llm.state_dict()
+    weight = "encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(full[weight], pretrained[weight])
+    assert not torch.equal(scratch[weight], pretrained[weight])
+    assert scratch.keys() == pretrained.keys()  # same architecture
+    # the Item LLM's vectors are the same pretrained ones either way
+    assert torch.equal(scratch_model.module.item_vectors.weight, build(toy_dataset, tmp_path, tiny_bert).module.item_vectors.weight)
+
+
+def test_t5_rec_llm_loads_only_the_encoder_and_mlp_maps_widths(toy_dataset, tmp_path, tiny_bert, tiny_t5):
+    from transformers import T5EncoderModel
+
+    model = build(toy_dataset, tmp_path, tiny_bert, rec_llm=tiny_t5)
+    assert isinstance(model.module.rec_llm, T5EncoderModel)
+    adapter = model.module.item_adapter
+    assert isinstance(adapter[0], torch.nn.Linear) and (adapter[0].in_features, adapter[0].out_features) == (32, 24)
+    scores = model.score(model.prepare(toy_dataset.sequences[:3]))
+    assert scores.shape == (3, toy_dataset.n_items + 1)
+
+
+@pytest.mark.parametrize("strategy", ["sampling", "all"])
+def test_short_training_lowers_the_loss(toy_dataset, tmp_path, tiny_bert, strategy):
+    model = build(toy_dataset, tmp_path, tiny_bert, strategy=strategy)
+    split = leave_one_out(toy_dataset)
+    epochs = 20 if strategy == "sampling" else 4  # sampling sees one segment per user an epoch
+    result = Trainer({**TRAIN, "epochs": epochs, "lr": 3e-3}, EVAL, seed=0, progress=False).fit(model, split)
+    losses = [h["loss"] for h in result["history"]]
+    assert np.mean(losses[-2:]) < losses[0] - 0.1, losses
+
+
+def test_second_stage_fine_tunes_item_vectors_and_never_ends_worse(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert, finetune_item_vectors=True, stage2_epochs=2)
+    before = snapshot(model.module)
+    trainer = Trainer({**TRAIN, "epochs": 2}, EVAL, seed=0, progress=False)
+    result = model.fit(leave_one_out(toy_dataset), trainer)
+    assert result["stage1"]["epochs"] == 2 and result["epochs"] == 4
+    assert result["best_valid"]["recall@10"] >= result["stage1"]["best_valid"]["recall@10"]
+    assert model.module.item_vectors.weight.requires_grad
+
+
+def test_missing_backbone_is_a_clear_skip(toy_dataset, tmp_path, tiny_bert, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SkipRun, match="t5-nonexistent-size.*Hugging Face cache"):
+        build(toy_dataset, tmp_path, tiny_bert, rec_llm="t5-nonexistent-size")
+    with pytest.raises(backbones.BackboneUnavailable, match="local folder"):
+        backbones.load_encoder(str(tmp_path / "not-a-model"))
+
+
+def test_standardized_item_vectors_keep_padding_zero_and_differences():
+    from lite_llm4rec.model import standardize_item_vectors
+
+    raw = torch.cat([torch.zeros(1, 8), 5.0 + 0.1 * torch.randn(50, 8)])  # a shared offset
+    out = standardize_item_vectors(raw)
+    assert torch.all(out[0] == 0)
+    assert torch.allclose(out[1:].mean(0), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(out[1:].std(0), torch.ones(8), atol=1e-5)
+    # an affine map per dimension: the order of items along each dimension is unchanged
+    assert torch.equal(out[1:].argsort(0), raw[1:].argsort(0))
