@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.recbole_compat import import_recbole
+from benchmarks.recbole_compat import import_recbole, isolated_config
 
 NO_ATTRIBUTE = "[none]"
 
@@ -29,10 +29,11 @@ def write_atomic_files(dataset, folder: str | Path, name: str) -> Path:
         for user, seq in enumerate(dataset.sequences, start=1):
             for position, item in enumerate(seq):
                 inter.write(f"{user}\t{int(item)}\t{position}\n")
+    attributes = dataset.item_attributes or [[]] * (dataset.n_items + 1)
     with open(out / f"{name}.item", "w") as items:
         items.write("item_id:token\tattributes:token_seq\n")
         for item in range(1, dataset.n_items + 1):
-            attrs = (dataset.item_attributes or [[]] * (dataset.n_items + 1))[item]
+            attrs = attributes[item]
             tokens = " ".join(_token(a) for a in attrs) or NO_ATTRIBUTE
             items.write(f"{item}\t{tokens}\n")
     return out
@@ -58,7 +59,8 @@ def recbole_config(model: str, folder: str | Path, name: str, overrides: dict | 
         "save_dataloaders": False,
         **(overrides or {}),
     }
-    return Config(model=model, dataset=name, config_dict=settings)
+    with isolated_config():  # RecBole's Config reads sys.argv and sets CUDA_VISIBLE_DEVICES
+        return Config(model=model, dataset=name, config_dict=settings)
 
 
 def recbole_dataset(config):

@@ -12,6 +12,7 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
     per_dataset: {ml-1m-partial: {...}}   # overrides for one dataset (e.g. dropout per dataset)
     runs:                         # run name -> overrides; the name is the table row
       MostPopular: {model: {name: most_popular}}
+      Lite: {model: {...}, per_dataset: {ml-1m: {...}}}   # a run's own per-dataset overrides
 
 Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.py --set`.
 """
@@ -183,7 +184,8 @@ def resolve_run(
     cli_overrides: list[dict] | None = None,
     data_path: str | None = None,
 ) -> RunSpec:
-    """Layer defaults < dataset preset < set < experiment < per-dataset < run < CLI."""
+    """Layer defaults < dataset preset < set < experiment < per-dataset < run < the run's
+    per-dataset < CLI."""
     from .models import resolve_model_params  # late import: models imports this module
 
     cfg = defaults()
@@ -191,7 +193,10 @@ def resolve_run(
     cfg = merge(cfg, set_config or {}, where=" in experiment set")
     cfg = merge(cfg, exp.get("config") or {}, where=f" in experiment {experiment!r}")
     cfg = merge(cfg, (exp.get("per_dataset") or {}).get(dataset) or {}, where=f" in {experiment}.per_dataset")
-    cfg = merge(cfg, exp["runs"][run] or {}, where=f" in {experiment}.runs.{run}")
+    run_entry = dict(exp["runs"][run] or {})
+    run_per_dataset = run_entry.pop("per_dataset", None) or {}
+    cfg = merge(cfg, run_entry, where=f" in {experiment}.runs.{run}")
+    cfg = merge(cfg, run_per_dataset.get(dataset) or {}, where=f" in {experiment}.runs.{run}.per_dataset")
     for override in cli_overrides or []:
         cfg = merge(cfg, override, where=" on the command line")
     if data_path is not None:

@@ -30,6 +30,7 @@ from .config import ConfigError
 MODEL_REGISTRY: dict[str, str] = {
     "most_popular": "baselines.most_popular:MostPopular",
     "lite_llm4rec": "lite_llm4rec.model:LiteLLM4Rec",
+    "recbole": "baselines.recbole_models:RecBoleModel",
 }
 
 

@@ -34,7 +34,8 @@ def test_layering_order_defaults_preset_experiment_run_cli(tmp_path):
         "datasets: [ml-1m-partial]\n"
         "config: {train: {lr: 0.1, epochs: 7}, eval: {ks: [5, 10]}}\n"
         "per_dataset: {ml-1m-partial: {train: {weight_decay: 0.3}}}\n"
-        "runs: {A: {train: {lr: 0.2}, model: {name: most_popular}}}\n"
+        "runs: {A: {train: {lr: 0.2}, model: {name: most_popular},\n"
+        "            per_dataset: {ml-1m-partial: {train: {warmup_ratio: 0.5}}, ml-100k: {train: {warmup_ratio: 0.9}}}}}\n"
     )
     name, loaded = cfgmod.load_experiment(str(exp))
     spec = cfgmod.resolve_run(name, loaded, "A", "ml-1m-partial", 3,
@@ -44,6 +45,7 @@ def test_layering_order_defaults_preset_experiment_run_cli(tmp_path):
     assert cfg["train"]["lr"] == 0.2            # run beats experiment
     assert cfg["train"]["epochs"] == 2          # CLI beats experiment
     assert cfg["train"]["weight_decay"] == 0.3  # per-dataset layer
+    assert cfg["train"]["warmup_ratio"] == 0.5  # the run's own per-dataset layer, this dataset only
     assert cfg["train"]["adam_eps"] == 1e-6     # default kept
     assert cfg["eval"]["ks"] == [5, 10] and cfg["seed"] == 3
 

@@ -1,0 +1,559 @@
+"""The classic sequential baselines of Table 3 (GRU4Rec, SASRec, BERT4Rec, NARM, STAMP, S3Rec, FDSA),
+trained by RecBole's own model and trainer code and measured by the suite's evaluator and timer.
+
+What comes from RecBole and what from the suite:
+
+- Data and split are ours. Our processed dataset is written as RecBole atomic files
+  (`baselines/recbole_data.py`: our item ids, the position in the user's sequence as timestamp),
+  and RecBole is configured so that its split is our leave-one-out: `eval_args` split
+  `{'LS': 'valid_and_test'}`, order `TO`, group_by user, mode full, no filtering. `fit` checks,
+  user by user, that RecBole's validation and test targets and histories are exactly ours before
+  it trains (users with fewer than 4 interactions are refused: RecBole's leave-one-out gives them
+  no validation item, so its split would differ from ours).
+- Models, losses and training are RecBole's: `get_model(name)`, `get_trainer(MODEL_TYPE, name)`,
+  RecBole's optimiser defaults (Adam, learning rate 0.001) unless `model.recbole_config` sets
+  them, early stopping on RecBole's validation Recall@10 (`train.valid_metric`). RecBole's
+  validation does not mask history for sequential models (see `recbole_evaluate`).
+- Test metrics and latency are ours: `score` returns `full_sort_predict` scores with the columns
+  put in our item-id order, so the shared evaluator (history masking, ties against the target)
+  and the shared latency timer measure these models exactly as every other row of a table.
+
+The suite's config maps onto RecBole's as follows (everything else is RecBole's default, or
+`model.recbole_config`, whose keys must be RecBole keys and not one of those the suite sets):
+
+    model.recbole_model    -> the RecBole model class
+    model.max_seq_length   -> MAX_ITEM_LIST_LENGTH
+    model.loss_type        -> loss_type (CE: train_neg_sample_args None; BPR: one uniform negative)
+    model.pretrain_epochs  -> S3Rec's pretrain_epochs (null: RecBole's default)
+    train.epochs           -> epochs
+    train.patience         -> stopping_step
+    train.batch_size       -> train_batch_size
+    train.eval_every       -> eval_step
+    train.valid_metric     -> valid_metric (recall@10 -> Recall@10)
+    train.max_minutes      -> stops after the validation that crosses the budget
+    eval.ks                -> topk (metrics Recall, NDCG)
+    seed                   -> seed (init_seed(seed, reproducibility=True))
+    device                 -> config["device"]
+    train.lr, adam_eps, weight_decay, warmup_ratio, lr_schedule, max_grad_norm: not used (they
+    belong to the suite's own training loop); set RecBole's learning_rate, weight_decay,
+    clip_grad_norm through model.recbole_config.
+
+Everything RecBole writes (atomic files, checkpoints, TensorBoard events, its log) goes to
+`<model.run_dir>/<dataset>-<model>-<hash of the run's settings>/`, never the working directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from baselines.recbole_data import recbole_config, write_atomic_files
+from benchmarks.config import ConfigError
+from benchmarks.models import Recommender
+from benchmarks.recbole_compat import import_recbole, load_checkpoint, outputs_under
+from benchmarks.split import pad_histories
+
+SUPPORTED_MODELS = ("GRU4Rec", "SASRec", "BERT4Rec", "NARM", "STAMP", "S3Rec", "FDSA")
+NEEDS_ATTRIBUTES = {"FDSA": "selected_features", "S3Rec": "item_attribute"}
+ATTRIBUTE_FIELD = "attributes"  # the .item column written by recbole_data
+ATOMIC_NAME = "suite_data"  # not a RecBole preset name: no dataset yaml of RecBole's applies
+LOSS_TYPES = ("CE", "BPR")  # every supported model accepts both (see their RecBole yaml files)
+MIN_INTERACTIONS = 4  # RecBole's leave-one-out gives a user with 3 interactions no validation row
+
+# RecBole keys the suite sets itself: model.recbole_config may not change them.
+_SUITE_KEYS = {
+    "MAX_ITEM_LIST_LENGTH": "model.max_seq_length",
+    "loss_type": "model.loss_type",
+    "train_neg_sample_args": "model.loss_type",
+    "pretrain_epochs": "model.pretrain_epochs",
+    "epochs": "train.epochs",
+    "stopping_step": "train.patience",
+    "train_batch_size": "train.batch_size",
+    "eval_step": "train.eval_every",
+    "valid_metric": "train.valid_metric",
+    "topk": "eval.ks",
+    "seed": "seed",
+    "device": "device",
+    "use_gpu": "device",
+    "gpu_id": "device",
+}
+_PROTOCOL_KEYS = {
+    # our data and split
+    "data_path", "dataset", "USER_ID_FIELD", "ITEM_ID_FIELD", "TIME_FIELD", "RATING_FIELD",
+    "load_col", "unload_col", "unused_col", "additional_feat_suffix", "user_inter_num_interval",
+    "item_inter_num_interval", "val_interval", "rm_dup_inter", "filter_inter_by_user_or_item",
+    "benchmark_filename", "field_separator", "seq_separator", "eval_args", "repeatable",
+    "ITEM_LIST_LENGTH_FIELD", "LIST_SUFFIX", "alias_of_item_id", "alias_of_user_id",
+    "metrics", "valid_metric_bigger", "reproducibility",
+    # the two stages of S3Rec and the feature fields, which the suite wires up
+    "train_stage", "pre_model_path", "save_step", "item_attribute", "selected_features",
+    # where RecBole writes
+    "checkpoint_dir", "save_dataset", "dataset_save_path", "save_dataloaders",
+    "dataloaders_save_path", "show_progress", "log_wandb", "state",
+    # derived by RecBole's Config itself
+    "model", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "single_spec", "local_rank",
+    "world_size", "nproc", "offset", "ip", "port", "valid_neg_sample_args",
+    "test_neg_sample_args", "eval_neg_sample_args",
+}
+
+
+class _TimeBudgetSpent(Exception):
+    """Raised from RecBole's epoch callback when train.max_minutes is crossed."""
+
+
+def _json_safe(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _metric_name(ours: str) -> str:
+    """Our train.valid_metric (recall@10, ndcg@20) as RecBole names it (Recall@10, NDCG@20)."""
+    name, _, k = str(ours).partition("@")
+    names = {"recall": "Recall", "ndcg": "NDCG"}
+    if name.lower() not in names or not k.isdigit():
+        raise ConfigError(f"train.valid_metric {ours!r} has no RecBole equivalent (recall@K or ndcg@K)")
+    return f"{names[name.lower()]}@{k}"
+
+
+class RecBoleModel(Recommender):
+    defaults = {
+        "recbole_model": None,  # one of SUPPORTED_MODELS
+        "max_seq_length": 20,  # MAX_ITEM_LIST_LENGTH: the last N items of a history are read
+        "loss_type": "CE",  # every supported model takes CE (RecBole's default for all seven)
+        "recbole_config": {},  # extra RecBole settings (hidden sizes, learning_rate...)
+        "pretrain_epochs": None,  # S3Rec only: pre-training epochs (null: RecBole's default, 500)
+        "run_dir": ".cache/recbole_runs",  # where each run's RecBole outputs go
+    }
+    input_unit = "items"
+
+    def __init__(self, params: dict, dataset, device: torch.device):
+        super().__init__(params, dataset, device)
+        self.name = params["recbole_model"]
+        if self.name not in SUPPORTED_MODELS:
+            raise ConfigError(
+                f"model.recbole_model {self.name!r} is not supported; supported RecBole models: "
+                f"{', '.join(SUPPORTED_MODELS)}"
+            )
+        self.max_seq_length = params["max_seq_length"]
+        if isinstance(self.max_seq_length, bool) or not isinstance(self.max_seq_length, int) \
+                or self.max_seq_length < 1:
+            raise ConfigError(f"model.max_seq_length must be a positive integer, got {self.max_seq_length!r}")
+        if self.name == "BERT4Rec" and self.max_seq_length < 2:
+            raise ConfigError("model.max_seq_length must be >= 2 for BERT4Rec (one position holds [MASK])")
+        self.loss_type = params["loss_type"]
+        if self.loss_type not in LOSS_TYPES:
+            raise ConfigError(f"model.loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
+        self.pretrain_epochs = params["pretrain_epochs"]
+        if self.pretrain_epochs is not None:
+            if self.name != "S3Rec":
+                raise ConfigError(f"model.pretrain_epochs is for S3Rec only; {self.name} has no pre-training stage")
+            if isinstance(self.pretrain_epochs, bool) or not isinstance(self.pretrain_epochs, int) \
+                    or self.pretrain_epochs < 1:
+                raise ConfigError(f"model.pretrain_epochs must be a positive integer, got {self.pretrain_epochs!r}")
+        self.extra = params["recbole_config"] or {}
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"model.recbole_config must be a mapping, got {type(self.extra).__name__}")
+        if self.name in NEEDS_ATTRIBUTES:
+            attrs = dataset.item_attributes
+            if attrs is None or not any(len(a) for a in attrs[1:]):
+                raise ConfigError(
+                    f"{self.name} needs item features ({NEEDS_ATTRIBUTES[self.name]} = item attributes), "
+                    f"but dataset {dataset.name!r} has no item attributes; use a dataset with attributes "
+                    "(e.g. MovieLens genres, Amazon categories) or another model"
+                )
+        short = sum(1 for s in dataset.sequences if len(s) < MIN_INTERACTIONS)
+        if short:
+            raise ConfigError(
+                f"{short} user(s) of dataset {dataset.name!r} have fewer than {MIN_INTERACTIONS} "
+                "interactions: RecBole's leave-one-out gives them no validation item, so its split "
+                "would not equal ours (raise data.k_core to 4 or more)"
+            )
+        self.run_root = Path(params["run_dir"])
+        self._check_recbole_keys()
+        self.module = None
+        self.config = None
+        self.run_folder: Path | None = None
+
+    # ------------------------------------------------------------------ configuration
+
+    def _check_recbole_keys(self) -> None:
+        fixed = sorted(k for k in self.extra if k in _SUITE_KEYS or k in _PROTOCOL_KEYS)
+        if fixed:
+            hints = [f"{k} (set {_SUITE_KEYS[k]})" if k in _SUITE_KEYS else k for k in fixed]
+            raise ConfigError(
+                f"model.recbole_config may not set {', '.join(hints)}: the suite sets these so that "
+                "RecBole uses our data, split, budget and evaluation"
+            )
+        base = self._build_config(self.run_root / "_check", None, 0, extra={})
+        unknown = sorted(set(self.extra) - set(base.final_config_dict))
+        if unknown:
+            model_keys = sorted(self._model_yaml_keys())
+            raise ConfigError(
+                f"model.recbole_config has key(s) RecBole does not know for {self.name}: "
+                f"{', '.join(unknown)}; {self.name}'s own keys: {', '.join(model_keys)} "
+                "(and RecBole's training keys such as learning_rate, learner, weight_decay)"
+            )
+
+    def _model_yaml_keys(self) -> list[str]:
+        import yaml
+
+        recbole = import_recbole()
+        path = Path(recbole.__file__).parent / "properties" / "model" / f"{self.name}.yaml"
+        return list((yaml.safe_load(path.read_text()) or {}).keys())
+
+    def _settings(self, folder: Path, train: dict | None, ks, seed: int, stage: str | None = None,
+                  pre_model_path: Path | None = None) -> dict:
+        settings = {
+            "MAX_ITEM_LIST_LENGTH": self.max_seq_length,
+            "loss_type": self.loss_type,
+            "train_neg_sample_args": None if self.loss_type == "CE" else {
+                "distribution": "uniform", "sample_num": 1, "alpha": 1.0, "dynamic": False,
+                "candidate_num": 0},
+            "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user",
+                          "mode": "full"},
+            "repeatable": True,
+            "metrics": ["Recall", "NDCG"],
+            "topk": sorted({int(k) for k in ks}) if ks else [10],
+            "valid_metric": "Recall@10",
+            "valid_metric_bigger": True,
+            "seed": int(seed),
+            "reproducibility": True,
+            "use_gpu": self.device.type == "cuda",
+            "checkpoint_dir": str(folder / "checkpoints"),
+            "show_progress": False,
+            "log_wandb": False,
+        }
+        if self.name == "FDSA":
+            settings["selected_features"] = [ATTRIBUTE_FIELD]
+        if self.name == "S3Rec":
+            settings["item_attribute"] = ATTRIBUTE_FIELD
+            settings["train_stage"] = stage or "finetune"
+            if self.pretrain_epochs is not None:
+                settings["pretrain_epochs"] = int(self.pretrain_epochs)
+            if pre_model_path is not None:
+                settings["pre_model_path"] = str(pre_model_path)
+        if train is not None:
+            settings.update({
+                "epochs": int(train["epochs"]),
+                "stopping_step": int(train["patience"]),
+                "train_batch_size": int(train["batch_size"]),
+                "eval_step": int(train["eval_every"]),
+                "valid_metric": _metric_name(train["valid_metric"]),
+            })
+        return settings
+
+    def _build_config(self, folder: Path, train: dict | None, seed: int, *, ks=(10, 20),
+                      extra: dict | None = None, stage: str | None = None,
+                      pre_model_path: Path | None = None):
+        settings = self._settings(folder, train, ks, seed, stage, pre_model_path)
+        settings.update(self.extra if extra is None else extra)
+        try:
+            config = recbole_config(self.name, folder / "data", ATOMIC_NAME, settings)
+        except (ValueError, NotImplementedError, RuntimeError, TypeError, KeyError) as err:
+            raise ConfigError(f"RecBole rejected the configuration of {self.name}: {err}") from err
+        config["device"] = self.device
+        return config
+
+    def _run_folder(self, trainer) -> Path:
+        key = {
+            "data": self.dataset.content_hash,
+            "model": {k: v for k, v in self.params.items() if k != "run_dir"},
+            "train": trainer.cfg,
+            "ks": list(trainer.eval_cfg.get("ks", [10, 20])),
+            "seed": trainer.seed,
+            "device": str(self.device),
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(self.dataset.name)) or "data"
+        return self.run_root / f"{safe}-{self.name}-{digest}"
+
+    # ------------------------------------------------------------------ data
+
+    def _recbole_data(self, config):
+        """RecBole's dataset and its train/valid/test dataloaders for `config`."""
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import init_seed
+
+        init_seed(config["seed"], config["reproducibility"])
+        rb_dataset = create_dataset(config)
+        train_data, valid_data, test_data = data_preparation(config, rb_dataset)
+        return rb_dataset, train_data, valid_data, test_data
+
+    def _build_index(self, rb_dataset) -> None:
+        """Our item id <-> RecBole's internal item id (0 is padding in both)."""
+        token_id = rb_dataset.field2token_id["item_id"]
+        n = self.n_items
+        if rb_dataset.item_num != n + 1:
+            raise RuntimeError(f"RecBole sees {rb_dataset.item_num - 1} items, our dataset has {n}")
+        to_recbole = np.zeros(n + 1, dtype=np.int64)
+        to_recbole[1:] = [token_id[str(i)] for i in range(1, n + 1)]
+        from_recbole = np.zeros(n + 1, dtype=np.int64)
+        from_recbole[to_recbole] = np.arange(n + 1)
+        self._to_recbole = to_recbole
+        self._from_recbole = from_recbole
+        self._columns = torch.from_numpy(to_recbole).to(self.device)
+        self._user_of_token = np.array(
+            [-1] + [int(t) - 1 for t in rb_dataset.field2id_token["user_id"][1:]], dtype=np.int64)
+
+    def _eval_rows(self, loader) -> dict[str, np.ndarray]:
+        """One validation or test dataloader's rows in our ids: users, targets, histories."""
+        inter = loader._dataset.inter_feat
+        lengths = inter["item_length"].numpy().astype(np.int64)
+        lists = self._from_recbole[inter["item_id_list"].numpy()]
+        return {
+            "users": self._user_of_token[inter["user_id"].numpy()],
+            "targets": self._from_recbole[inter["item_id"].numpy()],
+            "histories": [lists[r, :lengths[r]] for r in range(len(lengths))],
+        }
+
+    def _check_split(self, split, valid_data, test_data) -> None:
+        """RecBole's validation and test rows are ours, user by user (targets and histories)."""
+        L = self.max_seq_length
+        n_users = len(self.dataset.sequences)
+        for name, loader, targets, histories in (
+            ("validation", valid_data, split.valid_targets, split.valid_histories),
+            ("test", test_data, split.test_targets, split.test_histories),
+        ):
+            rows = self._eval_rows(loader)
+            users = rows["users"]
+            if len(users) != n_users or not np.array_equal(np.sort(users), np.arange(n_users)):
+                raise RuntimeError(f"RecBole's {name} split does not have exactly one row per user")
+            if not np.array_equal(rows["targets"], np.asarray(targets)[users]):
+                raise RuntimeError(f"RecBole's {name} targets differ from our leave-one-out split")
+            ours = pad_histories([histories[u] for u in users], L)
+            theirs = pad_histories(rows["histories"], L)
+            width = max(ours.shape[1], theirs.shape[1])
+            if not np.array_equal(np.pad(ours, ((0, 0), (0, width - ours.shape[1]))),
+                                  np.pad(theirs, ((0, 0), (0, width - theirs.shape[1])))):
+                raise RuntimeError(f"RecBole's {name} histories differ from ours (last {L} items)")
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, split, trainer) -> dict:
+        import_recbole()
+        from recbole.utils import get_model, get_trainer, init_seed
+
+        start = time.perf_counter()
+        train_cfg, seed = trainer.cfg, int(trainer.seed)
+        ks = trainer.eval_cfg.get("ks", [10, 20])
+        folder = self._run_folder(trainer)
+        if folder.exists():  # an earlier run of the same settings: start clean
+            shutil.rmtree(folder)
+        write_atomic_files(self.dataset, folder / "data", ATOMIC_NAME)
+        self.run_folder = folder
+        progress = getattr(trainer, "progress", False)
+
+        pretrain = None
+        with outputs_under(folder):
+            if self.name == "S3Rec":
+                config = self._build_config(folder, train_cfg, seed, ks=ks, stage="pretrain")
+            else:
+                config = self._build_config(folder, train_cfg, seed, ks=ks)
+            rb_dataset, train_data, valid_data, test_data = self._recbole_data(config)
+            self._build_index(rb_dataset)
+            self._check_split(split, valid_data, test_data)
+            del test_data
+
+            if self.name == "S3Rec":
+                pretrain = self._pretrain(config, train_data, folder, progress)
+                config = self._build_config(folder, train_cfg, seed, ks=ks, stage="finetune",
+                                            pre_model_path=Path(pretrain["weights"]))
+
+            init_seed(config["seed"], config["reproducibility"])
+            model = get_model(self.name)(config, train_data._dataset).to(self.device)
+            rb_trainer = get_trainer(config["MODEL_TYPE"], self.name)(config, model)
+
+            metric = str(train_cfg["valid_metric"])
+            budget = train_cfg.get("max_minutes")
+            history: list[dict] = []
+            best_epoch = 0
+
+            def after_validation(epoch_idx, valid_score):
+                nonlocal best_epoch
+                loss = rb_trainer.train_loss_dict.get(epoch_idx)  # RecBole sums the batches' losses
+                loss = sum(loss) if isinstance(loss, tuple) else loss
+                loss = float(loss) / max(1, len(train_data)) if loss is not None else float("nan")
+                entry = {"epoch": epoch_idx + 1, "loss": loss,
+                         "valid": {metric: float(valid_score)}, "seconds": time.perf_counter() - start}
+                history.append(entry)
+                if rb_trainer.cur_step == 0:  # RecBole resets it when the score improved
+                    best_epoch = epoch_idx + 1
+                if progress:
+                    from tqdm.auto import tqdm
+
+                    tqdm.write(f"  [{self.name}] epoch {epoch_idx + 1}: loss {entry['loss']:.4f} "
+                               f"valid {metric} {valid_score:.4f} (RecBole, history not masked)")
+                if budget and time.perf_counter() - start > 60 * float(budget):
+                    raise _TimeBudgetSpent
+
+            stopped = "epochs"
+            try:
+                rb_trainer.fit(train_data, valid_data, verbose=True, saved=True,
+                               show_progress=False, callback_fn=after_validation)
+            except _TimeBudgetSpent:
+                stopped = "time_budget"
+            finally:
+                rb_trainer.tensorboard.close()
+            epochs_run = len(rb_trainer.train_loss_dict)
+            if stopped == "epochs" and epochs_run < int(train_cfg["epochs"]):
+                stopped = "early_stopping"
+
+        # the best validated weights, from the checkpoint RecBole's trainer saved in our folder
+        checkpoint = load_checkpoint(rb_trainer.saved_model_file, folder, map_location=self.device)
+        model.load_state_dict(checkpoint["state_dict"])
+        model.eval()
+        if hasattr(model, "feature_embed_layer"):
+            # FDSA's feature layer keeps a reference to RecBole's whole training dataset, which only
+            # its constructor reads; drop it so the trained model does not hold the data in memory.
+            model.feature_embed_layer.dataset = None
+        self.module = model
+        self.config = config
+        best = rb_trainer.best_valid_score
+        info = {
+            "epochs": epochs_run,
+            "best_epoch": best_epoch,
+            "best_valid": {metric: float(best) if best is not None and math.isfinite(best) else None},
+            "valid_evaluator": "RecBole's full-sort evaluator (sequential: history not masked)",
+            "best_valid_result": _json_safe({k: float(v) for k, v in (rb_trainer.best_valid_result or {}).items()}),
+            "stopped_by": stopped,
+            "seconds": time.perf_counter() - start,
+            "history": history,
+            "run_folder": str(folder),
+        }
+        if pretrain is not None:
+            info["pretrain"] = {k: v for k, v in pretrain.items() if k != "weights"}
+        return info
+
+    def _pretrain(self, config, train_data, folder: Path, progress: bool) -> dict:
+        """S3Rec's self-supervised pre-training on item attributes, by RecBole's S3RecTrainer;
+        its weights then initialise the fine-tuning model (RecBole's pre_model_path)."""
+        from recbole.utils import get_model, get_trainer, init_seed
+
+        start = time.perf_counter()
+        epochs = int(config["pretrain_epochs"])
+        # RecBole saves every save_step epochs; the suite saves the final weights itself below.
+        config["save_step"] = epochs + 1
+        init_seed(config["seed"], config["reproducibility"])
+        model = get_model(self.name)(config, train_data._dataset).to(self.device)
+        rb_trainer = get_trainer(config["MODEL_TYPE"], self.name)(config, model)
+        try:
+            rb_trainer.fit(train_data, verbose=True, show_progress=False)  # train_stage: pretrain
+        finally:
+            rb_trainer.tensorboard.close()
+        losses = [float(sum(v) if isinstance(v, tuple) else v) / max(1, len(train_data))
+                  for _, v in sorted(rb_trainer.train_loss_dict.items())]  # mean per batch
+        # weights only (no pickled Config), so RecBole's own torch.load in S3Rec's fine-tuning
+        # constructor loads it under torch >= 2.6's weights_only default
+        path = Path(config["checkpoint_dir"]) / f"S3Rec-pretrained-{epochs}.pth"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+        if progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"  [S3Rec] pre-trained {epochs} epochs, last loss {losses[-1]:.4f}")
+        return {"epochs": epochs, "seconds": time.perf_counter() - start,
+                "final_loss": losses[-1] if losses else None, "weights": str(path)}
+
+    # ------------------------------------------------------------------ scoring
+
+    def prepare(self, histories):
+        """RecBole's sequential input on the model's device: the last max_seq_length items, in
+        RecBole's ids, left-aligned and padded to max_seq_length (as its dataloaders build them)."""
+        if self.module is None:
+            raise RuntimeError("RecBoleModel.prepare before fit")
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        if len(lengths) and lengths.min() < 1:
+            raise ValueError("RecBole's sequential models need at least one history item per user")
+        padded = pad_histories(histories, self.max_seq_length)
+        items = np.zeros((len(histories), self.max_seq_length), dtype=np.int64)
+        items[:, : padded.shape[1]] = self._to_recbole[padded]
+        from recbole.data.interaction import Interaction
+
+        return Interaction({
+            self.module.ITEM_SEQ: torch.from_numpy(items),
+            self.module.ITEM_SEQ_LEN: torch.from_numpy(np.minimum(lengths, self.max_seq_length)),
+        }).to(self.device)
+
+    def score(self, batch) -> torch.Tensor:
+        with torch.inference_mode():
+            scores = self.module.full_sort_predict(batch)  # (B, RecBole item_num), column 0 [PAD]
+            out = scores.index_select(1, self._columns)  # column j = our item j
+            out[:, 0] = float("-inf")
+        return out
+
+    def input_length(self, histories) -> np.ndarray:
+        lengths = np.array([len(h) for h in histories], dtype=np.float64)
+        if self.name == "BERT4Rec":
+            # RecBole's BERT4Rec appends [MASK] inside max_seq_length positions: a full history
+            # gives up its oldest item to it. Counted: the items read plus the [MASK].
+            return np.minimum(lengths, self.max_seq_length - 1) + 1
+        return np.minimum(lengths, self.max_seq_length)
+
+    def describe(self) -> dict:
+        info = {"recbole_model": self.name, "max_seq_length": self.max_seq_length,
+                "loss_type": self.loss_type, "run_folder": str(self.run_folder) if self.run_folder else None}
+        if self.module is not None:
+            info["parameters"] = sum(p.numel() for p in self.module.parameters())
+            info["trainable_parameters"] = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
+        if self.config is not None:
+            keys = self._model_yaml_keys() + [
+                "learner", "learning_rate", "weight_decay", "clip_grad_norm", "train_batch_size",
+                "epochs", "stopping_step", "eval_step", "valid_metric", "MAX_ITEM_LIST_LENGTH",
+                "eval_args", "seed"]
+            info["recbole_settings"] = _json_safe({k: self.config[k] for k in dict.fromkeys(keys)
+                                                   if k in self.config and k != "pre_model_path"})
+        if self.name == "BERT4Rec":
+            info["input_length_note"] = "counts the [MASK] token RecBole's BERT4Rec appends"
+        return info
+
+    # ------------------------------------------------------------------ cross-checks (tests)
+
+    def recbole_split(self) -> dict:
+        """RecBole's own train/valid/test rows for this run, in our user indices and item ids:
+        {"train": {user: [targets in order]}, "valid"/"test": {users, targets, histories}}."""
+        self._require_fit()
+        with outputs_under(self.run_folder):
+            _, train_data, valid_data, test_data = self._recbole_data(self.config)
+        inter = train_data._dataset.inter_feat
+        users = self._user_of_token[inter["user_id"].numpy()]
+        targets = self._from_recbole[inter["item_id"].numpy()]
+        train: dict[int, list[int]] = {}
+        for u, t in zip(users.tolist(), targets.tolist()):
+            train.setdefault(u, []).append(t)
+        return {"train": train, "valid": self._eval_rows(valid_data), "test": self._eval_rows(test_data)}
+
+    def recbole_evaluate(self) -> dict:
+        """RecBole's own evaluator on the trained model, valid and test (12 decimals instead of
+        RecBole's 4). For sequential models RecBole's full-sort evaluation does not mask history:
+        `Trainer._full_sort_batch_eval` gets `history_index=None` from FullSortEvalDataLoader, so
+        only column 0 ([PAD]) is set to -inf."""
+        from recbole.utils import get_trainer
+
+        self._require_fit()
+        places = self.config["metric_decimal_place"]
+        self.config["metric_decimal_place"] = 12
+        try:
+            with outputs_under(self.run_folder):
+                _, _, valid_data, test_data = self._recbole_data(self.config)
+                rb_trainer = get_trainer(self.config["MODEL_TYPE"], self.name)(self.config, self.module)
+                try:
+                    result = {
+                        part: {k: float(v) for k, v in rb_trainer.evaluate(data, load_best_model=False).items()}
+                        for part, data in (("valid", valid_data), ("test", test_data))
+                    }
+                finally:
+                    rb_trainer.tensorboard.close()
+        finally:
+            self.config["metric_decimal_place"] = places
+        self.module.eval()
+        return result
+
+    def _require_fit(self) -> None:
+        if self.module is None or self.config is None:
+            raise RuntimeError("fit the model first")

@@ -1,0 +1,321 @@
+"""RecBole's seven classic baselines: trained by RecBole, fed our data and split, scored by our
+evaluator and timer, with RecBole's outputs kept out of the working directory."""
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from baselines.recbole_data import recbole_config
+from baselines.recbole_models import SUPPORTED_MODELS
+from benchmarks import config as cfgmod
+from benchmarks.config import ConfigError
+from benchmarks.data import load_dataset
+from benchmarks.data.dataset import SequenceDataset
+from benchmarks.evaluate import evaluate
+from benchmarks.latency import measure_latency
+from benchmarks.models import build_model
+from benchmarks.runner import Runner, plan_runs
+from benchmarks.split import leave_one_out
+from benchmarks.training import Trainer
+from tests.conftest import write_ml1m
+
+# RecBole 1.2.1 trips pandas 2.x deprecation warnings in its own code; they are not ours.
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+
+# Small enough to train in seconds; every key is one RecBole knows for that model.
+SMALL = {
+    "GRU4Rec": {"embedding_size": 16, "hidden_size": 16},
+    "SASRec": {"hidden_size": 16, "n_layers": 1, "inner_size": 32},
+    "BERT4Rec": {"hidden_size": 16, "n_layers": 1, "inner_size": 32},
+    "NARM": {"embedding_size": 16, "hidden_size": 16},
+    "STAMP": {"embedding_size": 16},
+    "S3Rec": {"hidden_size": 16, "n_layers": 1, "inner_size": 32},
+    "FDSA": {"hidden_size": 16, "n_layers": 1, "inner_size": 32},
+}
+EPOCHS = 2
+RUNTIME_FOLDERS = ("log", "saved", "log_tensorboard")  # what RecBole would leave in the cwd
+
+
+def toy_data(root):
+    data = {"name": "toy", "source": "ml-1m", "path": str(write_ml1m(root / "toy-ml1m")), "files": {},
+            "k_core": 5, "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
+            "encoding": None, "cache_dir": str(root / "cache"), "paper_name": None}
+    return load_dataset(data, verbose=False)
+
+
+def params(name, run_dir, **extra):
+    out = {"name": "recbole", "recbole_model": name, "recbole_config": SMALL[name], "run_dir": str(run_dir)}
+    if name == "S3Rec":
+        out["pretrain_epochs"] = 1
+    out.update(extra)
+    return out
+
+
+def trainer(epochs=EPOCHS):
+    defaults = cfgmod.defaults()
+    return Trainer(dict(defaults["train"], epochs=epochs, batch_size=64), defaults["eval"], seed=0,
+                   progress=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The seven models trained once on the toy ml-1m (whose movies have genres), from inside an
+    empty working directory; RecBole's own split and evaluator results taken there too."""
+    root = tmp_path_factory.mktemp("recbole_models")
+    dataset = toy_data(root)
+    split = leave_one_out(dataset)
+    workdir = root / "cwd"
+    workdir.mkdir()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add overhead (and noise on busy CPUs)
+    out = {"dataset": dataset, "split": split, "workdir": workdir, "runs": root / "runs", "models": {}}
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(workdir)
+            for name in SUPPORTED_MODELS:
+                model = build_model(params(name, root / "runs"), dataset, torch.device("cpu"))
+                info = model.fit(split, trainer())
+                out["models"][name] = {
+                    "model": model, "info": info,
+                    "recbole_split": model.recbole_split(),
+                    "recbole_metrics": model.recbole_evaluate(),
+                }
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.mark.parametrize("name", SUPPORTED_MODELS)
+def test_each_model_trains_with_recbole_and_scores_through_our_evaluator(trained, name):
+    entry = trained["models"][name]
+    model, info, split = entry["model"], entry["info"], trained["split"]
+    assert info["epochs"] == EPOCHS and len(info["history"]) == EPOCHS
+    assert 1 <= info["best_epoch"] <= EPOCHS and info["stopped_by"] == "epochs"
+    assert math.isfinite(info["best_valid"]["recall@10"])
+    # everything RecBole wrote lies in this run's folder
+    folder = trained["runs"] / os.path.basename(info["run_folder"])
+    assert folder.is_dir() and any((folder / "checkpoints").glob(f"{name}-*.pth"))
+    assert any((folder / "log_tensorboard").rglob("events.out.tfevents.*"))
+    assert "epoch 1 training" in (folder / "recbole.log").read_text()
+
+    result = evaluate(model, split.test_histories, split.test_targets, ks=(10, 20), mask_history=True)
+    assert set(result.metrics) == {"recall@10", "ndcg@10", "recall@20", "ndcg@20"}
+    assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
+    scores = model.score(model.prepare(split.test_histories[:5]))
+    assert scores.shape == (5, trained["dataset"].n_items + 1)
+    assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
+    latency = measure_latency(model, split.test_histories, batch_size=32, warmup_batches=1, max_batches=2)
+    assert latency["n_batches"] == 2 and latency["ms_per_batch_median"] > 0
+    lengths = model.input_length(split.test_histories)
+    assert lengths.max() <= 20 and lengths.min() >= 1
+    described = model.describe()
+    assert described["recbole_model"] == name and described["parameters"] > 0
+    assert described["recbole_settings"]["MAX_ITEM_LIST_LENGTH"] == 20
+    assert described["recbole_settings"]["learning_rate"] == 0.001  # RecBole's, not train.lr
+    json.dumps(described)
+    json.dumps(info)
+    assert "ray" not in sys.modules  # RecBole's quick_start (which imports ray) is never needed
+
+
+def test_s3rec_pretrains_on_item_attributes_then_fine_tunes(trained):
+    entry = trained["models"]["S3Rec"]
+    model, info = entry["model"], entry["info"]
+    assert info["pretrain"]["epochs"] == 1 and math.isfinite(info["pretrain"]["final_loss"])
+    folder = trained["runs"] / os.path.basename(info["run_folder"])
+    assert (folder / "checkpoints" / "S3Rec-pretrained-1.pth").is_file()
+    assert model.config["train_stage"] == "finetune" and model.config["item_attribute"] == "attributes"
+    # the attribute vocabulary of the toy movies: Drama, Comedy, Horror
+    assert model.module.n_features == 3
+
+
+def test_fdsa_reads_the_item_attributes(trained):
+    model = trained["models"]["FDSA"]["model"]
+    assert model.config["selected_features"] == ["attributes"]
+    batch = model.prepare(trained["split"].test_histories[:8])
+    before = model.score(batch).clone()
+    layer = model.module.feature_embed_layer
+    weights = [p for n, p in layer.named_parameters() if "embedding" in n]
+    assert weights
+    saved = [w.detach().clone() for w in weights]
+    with torch.no_grad():
+        for w in weights:
+            w.add_(torch.randn_like(w))
+    try:
+        assert not torch.allclose(model.score(batch), before)  # scores depend on the features
+    finally:
+        with torch.no_grad():
+            for w, s in zip(weights, saved):
+                w.copy_(s)
+
+
+@pytest.mark.parametrize("name", SUPPORTED_MODELS)
+def test_recbole_split_is_ours_user_by_user(trained, name):
+    split, ours = trained["split"], trained["dataset"]
+    theirs = trained["models"][name]["recbole_split"]
+    n_users = ours.n_users
+    # training targets: every position of s_1..s_{n-2} that has a history, in order
+    assert sorted(theirs["train"]) == list(range(n_users))
+    for user in range(n_users):
+        assert theirs["train"][user] == split.train[user][1:].tolist()
+    for part, histories, targets in (("valid", split.valid_histories, split.valid_targets),
+                                     ("test", split.test_histories, split.test_targets)):
+        rows = theirs[part]
+        assert sorted(rows["users"].tolist()) == list(range(n_users))
+        for user, target, history in zip(rows["users"], rows["targets"], rows["histories"]):
+            assert target == targets[user]
+            assert history.tolist() == histories[user][-20:].tolist()  # the last 20 items
+
+
+@pytest.mark.parametrize("name", SUPPORTED_MODELS)
+def test_unmasked_metrics_equal_recboles_own_evaluator(trained, name):
+    """RecBole's full-sort evaluation of sequential models masks no history (its
+    FullSortEvalDataLoader passes history_index=None; only [PAD] gets -inf), so our evaluator
+    with mask_history=False must give the same numbers on the same trained model."""
+    entry, split = trained["models"][name], trained["split"]
+    model, theirs = entry["model"], entry["recbole_metrics"]
+    for part, histories, targets in (("valid", split.valid_histories, split.valid_targets),
+                                     ("test", split.test_histories, split.test_targets)):
+        ours = evaluate(model, histories, targets, ks=(10, 20), mask_history=False).metrics
+        for metric, value in ours.items():
+            assert value == pytest.approx(theirs[part][metric], abs=1e-9), (part, metric)
+
+
+def test_history_masking_is_ours_not_recboles(trained):
+    """With masking (the protocol's default) ranks can only improve, and they do differ from
+    RecBole's unmasked numbers for these models."""
+    split = trained["split"]
+    differ = False
+    for name in SUPPORTED_MODELS:
+        model = trained["models"][name]["model"]
+        masked = evaluate(model, split.test_histories, split.test_targets, mask_history=True)
+        unmasked = evaluate(model, split.test_histories, split.test_targets, mask_history=False)
+        assert (masked.ranks <= unmasked.ranks).all()
+        differ |= masked.metrics != unmasked.metrics
+    assert differ
+
+
+def test_nothing_is_written_to_the_working_directory(trained):
+    leftovers = sorted(p.name for p in trained["workdir"].iterdir())
+    assert not set(leftovers) & set(RUNTIME_FOLDERS)
+    assert leftovers == []
+
+
+def test_time_budget_stops_after_the_validation_that_crosses_it(tmp_path):
+    dataset = toy_data(tmp_path)
+    model = build_model(params("STAMP", tmp_path / "runs"), dataset, torch.device("cpu"))
+    budget = trainer(epochs=3)
+    budget.cfg["max_minutes"] = 1e-6
+    info = model.fit(leave_one_out(dataset), budget)
+    assert info["stopped_by"] == "time_budget" and info["epochs"] == 1 and info["best_epoch"] == 1
+    assert model.score(model.prepare([np.array([1, 2, 3])])).shape == (1, dataset.n_items + 1)
+
+
+# ----------------------------------------------------------------------------- bad configuration
+
+
+def attribute_free_dataset(n_users=12, n_items=10, with_attributes=False, length=6):
+    rng = np.random.default_rng(0)
+    sequences = [rng.permutation(np.arange(1, n_items + 1))[:length] for _ in range(n_users)]
+    attributes = [[]] + [[f"g{i % 2}"] for i in range(1, n_items + 1)] if with_attributes else None
+    return SequenceDataset(
+        name="plain", source="test", sequences=sequences, user_ids=[str(u) for u in range(n_users)],
+        item_ids=["[PAD]"] + [str(i) for i in range(1, n_items + 1)],
+        item_texts=[""] + [f"item {i}" for i in range(1, n_items + 1)], item_attributes=attributes,
+        stats={}, source_hash="x", settings={},
+    )
+
+
+def test_bad_configs_fail_before_any_training(tmp_path, monkeypatch):
+    from baselines import recbole_models
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(recbole_models.RecBoleModel, "fit", no_training)
+    runs = tmp_path / "runs"
+    plain = attribute_free_dataset()
+    cpu = torch.device("cpu")
+
+    with pytest.raises(ConfigError, match="'Caser' is not supported; supported RecBole models: GRU4Rec, SASRec"):
+        build_model({"name": "recbole", "recbole_model": "Caser", "run_dir": str(runs)}, plain, cpu)
+    with pytest.raises(ConfigError, match="not supported"):
+        build_model({"name": "recbole", "run_dir": str(runs)}, plain, cpu)  # no model named
+    for name in ("FDSA", "S3Rec"):
+        with pytest.raises(ConfigError, match=f"{name} needs item features .* has no item attributes"):
+            build_model(params(name, runs), plain, cpu)
+    empty = attribute_free_dataset(with_attributes=True)
+    empty.item_attributes = [[] for _ in empty.item_attributes]
+    with pytest.raises(ConfigError, match="no item attributes"):
+        build_model(params("FDSA", runs), empty, cpu)
+    with pytest.raises(ConfigError, match="does not know for SASRec: hidden_sise"):
+        build_model(params("SASRec", runs, recbole_config={"hidden_sise": 16}), plain, cpu)
+    with pytest.raises(ConfigError, match="does not know for GRU4Rec: n_heads"):  # SASRec's key
+        build_model(params("GRU4Rec", runs, recbole_config={"n_heads": 2}), plain, cpu)
+    with pytest.raises(ConfigError, match=r"epochs \(set train.epochs\)"):
+        build_model(params("SASRec", runs, recbole_config={"epochs": 3}), plain, cpu)
+    with pytest.raises(ConfigError, match="eval_args"):
+        build_model(params("SASRec", runs, recbole_config={"eval_args": {}}), plain, cpu)
+    with pytest.raises(ConfigError, match="pretrain_epochs is for S3Rec only"):
+        build_model(params("SASRec", runs, pretrain_epochs=3), plain, cpu)
+    with pytest.raises(ConfigError, match="loss_type"):
+        build_model(params("NARM", runs, loss_type="BCE"), plain, cpu)
+    short = attribute_free_dataset(length=3)
+    with pytest.raises(ConfigError, match="fewer than 4 interactions"):
+        build_model(params("SASRec", runs), short, cpu)
+    # a good config builds (nothing trains until fit) and writes nothing
+    build_model(params("FDSA", runs), attribute_free_dataset(with_attributes=True), cpu)
+    assert not runs.exists()
+
+
+def test_recbole_config_ignores_the_command_line_and_keeps_cuda_visibility(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--epochs=7", "--results-dir=/x"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    config = recbole_config("SASRec", tmp_path, "toy")
+    assert config["epochs"] == 300 and "results-dir" not in config.final_config_dict
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    assert sys.argv[1] == "--epochs=7"
+
+
+def test_run_path_end_to_end_through_the_runner(tmp_path, toy_ml1m, monkeypatch):
+    """One classic model through plan -> Runner -> record, with the default run folder under
+    .cache/ of the working directory and nothing else written there."""
+    monkeypatch.chdir(tmp_path)
+    exp = tmp_path / "classic.yaml"
+    exp.write_text(
+        "paper_table: null\n"
+        "runs:\n"
+        "  STAMP:\n"
+        "    model: {name: recbole, recbole_model: STAMP, recbole_config: {embedding_size: 16}}\n"
+    )
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], data_path=str(toy_ml1m),
+                     overrides=["data.cache_dir=" + str(tmp_path / "datacache"), "train.epochs=1",
+                                "latency.max_batches=2", "latency.warmup_batches=1", "num_threads=1"])
+    (spec,) = plan.runs
+    assert spec.config["model"]["max_seq_length"] == 20 and spec.config["model"]["loss_type"] == "CE"
+    threads = torch.get_num_threads()
+    try:
+        record = Runner(tmp_path / "results", progress=False).run(spec)
+    finally:
+        torch.set_num_threads(threads)  # the runner applies num_threads process-wide
+    assert record["status"] == "ok" and record["model"] == "recbole"
+    assert record["training"]["epochs"] == 1 and record["model_info"]["recbole_model"] == "STAMP"
+    assert record["latency"]["n_batches"] == 2 and record["evaluation"]["mask_history"] is True
+    assert 0.0 <= record["metrics"]["recall@10"] <= 1.0
+    assert set(os.listdir(tmp_path)) <= {".cache", "results", "datacache", "classic.yaml", "toy-ml1m"}
+    assert list((tmp_path / ".cache" / "recbole_runs").iterdir())
+    assert not set(os.listdir(tmp_path)) & set(RUNTIME_FOLDERS)
+
+
+def test_table3_has_every_classic_row_and_the_default_set_runs_two():
+    plan = plan_runs(set_name=None, experiments=["table3_overall"])
+    runs = {spec.run: spec.config["model"] for spec in plan.runs}
+    assert {"MostPopular", *SUPPORTED_MODELS} <= set(runs)
+    default = {spec.run for spec in plan_runs(set_name="default").runs}
+    assert {"MostPopular", "GRU4Rec", "SASRec", "Lite-LLM4Rec_sampling"} == default
+    for name in SUPPORTED_MODELS:
+        assert runs[name]["name"] == "recbole" and runs[name]["recbole_model"] == name
+    assert runs["S3Rec"]["pretrain_epochs"] >= 1
