@@ -50,14 +50,14 @@ def plan_runs(
     if data_path is not None and datasets is not None and len(datasets) != 1:
         raise ConfigError("--data-path needs exactly one --dataset")
     cli = [cfgmod.parse_override(o) for o in overrides or []]
+    loaded = [cfgmod.load_experiment(name) for name in names]
     if runs:
-        known = {r for name in names for r in cfgmod.load_experiment(name)[1]["runs"]}
+        known = {r for _, exp in loaded for r in exp["runs"]}
         unknown = sorted(set(runs) - known)
         if unknown:
             raise ConfigError(f"unknown run(s) {unknown}; the experiments have {sorted(known)}")
     plan = Plan(runs=[])
-    for name in names:
-        exp_name, exp = cfgmod.load_experiment(name)
+    for exp_name, exp in loaded:
         plan.experiments[exp_name] = exp
         selected = [r for r in exp["runs"] if not runs or r in runs]
         for dataset in datasets or exp["datasets"]:

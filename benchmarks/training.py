@@ -8,7 +8,6 @@ patience on the validation metric, and the best weights restored at the end.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 
@@ -19,6 +18,11 @@ from transformers import get_scheduler
 
 from .evaluate import evaluate
 from .models import Recommender
+
+
+def _snapshot(module: torch.nn.Module) -> dict:
+    """A host copy of the weights, independent of later training steps."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 class NeuralRecommender(Recommender):
@@ -101,7 +105,7 @@ class Trainer:
         stopped = "epochs"
         if keep_initial:
             best_value = self._validate(model, split)[metric]
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.module.state_dict().items()})
+            best_state = _snapshot(model.module)
         for epoch in range(1, epochs + 1):
             batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng, batch_size)
             model.module.train()
@@ -124,7 +128,7 @@ class Trainer:
                 entry["valid"] = valid
                 if valid[metric] > best_value:
                     best_value, best_epoch, since_best = valid[metric], epoch, 0
-                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.module.state_dict().items()})
+                    best_state = _snapshot(model.module)
                 else:
                     since_best += 1
             entry["seconds"] = time.perf_counter() - start

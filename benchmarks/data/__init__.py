@@ -102,14 +102,16 @@ def load_dataset(data: dict, *, verbose: bool = True) -> SequenceDataset:
     if k < 1:
         raise DataError(f"data.k_core must be >= 1, got {k}")
     template = data.get("text_template") or loader.default_text_template
-    template_fields(template)  # a malformed template fails here, before any work
+    missing_text = data.get("missing_text") or "Item {item_id}"
+    for text in (template, missing_text):  # a malformed template fails here, before any work
+        template_fields(text)
     settings = {
         "source": loader.name,
         "files": {key: path.name for key, path in files.items()},
         "k_core": k,
         "repeats": data.get("repeats", "first"),
         "text_template": template,
-        "missing_text": data.get("missing_text"),
+        "missing_text": missing_text,
         "encoding": data.get("encoding") or loader.default_encoding,
     }
     source_hash = _hash_files(list(files.values()))
@@ -130,7 +132,7 @@ def load_dataset(data: dict, *, verbose: bool = True) -> SequenceDataset:
         k=k,
         repeats=settings["repeats"],
         text_template=template,
-        missing_text=settings["missing_text"] or "Item {item_id}",
+        missing_text=missing_text,
         source_hash=source_hash,
         settings=settings,
     )

@@ -213,7 +213,6 @@ def process(
     # 5. item texts with an explicit fallback: an item "has text" when a field the template
     # uses is non-empty
     used = template_fields(text_template)
-    template_fields(missing_text)
     texts, missing = [""], 0
     for item in items_sorted:
         fields = {k_: v for k_, v in raw.item_fields.get(item, {}).items() if v and v.strip()}
