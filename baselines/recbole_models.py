@@ -341,6 +341,9 @@ class RecBoleModel(Recommender):
 
         start = time.perf_counter()
         train_cfg, seed = trainer.cfg, int(trainer.seed)
+        if train_cfg.get("precision", "fp32") != "fp32":
+            raise ValueError(f"{self.name}: RecBole's trainer trains in fp32 only; "
+                             f"train.precision={train_cfg['precision']!r} is for the suite's own loop")
         ks = trainer.eval_cfg.get("ks", [10, 20])
         folder = self._run_folder(trainer)
         if folder.exists():  # an earlier run of the same settings: start clean

@@ -28,6 +28,7 @@ __all__ = [
     "ranks_from_scores",
     "ranks_from_topk",
     "sample_candidates",
+    "user_subset",
 ]
 
 
@@ -192,6 +193,15 @@ def sample_candidates(histories: Sequence[np.ndarray], targets, n_items: int,
 
 
 # ----------------------------------------------------------------------------- the evaluator
+
+
+def user_subset(n_users: int, max_users: int | None, seed: int) -> np.ndarray:
+    """All users, or a fixed seeded subset (sorted) when eval.max_users is set. The same subset
+    serves validation during training and the final test, so a costly model (beam search on a
+    CPU) is judged on the same users throughout."""
+    if not max_users or max_users >= n_users:
+        return np.arange(n_users)
+    return np.sort(np.random.default_rng(seed).choice(n_users, size=int(max_users), replace=False))
 
 
 @dataclass

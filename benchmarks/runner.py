@@ -15,7 +15,7 @@ import torch
 from . import config as cfgmod
 from .config import ConfigError, RunSpec, config_hash
 from .data import SequenceDataset, load_dataset
-from .evaluate import evaluate
+from .evaluate import evaluate, user_subset
 from .latency import device_description, measure_latency
 from .models import SkipRun, build_model
 from .records import git_commit, library_versions, now, read_record, record_path, write_record
@@ -91,13 +91,6 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def _user_subset(n_users: int, max_users: int | None, seed: int) -> np.ndarray:
-    """All users, or a fixed seeded subset (sorted) when eval.max_users is set."""
-    if not max_users or max_users >= n_users:
-        return np.arange(n_users)
-    return np.sort(np.random.default_rng(seed).choice(n_users, size=int(max_users), replace=False))
-
-
 class Runner:
     def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True):
         self.results_dir = Path(results_dir)
@@ -170,7 +163,7 @@ class Runner:
             write_record(path, record)
             return record
         ev = cfg["eval"]
-        users = _user_subset(split.n_users, ev["max_users"], ev["user_subset_seed"])
+        users = user_subset(split.n_users, ev["max_users"], ev["user_subset_seed"])
         test_histories = [split.test_histories[u] for u in users]
         test_targets = split.test_targets[users]
         eval_kwargs = dict(

@@ -8,6 +8,7 @@ patience on the validation metric, and the best weights restored at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -16,8 +17,19 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from .evaluate import evaluate
+from .evaluate import evaluate, user_subset
 from .models import Recommender
+
+
+def autocast(precision: str, device: torch.device):
+    """The training forward's precision. bf16 autocasts matmuls to bfloat16 (on CPUs with AMX or
+    AVX512-BF16 and on recent GPUs about twice as fast as fp32); weights, optimiser state and the
+    loss stay fp32. Evaluation and the latency timer always run in the model's own dtype."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
 def _snapshot(module: torch.nn.Module) -> dict:
@@ -51,6 +63,7 @@ class NeuralRecommender(Recommender):
 
 class Trainer:
     def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True):
+        autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
         self.seed = seed
@@ -65,10 +78,11 @@ class Trainer:
 
     def _validate(self, model: NeuralRecommender, split) -> dict:
         model.module.eval()
+        users = user_subset(split.n_users, self.eval_cfg.get("max_users"), self.eval_cfg.get("user_subset_seed", 0))
         result = evaluate(
             model,
-            split.valid_histories,
-            split.valid_targets,
+            [split.valid_histories[u] for u in users],
+            split.valid_targets[users],
             ks=self.eval_cfg["ks"],
             mask_history=self.eval_cfg["mask_history"],
             candidates="full",
@@ -112,7 +126,8 @@ class Trainer:
             losses = []
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
             for batch in bar:
-                loss = model.loss(batch)
+                with autocast(cfg["precision"], model.device):
+                    loss = model.loss(batch).float()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
                 optimizer.zero_grad(set_to_none=True)

@@ -165,3 +165,42 @@ def test_unknown_run_name_is_an_error(tmp_path, toy_ml1m, capsys):
     exp = write_experiment(tmp_path)
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--runs", "Nope")) == 2
     assert "unknown run(s) ['Nope']" in capsys.readouterr().err
+
+
+def _toy_config(tmp_path, *overrides):
+    name, exp = load_experiment(str(write_experiment(tmp_path)))
+    return resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override(o) for o in overrides]).config
+
+
+def test_bf16_training_trains_and_unknown_precision_fails_before_work(tmp_path, toy_dataset):
+    torch = __import__("torch")
+    split = leave_one_out(toy_dataset)
+    cfg = _toy_config(tmp_path, "train.epochs=5", "train.lr=0.05", "train.precision=bf16")
+    model = build_model(cfg["model"], toy_dataset, torch.device("cpu"))
+    result = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
+    losses = [h["loss"] for h in result["history"]]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    # weights stay fp32: autocast changes the forward's matmuls only
+    assert all(p.dtype == torch.float32 for p in model.module.parameters())
+    with pytest.raises(ValueError, match="train.precision"):
+        Trainer({**cfg["train"], "precision": "fp8"}, cfg["eval"], seed=0)
+
+
+def test_validation_uses_the_seeded_user_subset(tmp_path, toy_dataset, monkeypatch):
+    import benchmarks.training as training_mod
+    from benchmarks.evaluate import user_subset
+
+    split = leave_one_out(toy_dataset)
+    cfg = _toy_config(tmp_path, "eval.max_users=7", "eval.user_subset_seed=3")
+    model = build_model(cfg["model"], toy_dataset, __import__("torch").device("cpu"))
+    seen = {}
+    real = training_mod.evaluate
+
+    def spy(model, histories, targets, **kw):
+        seen["targets"] = np.asarray(targets)
+        return real(model, histories, targets, **kw)
+
+    monkeypatch.setattr(training_mod, "evaluate", spy)
+    Trainer(cfg["train"], cfg["eval"], seed=0, progress=False)._validate(model, split)
+    users = user_subset(split.n_users, 7, 3)
+    assert len(users) == 7 and np.array_equal(seen["targets"], split.valid_targets[users])

@@ -15,7 +15,7 @@ from lite_llm4rec.model import all_samples, sampling_samples
 
 TRAIN = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_decay": 0.0,
          "warmup_ratio": 0.0, "lr_schedule": "constant", "max_grad_norm": None, "patience": 10,
-         "eval_every": 1, "valid_metric": "recall@10", "max_minutes": None}
+         "eval_every": 1, "valid_metric": "recall@10", "max_minutes": None, "precision": "fp32"}
 EVAL = {"ks": [10, 20], "mask_history": True, "batch_size": 64}
 
 
