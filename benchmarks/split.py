@@ -3,10 +3,14 @@
 For a user with sequence s_1..s_n (n >= 3): s_n is the test target, s_{n-1} the validation
 target, s_1..s_{n-2} the training sequence. The validation history is s_1..s_{n-2}; the test
 history is s_1..s_{n-1}, so it includes the validation item.
+
+The training samples of the suite's own sequence models come from the training part only, under
+two rules: `sampling_samples` (one random segment per user per epoch, as POD and the paper's
+`sampling` strategy) and `all_samples` (every training position, the paper's `all`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -21,6 +25,8 @@ class Split:
     test_histories: list[np.ndarray]
     test_targets: np.ndarray
     n_items: int
+    # cold start: items held out of training entirely (see hold_out_items); empty otherwise
+    held_out_items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n_users(self) -> int:
@@ -44,6 +50,28 @@ def leave_one_out(dataset: SequenceDataset) -> Split:
     )
 
 
+def hold_out_items(split: Split, fraction: float, seed: int) -> Split:
+    """Cold start (config `split.holdout_items`): a seeded fraction of the items, drawn uniformly,
+    held out of training entirely, for any model.
+
+    Their interactions are removed from every training sequence, so they are never a training
+    input or target (nor a sampled negative, which models draw from split.train), and from the
+    validation histories, which are what the trainer feeds the model. Validation and test targets
+    and the test histories stay as they are: a user keeps their targets, a held-out item may be
+    the next item to recommend, and at test time it exists like any other item. The runner then
+    reports the users whose test target is a held-out item (benchmarks/runner.py)."""
+    from .config import ConfigError
+
+    if not 0.0 < float(fraction) < 1.0:
+        raise ConfigError(f"split.holdout_items must be a fraction in (0, 1), got {fraction!r}")
+    rng = np.random.default_rng(int(seed))
+    count = max(1, int(round(float(fraction) * split.n_items)))
+    held = np.sort(rng.choice(np.arange(1, split.n_items + 1), size=count, replace=False)).astype(np.int64)
+    drop = lambda seq: seq[~np.isin(seq, held)]  # noqa: E731  (order kept)
+    return replace(split, train=[drop(s) for s in split.train],
+                   valid_histories=[drop(h) for h in split.valid_histories], held_out_items=held)
+
+
 def pad_histories(histories: list[np.ndarray], max_len: int | None = None) -> np.ndarray:
     """Histories as an int64 array (batch, length): left-aligned, 0-padded on the right, keeping
     each user's *last* max_len items."""
@@ -54,3 +82,27 @@ def pad_histories(histories: list[np.ndarray], max_len: int | None = None) -> np
     for row, h in enumerate(histories):
         out[row, : len(h)] = h
     return out
+
+
+def sampling_samples(train: list[np.ndarray], window: int, rng: np.random.Generator):
+    """One random contiguous segment of at most window + 1 items per user: (inputs, targets)."""
+    inputs, targets = [], []
+    for seq in train:
+        if len(seq) < 2:
+            continue
+        length = min(len(seq), window + 1)
+        start = int(rng.integers(0, len(seq) - length + 1))
+        segment = seq[start : start + length]
+        inputs.append(segment[:-1])
+        targets.append(segment[-1])
+    return inputs, np.array(targets, dtype=np.int64)
+
+
+def all_samples(train: list[np.ndarray], window: int):
+    """Every training position t >= 1 of every user: the previous `window` items -> item t."""
+    inputs, targets = [], []
+    for seq in train:
+        for t in range(1, len(seq)):
+            inputs.append(seq[max(0, t - window) : t])
+            targets.append(seq[t])
+    return inputs, np.array(targets, dtype=np.int64)

@@ -30,7 +30,7 @@ from torch import nn
 
 from benchmarks import backbones
 from benchmarks.latency import section
-from benchmarks.split import pad_histories
+from benchmarks.split import all_samples, pad_histories, sampling_samples
 from benchmarks.training import NeuralRecommender
 
 from .item_llm import item_vectors, masked_mean
@@ -82,30 +82,6 @@ def standardize_item_vectors(vectors: torch.Tensor) -> torch.Tensor:
     out = torch.zeros_like(vectors)
     out[1:] = (items - items.mean(0)) / items.std(0).clamp(min=1e-6)
     return out
-
-
-def sampling_samples(train: list[np.ndarray], window: int, rng: np.random.Generator):
-    """One random contiguous segment of at most window + 1 items per user: (inputs, targets)."""
-    inputs, targets = [], []
-    for seq in train:
-        if len(seq) < 2:
-            continue
-        length = min(len(seq), window + 1)
-        start = int(rng.integers(0, len(seq) - length + 1))
-        segment = seq[start : start + length]
-        inputs.append(segment[:-1])
-        targets.append(segment[-1])
-    return inputs, np.array(targets, dtype=np.int64)
-
-
-def all_samples(train: list[np.ndarray], window: int):
-    """Every training position t >= 1 of every user: the previous `window` items -> item t."""
-    inputs, targets = [], []
-    for seq in train:
-        for t in range(1, len(seq)):
-            inputs.append(seq[max(0, t - window) : t])
-            targets.append(seq[t])
-    return inputs, np.array(targets, dtype=np.int64)
 
 
 class LiteLLM4Rec(NeuralRecommender):
