@@ -31,6 +31,12 @@ MODEL_REGISTRY: dict[str, str] = {
     "most_popular": "baselines.most_popular:MostPopular",
     "lite_llm4rec": "lite_llm4rec.model:LiteLLM4Rec",
     "recbole": "baselines.recbole_models:RecBoleModel",
+    "e4srec": "baselines.e4srec:E4SRec",
+    "hllm": "baselines.hllm:HLLM",
+    "p5": "baselines.generative:GenerativeRecommender",
+    "pod": "baselines.generative:POD",
+    "lightlm": "baselines.generative:LightLM",
+    "p5_encoder_only": "baselines.generative:PromptEncoderRecommender",
 }
 
 

@@ -15,11 +15,11 @@ import torch
 from . import config as cfgmod
 from .config import ConfigError, RunSpec, config_hash
 from .data import SequenceDataset, load_dataset
-from .evaluate import evaluate, user_subset
+from .evaluate import EvalResult, evaluate, user_subset
 from .latency import device_description, measure_latency
 from .models import SkipRun, build_model
 from .records import git_commit, library_versions, now, read_record, record_path, write_record
-from .split import leave_one_out
+from .split import hold_out_items, leave_one_out
 from .training import Trainer
 
 
@@ -72,6 +72,26 @@ def plan_runs(
                         )
                     )
     return plan
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/4' -> (2, 4): the second of four shards. Shards count from 1, as a Slurm job array
+    started with --array=1-N does (`--shard $SLURM_ARRAY_TASK_ID/N`)."""
+    index, sep, count = str(text).partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        index = count = 0
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise ConfigError(f"--shard must be I/N with 1 <= I <= N (shards count from 1), got {text!r}")
+    return index, count
+
+
+def shard_plan(plan: Plan, index: int, count: int) -> Plan:
+    """Shard `index` of `count`: every count-th run of the plan, starting at run `index` (1-based).
+    Runs are independent and each writes its own record, so the shards together run the plan
+    exactly once, and their results/ folders merge by copying into one."""
+    return Plan(runs=plan.runs[index - 1::count], experiments=plan.experiments)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -127,6 +147,9 @@ class Runner:
         device = resolve_device(cfg["device"])
         dataset = self.dataset(cfg["data"])
         split = leave_one_out(dataset)
+        holdout = cfg.get("split", {}).get("holdout_items")
+        if holdout:  # cold start: some items never seen in training (see hold_out_items)
+            split = hold_out_items(split, holdout, cfg["split"]["holdout_seed"])
         base = {
             "experiment": spec.experiment,
             "run": spec.run,
@@ -174,6 +197,9 @@ class Runner:
         t0 = time.perf_counter()
         test = evaluate(model, test_histories, test_targets, **eval_kwargs)
         eval_seconds = time.perf_counter() - t0
+        cold_start = None
+        if len(split.held_out_items):
+            cold_start, test, users = cold_start_result(split, users, test)
         valid = evaluate(
             model, [split.valid_histories[u] for u in users], split.valid_targets[users], **eval_kwargs
         )
@@ -201,10 +227,35 @@ class Runner:
             "model_info": model.describe(),
             "finished": now(),
         }
+        if cold_start is not None:
+            record["evaluation"]["users"] = cold_start["users"]
+            record["cold_start"] = cold_start
         per_user = {"user_index": users.astype(np.int64), "rank": test.ranks}
         per_user.update({k: np.asarray(v, dtype=np.float64) for k, v in test.per_user.items()})
         write_record(path, record, per_user)
         return record
+
+
+def cold_start_result(split, users: np.ndarray, test: EvalResult) -> tuple[dict, EvalResult, np.ndarray]:
+    """The cold-start measurement: the test result restricted to the evaluated users whose test
+    target is a held-out item (the record's metrics), with the held-out items and the metrics of
+    all evaluated users and of the other users beside it (from the same per-user values)."""
+    cold = np.isin(split.test_targets[users], split.held_out_items)
+    if not cold.any():
+        raise ConfigError(f"no evaluated user's test target is one of the {len(split.held_out_items)} "
+                          "held-out items: raise split.holdout_items or evaluate more users")
+    means = lambda rows: {k: float(v[rows].mean()) for k, v in test.per_user.items()} if rows.any() else None  # noqa: E731
+    info = {
+        "users": f"{int(cold.sum())} of {len(users)} evaluated users: those whose test target is one of "
+                 f"the {len(split.held_out_items)} items held out of training (cold start)",
+        "n_users": int(cold.sum()),
+        "held_out_items": split.held_out_items.tolist(),
+        "metrics_all_users": test.metrics,
+        "metrics_other_users": means(~cold),
+    }
+    restricted = EvalResult(ranks=test.ranks[cold], per_user={k: v[cold] for k, v in test.per_user.items()},
+                            metrics=means(cold), settings={**test.settings, "n_users": int(cold.sum())})
+    return info, restricted, users[cold]
 
 
 def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> list[dict]:
