@@ -6,6 +6,7 @@
     python run_all.py --dataset amazon-beauty --data-path /data/beauty
     python run_all.py --experiments table3_overall -o train.epochs=5 -o eval.mask_history=false
     python run_all.py --report-only                    # rebuild reports/ from results/ only
+    python run_all.py --set gpu --device cuda --shard 2/4   # the second quarter of the GPU set
 """
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def parse_args(argv=None):
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config key device)")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="config override, e.g. train.epochs=5 (repeatable; YAML values)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run only shard I of N (every N-th run, from run I; I counts from 1); "
+                             "reports are then left to a final --report-only over the merged results/")
     parser.add_argument("--list", action="store_true", help="list the runs that would run and exit")
     parser.add_argument("--force", action="store_true", help="re-run runs whose records exist")
     parser.add_argument("--keep-going", action="store_true", help="continue after a failed run")
@@ -45,7 +49,7 @@ def main(argv=None) -> int:
         for path in build_reports(args.results_dir, args.reports_dir):
             print(f"[report] {path}")
         return 0
-    from benchmarks.runner import Runner, plan_runs, run_plan
+    from benchmarks.runner import Runner, parse_shard, plan_runs, run_plan, shard_plan
 
     overrides = list(args.override)
     if args.device:
@@ -61,6 +65,8 @@ def main(argv=None) -> int:
             data_path=args.data_path,
             runs=split(args.runs),
         )
+        if args.shard:
+            plan = shard_plan(plan, *parse_shard(args.shard))
         runner = Runner(args.results_dir, force=args.force, progress=not args.quiet)
         if args.list:
             for spec in plan.runs:
@@ -71,6 +77,10 @@ def main(argv=None) -> int:
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.shard:  # other shards may still be writing records: one report at the end, over all
+        print(f"[shard {args.shard}] done; once every shard has finished and its results/ is merged, "
+              "run: python run_all.py --report-only")
+        return 0
     for path in build_reports(args.results_dir, args.reports_dir):
         print(f"[report] {path}")
     return 0

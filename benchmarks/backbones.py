@@ -13,6 +13,11 @@ skipped with the reason, never silently replaced by another model.
 T5 names load only the encoder (`T5EncoderModel`); every other architecture loads with
 `AutoModel`. `pretrained=False` builds the same architecture with random weights (the paper's
 "Scratch" ablation).
+
+An offline GPU machine gets MiniLM as an fp16 copy (half the size, under the 64 MiB a call to
+the GPU machine carries), made here and pointed to with MINILM_PATH:
+
+    python -m benchmarks.backbones --export-fp16 data_local/minilm-fp16 [--model all-MiniLM-L6-v2]
 """
 from __future__ import annotations
 
@@ -104,3 +109,40 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = p
+
+
+def export_fp16(folder: str | Path, name: str = "all-MiniLM-L6-v2") -> Path:
+    """Save an fp16 copy of a backbone's encoder (weights as safetensors, config, tokenizer files)
+    in `folder`. Its config keeps dtype float32, so it loads as fp32 (transformers reads the
+    config's dtype) and computes like the original up to the fp16 rounding of its weights."""
+    import json
+
+    folder = Path(folder)
+    load_encoder(name, dtype=torch.float16).save_pretrained(folder, safe_serialization=True)
+    load_tokenizer(name).save_pretrained(folder)
+    # save_pretrained writes the weights' dtype into the config; the copy is to load as fp32
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text())
+    config.update({key: "float32" for key in ("dtype", "torch_dtype") if key in config})
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for path in folder.iterdir():  # readable by whoever runs it on the other machine
+        path.chmod(0o644)
+    return folder
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Backbone utilities.")
+    parser.add_argument("--export-fp16", metavar="DIR", required=True,
+                        help="write an fp16 copy of --model to DIR (e.g. data_local/minilm-fp16, an ignored folder)")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2", help="backbone name or folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    folder = export_fp16(args.export_fp16, args.model)
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"[fp16] {args.model} -> {folder} ({size / 2**20:.1f} MiB); use it with MINILM_PATH={folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

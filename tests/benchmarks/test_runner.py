@@ -67,7 +67,7 @@ def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
     assert rec["metrics"]["recall@10"] > pop["metrics"]["recall@10"] + 0.3
     skipped = json.loads((folder / "Imaginary__seed0.json").read_text())
     assert skipped["status"] == "skipped" and "imaginary-llm" in skipped["skip_reason"]
-    page = (tmp_path / "reports" / "toyexp.md").read_text()
+    page = (tmp_path / "reports" / "table3.md").read_text()  # toyexp feeds Table 3 (its paper_table)
     assert "| Toy" in page and "MostPopular" in page
     assert "skipped: weights for 'imaginary-llm'" in page
     assert "The paper's numbers are not shown" in page  # toy data is not the paper's ml-1m
@@ -157,7 +157,7 @@ def test_unavailable_backbone_is_recorded_as_skipped(tmp_path, toy_ml1m, monkeyp
     assert [p.name for p in records] == ["t5-large__seed0.json"]  # --runs kept one row
     rec = json.loads(records[0].read_text())
     assert rec["status"] == "skipped" and "t5-small" in rec["skip_reason"]  # its Item LLM
-    page = (tmp_path / "reports" / "table7_rec_llm.md").read_text()
+    page = (tmp_path / "reports" / "table7.md").read_text()
     assert "skipped: backbone 't5-small'" in page and "| t5-base" in page and "not run" in page
 
 

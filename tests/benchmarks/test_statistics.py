@@ -1,0 +1,81 @@
+"""Statistics against hand-computed values and scipy, and their edge cases."""
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmarks.statistics import (align_users, best_row, format_p, format_summary, paired_test,
+                                   per_user_mean_over_seeds, summarize_seeds)
+
+
+def test_interval_over_seeds_by_hand():
+    # mean 0.3; sd = 0.1 (deviations -0.1, 0, 0.1); t(0.975, 2) = 4.302653; half = 4.302653 * 0.1 / sqrt(3)
+    summary = summarize_seeds([0.2, 0.3, 0.4])
+    assert summary.n == 3 and summary.mean == pytest.approx(0.3)
+    assert summary.half_width == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-6)
+    assert summary.low == pytest.approx(0.3 - summary.half_width) and summary.high == pytest.approx(0.3 + summary.half_width)
+    assert format_summary(summary) == "0.3000 ± 0.2484"
+    # the same interval from scipy's own t-interval
+    low, high = stats.t.interval(0.95, df=2, loc=0.3, scale=stats.sem([0.2, 0.3, 0.4]))
+    assert (summary.low, summary.high) == pytest.approx((low, high))
+
+
+def test_one_seed_has_no_interval_and_missing_values_are_dropped():
+    one = summarize_seeds([0.25, None, float("nan")])
+    assert one.n == 1 and one.half_width is None and one.low is None
+    assert format_summary(one) == "0.2500"
+    assert summarize_seeds([None]) is None and format_summary(None) == "n/a"
+    same = summarize_seeds([0.5, 0.5])
+    assert same.half_width == 0.0 and format_summary(same, 2) == "0.50 ± 0.00"
+
+
+def test_paired_tests_match_scipy():
+    rng = np.random.default_rng(3)
+    a = (rng.random(500) < 0.30).astype(float)
+    b = (rng.random(500) < 0.22).astype(float)
+    test = paired_test(a, b)
+    assert test.n_users == 500 and test.mean_difference == pytest.approx(a.mean() - b.mean())
+    assert test.t_pvalue == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert test.wilcoxon_pvalue == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert test.a_significantly_better == (test.t_pvalue < 0.05)
+    # the marker needs the proposed model to be the better one: reversed, never `*`
+    assert not paired_test(b, a).a_significantly_better
+    assert paired_test(b, a).t_pvalue == pytest.approx(test.t_pvalue)
+
+
+def test_paired_test_edge_cases_answer_without_nan_warnings():
+    with np.errstate(all="raise"):
+        same = paired_test([1.0, 0.0, 1.0], [1.0, 0.0, 1.0])
+    assert same.t_pvalue == 1.0 and same.wilcoxon_pvalue == 1.0 and not same.a_significantly_better
+    assert "identical" in same.note
+    shifted = paired_test(np.full(20, 0.5), np.zeros(20))  # zero variance, non-zero difference
+    assert shifted.t_pvalue == 0.0 and shifted.a_significantly_better
+    assert shifted.wilcoxon_pvalue == pytest.approx(stats.wilcoxon(np.full(20, 0.5), np.zeros(20)).pvalue)
+    tiny = paired_test([1.0], [0.0])
+    assert math.isnan(tiny.t_pvalue) and not tiny.a_significantly_better
+    with pytest.raises(ValueError):
+        paired_test([1.0, 2.0], [1.0])
+
+
+def test_users_are_aligned_by_user_index_and_averaged_over_seeds():
+    seed0 = {"user_index": np.array([4, 1, 7]), "recall@10": np.array([1.0, 0.0, 1.0])}
+    seed1 = {"user_index": np.array([1, 7, 4, 9]), "recall@10": np.array([1.0, 0.0, 1.0, 1.0])}
+    users, values = per_user_mean_over_seeds([seed0, seed1], "recall@10")
+    assert users.tolist() == [1, 4, 7]  # user 9 is not in seed 0
+    assert values.tolist() == [0.5, 1.0, 0.5]
+    common, a, b = align_users(np.array([1, 4, 7]), np.array([0.1, 0.4, 0.7]), np.array([7, 2, 1]), np.array([7.0, 2.0, 1.0]))
+    assert common.tolist() == [1, 7] and a.tolist() == [0.1, 0.7] and b.tolist() == [1.0, 7.0]
+    # records without user_index hold every user in order
+    users, values = per_user_mean_over_seeds([{"recall@10": np.array([0.0, 1.0])}], "recall@10")
+    assert users.tolist() == [0, 1] and values.tolist() == [0.0, 1.0]
+    with pytest.raises(KeyError):
+        per_user_mean_over_seeds([seed0], "ndcg@10")
+
+
+def test_best_baseline_skips_excluded_and_missing_rows():
+    means = {"GRU4Rec": 0.18, "SASRec": 0.24, "Lite": 0.30, "Broken": float("nan"), "Skipped": None}
+    assert best_row(means, exclude={"Lite"}) == "SASRec"
+    assert best_row({"A": 0.2, "B": 0.2}) == "A"  # ties: the first in table order
+    assert best_row({"Lite": 0.3}, exclude={"Lite"}) is None
+    assert format_p(0.00001) == "< 0.0001" and format_p(0.0312) == "0.0312" and format_p(float("nan")) == "n/a"
