@@ -52,7 +52,7 @@ from benchmarks import backbones
 from benchmarks.config import ConfigError
 from benchmarks.latency import section
 from benchmarks.recbole_compat import import_recbole, load_checkpoint, outputs_under
-from benchmarks.split import all_samples, pad_histories, sampling_samples
+from benchmarks.split import next_item_batches, pad_histories
 from benchmarks.training import NeuralRecommender, Trainer
 from lite_llm4rec.item_llm import masked_mean
 
@@ -242,14 +242,7 @@ class E4SRec(NeuralRecommender):
                 "sasrec": self.sasrec_info, "trainable_parameters": counts["trainable"], "parameter_counts": counts}
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        if self.params["strategy"] == "sampling":
-            inputs, targets = sampling_samples(split.train, self.window, rng)
-        else:
-            inputs, targets = all_samples(split.train, self.window)
-        items = pad_histories(inputs, self.window)
-        order = rng.permutation(len(targets))
-        return [(items[order[i : i + batch_size]], targets[order[i : i + batch_size]])
-                for i in range(0, len(order), batch_size)]
+        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size)
 
     def loss(self, batch) -> torch.Tensor:
         items, targets = (torch.from_numpy(a).to(self.device) for a in batch)

@@ -40,7 +40,7 @@ from torch import nn
 
 from benchmarks import backbones
 from benchmarks.latency import section
-from benchmarks.split import all_samples, sampling_samples
+from benchmarks.split import next_item_batches
 from benchmarks.training import NeuralRecommender
 from lite_llm4rec.item_llm import masked_mean
 
@@ -314,8 +314,9 @@ class PromptInputs(nn.Module):
     """Token embeddings + whole-word embeddings, optionally after learned prompt vectors (POD)."""
 
     def __init__(self, token_embeddings: nn.Embedding, width: int, window: int,
-                 whole_word: bool, n_prompt_vectors: int):
+                 whole_word: bool, n_prompt_vectors: int, insert_at: int = 0):
         super().__init__()
+        self.insert_at = insert_at  # after the leading special tokens ([CLS] for BERT, none for T5)
         self.token_embeddings = token_embeddings  # the backbone's own (shared with its encoder)
         self.whole_word_embeddings = nn.Embedding(window + 1, width, padding_idx=0) if whole_word else None
         if self.whole_word_embeddings is not None:
@@ -330,9 +331,9 @@ class PromptInputs(nn.Module):
             embeds = embeds + self.whole_word_embeddings(word_ids)
         if self.prompt_vectors is not None:
             prompt = self.prompt_vectors.unsqueeze(0).expand(embeds.shape[0], -1, -1).to(embeds.dtype)
-            # after the leading special token (BERT's [CLS]) when there is one, else first
-            embeds = torch.cat([embeds[:, :1], prompt, embeds[:, 1:]], dim=1)
-            mask = torch.cat([mask[:, :1], mask.new_ones(mask.shape[0], prompt.shape[1]), mask[:, 1:]], dim=1)
+            at = self.insert_at
+            embeds = torch.cat([embeds[:, :at], prompt, embeds[:, at:]], dim=1)
+            mask = torch.cat([mask[:, :at], mask.new_ones(mask.shape[0], prompt.shape[1]), mask[:, at:]], dim=1)
         return embeds, mask
 
 
@@ -371,17 +372,6 @@ class TrieConstraint:
 
 
 # ----------------------------------------------------------------------------- the models
-
-
-def history_batches(split, strategy: str, window: int, rng: np.random.Generator, batch_size: int) -> list:
-    """One epoch of (histories, next items) batches under Lite-LLM4Rec's sample rules."""
-    if strategy == "sampling":
-        inputs, targets = sampling_samples(split.train, window, rng)
-    else:
-        inputs, targets = all_samples(split.train, window)
-    order = rng.permutation(len(targets))
-    return [([inputs[j] for j in order[i: i + batch_size]], targets[order[i: i + batch_size]])
-            for i in range(0, len(order), batch_size)]
 
 
 class GenerativeRecommender(NeuralRecommender):
@@ -427,7 +417,7 @@ class GenerativeRecommender(NeuralRecommender):
                                     input_token_limit(self.seq2seq.get_encoder().config, p) - int(p["prompt_vectors"]))
         width = self.seq2seq.get_input_embeddings().embedding_dim
         self.inputs = PromptInputs(self.seq2seq.get_input_embeddings(), width, self.window,
-                                   bool(p["whole_word_embeddings"]), int(p["prompt_vectors"]))
+                                   bool(p["whole_word_embeddings"]), int(p["prompt_vectors"]), len(self.prompt.head))
         self.module = nn.ModuleDict({"seq2seq": self.seq2seq, "inputs": self.inputs}).to(device)
         self.decoding = Counter()
 
@@ -446,7 +436,7 @@ class GenerativeRecommender(NeuralRecommender):
     # ---- training
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        return history_batches(split, self.params["strategy"], self.window, rng, batch_size)
+        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size, padded=False)
 
     def loss(self, batch) -> torch.Tensor:
         histories, targets = batch
@@ -589,7 +579,7 @@ class PromptEncoderRecommender(NeuralRecommender):
                                     input_token_limit(self.encoder.config, p) - int(p["prompt_vectors"]))
         width = backbones.hidden_size(self.encoder)
         self.inputs = PromptInputs(self.encoder.get_input_embeddings(), width, self.window,
-                                   bool(p["whole_word_embeddings"]), int(p["prompt_vectors"]))
+                                   bool(p["whole_word_embeddings"]), int(p["prompt_vectors"]), len(self.prompt.head))
         self.dropout = nn.Dropout(float(p["dropout"]))
         self.item_projection_head = nn.Linear(width, self.n_items + 1)
         self.module = nn.ModuleDict({"encoder": self.encoder, "inputs": self.inputs,
@@ -598,7 +588,7 @@ class PromptEncoderRecommender(NeuralRecommender):
         self._padding_column = torch.arange(self.n_items + 1, device=device) == 0
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        return history_batches(split, self.params["strategy"], self.window, rng, batch_size)
+        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size, padded=False)
 
     def loss(self, batch) -> torch.Tensor:
         histories, targets = batch

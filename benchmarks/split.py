@@ -106,3 +106,22 @@ def all_samples(train: list[np.ndarray], window: int):
             inputs.append(seq[max(0, t - window) : t])
             targets.append(seq[t])
     return inputs, np.array(targets, dtype=np.int64)
+
+
+def next_item_batches(train: list[np.ndarray], strategy: str, window: int, rng: np.random.Generator,
+                      batch_size: int, *, padded: bool = True) -> list:
+    """One shuffled epoch of (inputs, next items) batches under a strategy ("sampling" | "all"):
+    inputs as a padded array (`pad_histories`) or, with padded=False, a list of histories."""
+    if strategy == "sampling":
+        inputs, targets = sampling_samples(train, window, rng)
+    elif strategy == "all":
+        inputs, targets = all_samples(train, window)
+    else:
+        raise ValueError(f"model.strategy must be 'sampling' or 'all', got {strategy!r}")
+    items = pad_histories(inputs, window) if padded else inputs
+    order = rng.permutation(len(targets))
+    batches = []
+    for i in range(0, len(order), batch_size):
+        rows = order[i : i + batch_size]
+        batches.append((items[rows] if padded else [items[j] for j in rows], targets[rows]))
+    return batches

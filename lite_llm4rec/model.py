@@ -30,7 +30,7 @@ from torch import nn
 
 from benchmarks import backbones
 from benchmarks.latency import section
-from benchmarks.split import all_samples, pad_histories, sampling_samples
+from benchmarks.split import next_item_batches, pad_histories
 from benchmarks.training import NeuralRecommender
 
 from .item_llm import item_vectors, masked_mean
@@ -130,14 +130,7 @@ class LiteLLM4Rec(NeuralRecommender):
     # ---- training (the shared loop in benchmarks/training.py calls these)
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        if self.params["strategy"] == "sampling":
-            inputs, targets = sampling_samples(split.train, self.window, rng)
-        else:
-            inputs, targets = all_samples(split.train, self.window)
-        items = pad_histories(inputs, self.window)
-        order = rng.permutation(len(targets))
-        return [(items[order[i : i + batch_size]], targets[order[i : i + batch_size]])
-                for i in range(0, len(order), batch_size)]
+        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size)
 
     def loss(self, batch) -> torch.Tensor:
         items, targets = (torch.from_numpy(a).to(self.device) for a in batch)

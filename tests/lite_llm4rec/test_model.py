@@ -11,7 +11,7 @@ from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
 from lite_llm4rec import item_llm
 from lite_llm4rec.item_llm import masked_mean
-from lite_llm4rec.model import all_samples, sampling_samples
+from benchmarks.split import all_samples, sampling_samples
 
 TRAIN = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_decay": 0.0,
          "warmup_ratio": 0.0, "lr_schedule": "constant", "max_grad_norm": None, "patience": 10,
