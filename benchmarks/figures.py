@@ -28,7 +28,7 @@ PNG_METADATA = {"Software": None}
 PDF_METADATA = {"CreationDate": None, "Producer": None, "Creator": None}
 SECTION_ORDER = ["encode", "beam_search", "decode", "score", "other"]
 SECTION_LABELS = {"beam_search": "beam search", "encode": "encode", "decode": "decode (tokens -> items)",
-                  "score": "score and top-k", "other": "other (untimed parts)"}
+                  "score": "score and top-k", "other": "other (outside named sections)"}
 
 
 def _style() -> None:
