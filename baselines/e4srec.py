@@ -124,10 +124,8 @@ class E4SRec(NeuralRecommender):
     def __init__(self, params: dict, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        if p["pooling"] not in ("last", "mean"):
-            raise ConfigError(f"model.pooling must be 'last' or 'mean', got {p['pooling']!r}")
-        if p["strategy"] not in ("sampling", "all"):
-            raise ConfigError(f"model.strategy must be 'sampling' or 'all', got {p['strategy']!r}")
+        self.require_choice("pooling", ("last", "mean"))
+        self.require_choice("strategy", ("sampling", "all"))
         if not isinstance(p["sasrec_source"], str) or not p["sasrec_source"]:
             raise ConfigError("model.sasrec_source must be 'auto', 'train' or a checkpoint path")
         self.window = int(p["max_seq_length"])

@@ -402,10 +402,8 @@ class GenerativeRecommender(NeuralRecommender):
     def __init__(self, params: dict, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        if p["strategy"] not in ("sampling", "all"):
-            raise ValueError(f"model.strategy must be 'sampling' or 'all', got {p['strategy']!r}")
-        if p["backbone_init"] not in ("pretrained", "scratch"):
-            raise ValueError(f"model.backbone_init must be 'pretrained' or 'scratch', got {p['backbone_init']!r}")
+        self.require_choice("strategy", ("sampling", "all"))
+        self.require_choice("backbone_init", ("pretrained", "scratch"))
         if p["prompt"] and "{history}" not in p["prompt"]:
             raise ValueError("model.prompt must contain {history}")
         self.window = int(p["max_seq_length"])
@@ -564,10 +562,8 @@ class PromptEncoderRecommender(NeuralRecommender):
     def __init__(self, params: dict, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        if p["item_text"] not in ("id", "title"):
-            raise ValueError(f"model.item_text must be 'id' or 'title', got {p['item_text']!r}")
-        if p["strategy"] not in ("sampling", "all"):
-            raise ValueError(f"model.strategy must be 'sampling' or 'all', got {p['strategy']!r}")
+        self.require_choice("item_text", ("id", "title"))
+        self.require_choice("strategy", ("sampling", "all"))
         self.window = int(p["max_seq_length"])
         self.tokenizer = backbones.load_tokenizer(p["backbone"])
         texts = (random_indexing(dataset.n_items, int(p["indexing_seed"])) if p["item_text"] == "id"

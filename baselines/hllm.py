@@ -46,8 +46,6 @@ Held-out items are never sampled as negatives: training sees only the items of s
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +58,7 @@ from tqdm.auto import tqdm
 from benchmarks import backbones
 from benchmarks.config import ConfigError
 from benchmarks.latency import section
+from benchmarks.records import atomic_write
 from benchmarks.split import pad_histories, sampling_samples
 from benchmarks.training import NeuralRecommender
 from lite_llm4rec.item_llm import cache_key
@@ -152,15 +151,8 @@ def frozen_item_table(dataset, name: str, *, instruction: str, max_length: int, 
     ids, mask = tokenize_items(tokenizer, dataset.item_texts[1:], instruction, max_length, item_token_id)
     item_llm = item_llm.to(device).eval()
     table = encode_all_items(item_llm, ids.to(device), mask.to(device), batch_size, progress).cpu()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"item_embeddings": table.contiguous()}, tmp, metadata={"model": name, "rule": ITEM_TOKEN_RULE})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: save_file({"item_embeddings": table.contiguous()}, tmp,
+                                             metadata={"model": name, "rule": ITEM_TOKEN_RULE}))
     return table, {**info, "cache": "miss"}
 
 
@@ -289,10 +281,8 @@ class HLLM(NeuralRecommender):
     def __init__(self, params: dict, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        if p["item_llm_training"] not in ("end_to_end", "frozen"):
-            raise ConfigError(f"model.item_llm_training must be 'end_to_end' or 'frozen', got {p['item_llm_training']!r}")
-        if p["item_norm"] not in ("standardize", "none"):
-            raise ConfigError(f"model.item_norm must be 'standardize' or 'none', got {p['item_norm']!r}")
+        self.require_choice("item_llm_training", ("end_to_end", "frozen"))
+        self.require_choice("item_norm", ("standardize", "none"))
         if int(p["num_negatives"]) < 0 or (int(p["num_negatives"]) == 0 and not p["in_batch_negatives"]):
             raise ConfigError("HLLM needs negatives: set model.num_negatives > 0 or model.in_batch_negatives: true")
         if not 0.0 < float(p["temperature"]) <= 1.0:

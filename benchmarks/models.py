@@ -68,6 +68,12 @@ class Recommender:
         self.n_items = dataset.n_items
         self.device = device
 
+    def require_choice(self, key: str, choices: tuple) -> None:
+        """A model setting outside its choices fails at construction, before any work."""
+        if self.params[key] not in choices:
+            raise ConfigError(f"model.{key} must be one of {', '.join(map(repr, choices))}, "
+                              f"got {self.params[key]!r}")
+
     def fit(self, split, trainer) -> dict:
         """Train; return a dict for the record (epochs, best_epoch, seconds, history...)."""
         return {"epochs": 0}

@@ -68,7 +68,8 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write a file through `write(tmp_path)` then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -84,14 +85,14 @@ def _atomic_write_bytes(path: Path, write) -> None:
 def write_record(path: Path, record: dict, per_user: dict[str, np.ndarray] | None = None) -> None:
     if per_user:
         arrays = {k: np.ascontiguousarray(v) for k, v in per_user.items()}
-        _atomic_write_bytes(per_user_path(path), lambda tmp: save_file(arrays, tmp))
+        atomic_write(per_user_path(path), lambda tmp: save_file(arrays, tmp))
     text = json.dumps({"record_format": RECORD_FORMAT, **record}, indent=2, sort_keys=False, default=_json_default)
 
     def write_json(tmp):
         with open(tmp, "w") as handle:
             handle.write(text + "\n")
 
-    _atomic_write_bytes(path, write_json)
+    atomic_write(path, write_json)
 
 
 def _json_default(value):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from benchmarks import backbones
+from benchmarks.records import atomic_write
 
 CACHE_FORMAT = 1
 
@@ -99,14 +98,7 @@ def item_vectors(
     encoded = encode_texts(texts, model_name, max_length=max_length, pooling=pooling,
                            batch_size=batch_size, device=device, progress=progress)
     vectors = torch.cat([torch.zeros(1, encoded.shape[1]), encoded])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({"item_vectors": vectors.contiguous()}, tmp, metadata={"model": model_name, "pooling": pooling})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: save_file({"item_vectors": vectors.contiguous()}, tmp,
+                                             metadata={"model": model_name, "pooling": pooling}))
     return vectors, {**info, "cache": "miss"}
 

@@ -107,10 +107,8 @@ class LiteLLM4Rec(NeuralRecommender):
     def __init__(self, params: dict, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        if p["strategy"] not in ("sampling", "all"):
-            raise ValueError(f"model.strategy must be 'sampling' or 'all', got {p['strategy']!r}")
-        if p["rec_llm_init"] not in ("pretrained", "scratch"):
-            raise ValueError(f"model.rec_llm_init must be 'pretrained' or 'scratch', got {p['rec_llm_init']!r}")
+        self.require_choice("strategy", ("sampling", "all"))
+        self.require_choice("rec_llm_init", ("pretrained", "scratch"))
         vectors, self.item_vector_info = item_vectors(
             dataset, p["item_llm"], max_length=p["item_max_length"], pooling=p["item_pooling"],
             batch_size=p["item_batch_size"], cache_dir=p["item_cache_dir"], device=device,

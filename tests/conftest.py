@@ -74,3 +74,14 @@ def toy_dataset(tmp_path, toy_ml1m):
             "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
             "encoding": None, "cache_dir": str(tmp_path / "cache"), "paper_name": None}
     return load_dataset(data, verbose=False)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: extra torch threads only add overhead on a busy CPU."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

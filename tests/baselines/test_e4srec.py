@@ -17,7 +17,8 @@ from benchmarks.training import Trainer
 from tests.conftest import write_ml1m
 
 # RecBole 1.2.1 trips pandas 2.x deprecation warnings in its own code; they are not ours.
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning"),
+              pytest.mark.usefixtures("one_thread")]
 
 TRAIN = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_decay": 0.0,
          "warmup_ratio": 0.0, "lr_schedule": "constant", "max_grad_norm": None, "patience": 10,
@@ -26,12 +27,6 @@ EVAL = {"ks": [10, 20], "mask_history": True, "batch_size": 64}
 SMALL_SASREC = {"hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 32}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add overhead on a busy CPU
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
