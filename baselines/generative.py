@@ -378,6 +378,7 @@ class GenerativeRecommender(NeuralRecommender):
     """P5-style generative recommender; POD and LightLM are the same class with other defaults."""
 
     output = "topk"
+    never_lists_history = True  # see "Lists" above
     input_unit = "tokens"
     defaults = {
         "backbone": "all-MiniLM-L6-v2",   # encoder-decoder from this encoder (bert2bert) or a T5 name

@@ -211,6 +211,12 @@ def validate(cfg: dict) -> None:
     ev = cfg["eval"]
     if ev["candidates"] not in ("full", "sampled"):
         raise ConfigError(f"eval.candidates must be 'full' or 'sampled', got {ev['candidates']!r}")
+    from .evaluate import PROTOCOL_CONTROLS  # late import: keeps config free of torch at import
+
+    unknown = [c for c in ev["protocol_controls"] or [] if c not in PROTOCOL_CONTROLS]
+    if unknown:
+        raise ConfigError(f"eval.protocol_controls: unknown {', '.join(map(repr, unknown))}; "
+                          f"known: {', '.join(PROTOCOL_CONTROLS)}")
     if not ev["ks"] or any(int(k) < 1 for k in ev["ks"]):
         raise ConfigError(f"eval.ks must be positive integers, got {ev['ks']!r}")
     if cfg["train"]["valid_metric"] not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in ev["ks"]}:

@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "EvalResult",
+    "PROTOCOL_CONTROLS",
+    "control_variant",
     "evaluate",
     "history_mask",
     "metrics_from_ranks",
@@ -308,3 +310,22 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
         "n_users": n_users,
     }
     return EvalResult(ranks=ranks, per_user=per_user, metrics=metrics, settings=settings)
+
+
+# ----------------------------------------------------------------------------- protocol controls
+
+# Evaluation choices that a record can measure twice on the same trained model (eval.protocol_controls).
+PROTOCOL_CONTROLS = ("history_masking", "candidates")
+
+
+def control_variant(control: str, settings: dict) -> tuple[str, dict]:
+    """One protocol control: its label and the evaluation settings (evaluate()'s keyword arguments)
+    with that single choice flipped, everything else as recorded."""
+    if control == "history_masking":
+        on = not settings["mask_history"]
+        return f"history masking {'on' if on else 'off'}", {**settings, "mask_history": on}
+    if control == "candidates":
+        if settings["candidates"] == "full":
+            return f"1+{settings['num_negatives']} sampled candidates", {**settings, "candidates": "sampled"}
+        return "full ranking", {**settings, "candidates": "full"}
+    raise ValueError(f"unknown protocol control {control!r}; known: {', '.join(PROTOCOL_CONTROLS)}")

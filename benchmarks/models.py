@@ -60,6 +60,9 @@ class Recommender:
     """Base class: override `score` (output "scores") or `recommend` (output "topk")."""
 
     output: ClassVar[str] = "scores"
+    # True for a model whose own decoding never lists the user's history items (so the history
+    # masking control cannot change its numbers)
+    never_lists_history: ClassVar[bool] = False
     defaults: ClassVar[dict] = {}  # the model's hyper-parameters and their default values
 
     def __init__(self, params: dict, dataset, device: torch.device):

@@ -704,13 +704,15 @@ def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
              "models (mean over seeds). The controls: history masking on vs off, full ranking vs "
              "1 + 99 sampled candidates, and P5's random vs sequential item indexing (sequential "
              "numbers leak the order of a user's items into the ids).", ""]
-    rows = []
+    rows, not_applicable = [], {}
     by_group: dict[tuple, list[dict]] = defaultdict(list)
     for rec in all_records:
         if rec.get("status") != "ok":
             continue
         by_group[(rec["experiment"], rec["dataset"], rec["run"])].append(rec)
         for control, variant in (rec.get("protocol_variants") or {}).items():
+            if "skipped" in variant:
+                not_applicable[(rec["experiment"], rec["dataset"], rec["run"], control)] = variant["skipped"]
             for metric in ("recall@10", "ndcg@10"):
                 if metric in variant.get("metrics", {}) and metric in rec["metrics"]:
                     rows.append({"experiment": rec["experiment"], "dataset": rec["dataset"], "model": rec["run"],
@@ -729,6 +731,11 @@ def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
             "change": (table["variant"] - table["recorded"]).map("{:+.4f}".format), "seeds": table["seeds"].astype(str),
         })
         lines += [_markdown(shown), "", writer.table("protocol_controls__evaluation", shown), ""]
+        if not_applicable:
+            lines += ["Controls not measured, and why:", ""]
+            lines += [f"- {exp} / {ds} / {run}, {control}: {why}"
+                      for (exp, ds, run, control), why in sorted(not_applicable.items())]
+            lines += [""]
     else:
         lines += ["Not run: no record carries a second evaluation of its trained model. For this table the "
                   "runner must evaluate each trained model once more per control and record it as "

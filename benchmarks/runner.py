@@ -15,7 +15,7 @@ import torch
 from . import config as cfgmod
 from .config import ConfigError, RunSpec, config_hash
 from .data import SequenceDataset, load_dataset
-from .evaluate import EvalResult, evaluate, user_subset
+from .evaluate import EvalResult, control_variant, evaluate, sample_candidates, user_subset
 from .latency import device_description, measure_latency
 from .models import SkipRun, build_model
 from .records import git_commit, library_versions, now, read_record, record_path, write_record
@@ -203,6 +203,9 @@ class Runner:
         valid = evaluate(
             model, [split.valid_histories[u] for u in users], split.valid_targets[users], **eval_kwargs
         )
+        protocol_variants = measure_protocol_controls(
+            model, [split.test_histories[u] for u in users], split.test_targets[users],
+            ev["protocol_controls"], eval_kwargs)
         latency = None
         if cfg["latency"]["enabled"]:
             lat = cfg["latency"]
@@ -218,6 +221,7 @@ class Runner:
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
             "metrics": test.metrics,
             "valid_metrics": valid.metrics,
+            "protocol_variants": protocol_variants,
             "latency": latency,
             "input_length": {
                 "mean": float(np.mean(model.input_length(test_histories))),
@@ -234,6 +238,30 @@ class Runner:
         per_user.update({k: np.asarray(v, dtype=np.float64) for k, v in test.per_user.items()})
         write_record(path, record, per_user)
         return record
+
+
+def measure_protocol_controls(model, histories, targets, controls, eval_kwargs: dict) -> dict:
+    """The same trained model's test users evaluated once more per control (one evaluation
+    choice flipped): {label: {evaluation, metrics}}, or {label: {skipped: why}} where the control
+    cannot change this model's numbers."""
+    variants = {}
+    for control in controls or []:
+        label, kwargs = control_variant(control, eval_kwargs)
+        if control == "history_masking" and eval_kwargs["candidates"] == "sampled":
+            variants[label] = {"skipped": "sampled candidates never include history items"}
+            continue
+        if control == "history_masking" and model.never_lists_history:
+            variants[label] = {"skipped": f"{type(model).__name__}'s decoding never lists history items"}
+            continue
+        if kwargs["candidates"] == "sampled":
+            try:  # a catalogue too small for the negatives: say so, do not fail the finished run
+                sample_candidates(histories, targets, model.n_items, kwargs["num_negatives"], kwargs["negative_seed"])
+            except ValueError as err:
+                variants[label] = {"skipped": str(err)}
+                continue
+        result = evaluate(model, histories, targets, **{**kwargs, "progress": False})
+        variants[label] = {"evaluation": result.settings, "metrics": result.metrics}
+    return variants
 
 
 def cold_start_result(split, users: np.ndarray, test: EvalResult) -> tuple[dict, EvalResult, np.ndarray]:

@@ -120,12 +120,18 @@ class Trainer:
         if keep_initial:
             best_value = self._validate(model, split)[metric]
             best_state = _snapshot(model.module)
+        budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
         for epoch in range(1, epochs + 1):
             batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng, batch_size)
             model.module.train()
             losses = []
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
             for batch in bar:
+                if time.perf_counter() - start > budget_s:
+                    # the time budget ends training mid-epoch; the partial epoch is validated
+                    # below and recorded with how many of its batches ran
+                    stopped = "time_budget"
+                    break
                 with autocast(cfg["precision"], model.device):
                     loss = model.loss(batch).float()
                 if not torch.isfinite(loss):
@@ -138,7 +144,9 @@ class Trainer:
                 scheduler.step()
                 losses.append(loss.item())
             entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
-            if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs:
+            if stopped == "time_budget":
+                entry["batches"] = f"{len(losses)} of {len(batches)}"
+            if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
                 valid = self._validate(model, split)
                 entry["valid"] = valid
                 if valid[metric] > best_value:
@@ -154,8 +162,7 @@ class Trainer:
             if since_best >= int(cfg["patience"]):
                 stopped = "early_stopping"
                 break
-            if cfg["max_minutes"] and entry["seconds"] > 60 * float(cfg["max_minutes"]):
-                stopped = "time_budget"
+            if stopped == "time_budget":
                 break
         if best_state is not None:
             model.module.load_state_dict(best_state)

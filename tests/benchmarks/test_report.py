@@ -148,7 +148,8 @@ def write_synthetic_results(results, rng=None):
                       model="lite_llm4rec", model_config={"item_llm": "all-MiniLM-L6-v2", "rec_llm": "all-MiniLM-L6-v2"},
                       latency={"ms_per_batch_median": 40.0 + seed})
         lite["protocol_variants"] = {"history masking off": {
-            "evaluation": {"mask_history": False}, "metrics": {k: v - 0.05 for k, v in lite_metrics.items()}}}
+            "evaluation": {"mask_history": False}, "metrics": {k: v - 0.05 for k, v in lite_metrics.items()}},
+            "1+99 sampled candidates": {"skipped": "user 3 has only 50 items outside their history"}}
         write_record(record_path(results, "t3", "ml-1m", "Lite-LLM4Rec_sampling", seed), lite, lite_users)
     write_record(record_path(results, "t3", "ml-1m", "BERT4Rec", 0),
                  record("BERT4Rec", "ml-1m", full, {}, status="skipped", paper_name="ml-1m"))
@@ -301,6 +302,7 @@ def test_views_across_pages(synthetic_reports):
     assert "Pareto frontier" in accuracy
     controls = (reports / "protocol_controls.md").read_text()
     assert "history masking off" in controls and "-0.0500" in controls
+    assert "1+99 sampled candidates: user 3 has only 50 items" in controls  # a skip says why
     assert "| P5 (indexing=random) | P5_seq (indexing=sequential)" in controls
     figure6 = (reports / "figure6.md").read_text()
     assert "sampled ranking (1 target + 99 sampled negatives" in figure6 and "figures/figure6__" in figure6

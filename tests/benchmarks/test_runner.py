@@ -26,7 +26,7 @@ def write_experiment(tmp_path, body=None):
         "description: toy experiment\n"
         "paper_table: table3_overall\n"
         "datasets: [ml-1m]\n"
-        "config: {train: {epochs: 8, patience: 3, lr: 0.05}, latency: {max_batches: 2, warmup_batches: 1, batch_size: 8}}\n"
+        "config: {train: {epochs: 8, patience: 3, lr: 0.05}, eval: {num_negatives: 20}, latency: {max_batches: 2, warmup_batches: 1, batch_size: 8}}\n"
         "runs:\n"
         "  MostPopular: {model: {name: most_popular}}\n"
         "  Toy: {model: {name: toy_next_item, dim: 8}}\n"
@@ -62,6 +62,15 @@ def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
     per_user = recmod.read_per_user(folder / "Toy__seed0.json")
     assert per_user["rank"].shape == (60,)
     assert np.isclose(per_user["recall@10"].mean(), rec["metrics"]["recall@10"])
+    # protocol controls: the same trained model evaluated again with one choice flipped. Without
+    # masking a target can only rank lower; among 1+99 candidates it can only rank higher
+    controls = rec["protocol_variants"]
+    assert set(controls) == {"history masking off", "1+20 sampled candidates"}
+    off, sampled = controls["history masking off"], controls["1+20 sampled candidates"]
+    assert off["evaluation"]["mask_history"] is False and sampled["evaluation"]["candidates"] == "sampled"
+    for k in ("recall@10", "ndcg@20"):
+        assert off["metrics"][k] <= rec["metrics"][k] <= sampled["metrics"][k]
+    assert sampled["metrics"]["recall@10"] > rec["metrics"]["recall@10"] or rec["metrics"]["recall@10"] == 1.0
     # the toy model learns the cycle; popularity cannot
     pop = json.loads((folder / "MostPopular__seed0.json").read_text())
     assert rec["metrics"]["recall@10"] > pop["metrics"]["recall@10"] + 0.3
@@ -167,6 +176,30 @@ def test_unknown_run_name_is_an_error(tmp_path, toy_ml1m, capsys):
     assert "unknown run(s) ['Nope']" in capsys.readouterr().err
 
 
+def test_protocol_controls_skip_what_cannot_change_and_reject_unknown_names(tmp_path, toy_dataset):
+    torch = __import__("torch")
+    from benchmarks.config import ConfigError
+    from benchmarks.runner import measure_protocol_controls
+
+    split = leave_one_out(toy_dataset)
+    cfg = _toy_config(tmp_path, "eval.candidates=sampled")
+    model = build_model(cfg["model"], toy_dataset, torch.device("cpu"))
+    kwargs = dict(ks=[10], mask_history=True, candidates="sampled", num_negatives=20, negative_seed=1, batch_size=16)
+    out = measure_protocol_controls(model, split.test_histories, split.test_targets,
+                                    ["history_masking", "candidates"], kwargs)
+    assert "skipped" in out["history masking off"]  # sampled candidates exclude history anyway
+    assert out["full ranking"]["evaluation"]["candidates"] == "full"
+    too_many = measure_protocol_controls(model, split.test_histories, split.test_targets, ["candidates"],
+                                         {**kwargs, "candidates": "full", "num_negatives": 10_000})
+    assert "fewer than num_negatives" in too_many["1+10000 sampled candidates"]["skipped"]
+    model.never_lists_history = True
+    out = measure_protocol_controls(model, split.test_histories, split.test_targets, ["history_masking"],
+                                    {**kwargs, "candidates": "full"})
+    assert "never lists history" in out["history masking off"]["skipped"]
+    with pytest.raises(ConfigError, match="protocol_controls"):
+        _toy_config(tmp_path, "eval.protocol_controls=[masking]")
+
+
 def _toy_config(tmp_path, *overrides):
     name, exp = load_experiment(str(write_experiment(tmp_path)))
     return resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override(o) for o in overrides]).config
@@ -204,3 +237,18 @@ def test_validation_uses_the_seeded_user_subset(tmp_path, toy_dataset, monkeypat
     Trainer(cfg["train"], cfg["eval"], seed=0, progress=False)._validate(model, split)
     users = user_subset(split.n_users, 7, 3)
     assert len(users) == 7 and np.array_equal(seen["targets"], split.valid_targets[users])
+
+
+def test_time_budget_stops_mid_epoch_and_validates_what_it_trained(tmp_path, toy_dataset, monkeypatch):
+    import benchmarks.training as training_mod
+
+    split = leave_one_out(toy_dataset)
+    cfg = _toy_config(tmp_path, "train.epochs=50", "train.batch_size=4", "train.max_minutes=1")
+    model = build_model(cfg["model"], toy_dataset, __import__("torch").device("cpu"))
+    clock = iter(range(0, 10_000, 7))  # a fake clock: 7 s per reading, so 60 s pass within one epoch
+    monkeypatch.setattr(training_mod.time, "perf_counter", lambda: float(next(clock)))
+    result = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
+    last = result["history"][-1]
+    assert result["stopped_by"] == "time_budget" and result["epochs"] == 1
+    done, of = (int(x) for x in last["batches"].split(" of "))
+    assert 0 < done < of and "valid" in last and result["best_epoch"] == 1
