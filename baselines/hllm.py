@@ -51,17 +51,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from benchmarks import backbones
 from benchmarks.config import ConfigError
 from benchmarks.latency import section
-from benchmarks.records import atomic_write
 from benchmarks.split import pad_histories, sampling_samples
 from benchmarks.training import NeuralRecommender
-from lite_llm4rec.item_llm import cache_key
+from lite_llm4rec.item_llm import cache_key, cached_tensor
 from lite_llm4rec.model import standardize_item_vectors
 
 ITEM_TOKEN = "[ITEM]"
@@ -140,20 +138,16 @@ def frozen_item_table(dataset, name: str, *, instruction: str, max_length: int, 
     key = cache_key(name, f"{ITEM_TOKEN_RULE};instruction={instruction!r}", max_length, dataset.content_hash)
     path = Path(cache_dir) / f"{dataset.name}-hllm-{key}.safetensors"
     info = {"item_llm": name, "instruction": instruction, "max_length": max_length, "cache_key": key}
-    if path.is_file():
-        try:
-            table = load_file(str(path))["item_embeddings"]
-            if table.shape[0] == dataset.n_items + 1:
-                return table, {**info, "cache": "hit"}
-        except Exception:  # a damaged cache file is recomputed and replaced
-            pass
-    tokenizer, item_llm, item_token_id = load_item_llm(name)
-    ids, mask = tokenize_items(tokenizer, dataset.item_texts[1:], instruction, max_length, item_token_id)
-    item_llm = item_llm.to(device).eval()
-    table = encode_all_items(item_llm, ids.to(device), mask.to(device), batch_size, progress).cpu()
-    atomic_write(path, lambda tmp: save_file({"item_embeddings": table.contiguous()}, tmp,
-                                             metadata={"model": name, "rule": ITEM_TOKEN_RULE}))
-    return table, {**info, "cache": "miss"}
+
+    def compute() -> torch.Tensor:
+        tokenizer, item_llm, item_token_id = load_item_llm(name)
+        ids, mask = tokenize_items(tokenizer, dataset.item_texts[1:], instruction, max_length, item_token_id)
+        item_llm = item_llm.to(device).eval()
+        return encode_all_items(item_llm, ids.to(device), mask.to(device), batch_size, progress).cpu()
+
+    table, state = cached_tensor(path, "item_embeddings", dataset.n_items + 1, compute,
+                                 {"model": name, "rule": ITEM_TOKEN_RULE})
+    return table, {**info, "cache": state}
 
 
 # ----------------------------------------------------------------------------- User LLM and loss

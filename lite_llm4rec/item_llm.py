@@ -72,6 +72,21 @@ def encode_texts(
     return out
 
 
+def cached_tensor(path: Path, name: str, rows: int, compute, metadata: dict) -> tuple[torch.Tensor, str]:
+    """Tensor `name` from a safetensors cache file when it holds `rows` rows (state "hit"), else
+    `compute()`d and written atomically ("miss"). A damaged file is recomputed and replaced."""
+    if path.is_file():
+        try:
+            tensor = load_file(str(path))[name]
+            if tensor.shape[0] == rows:
+                return tensor, "hit"
+        except Exception:  # damaged or from another format: recompute
+            pass
+    tensor = compute()
+    atomic_write(path, lambda tmp: save_file({name: tensor.contiguous()}, tmp, metadata=metadata))
+    return tensor, "miss"
+
+
 def item_vectors(
     dataset,
     model_name: str,
@@ -87,18 +102,12 @@ def item_vectors(
     key = cache_key(model_name, pooling, max_length, dataset.content_hash)
     path = Path(cache_dir) / f"{dataset.name}-{key}.safetensors"
     info = {"item_llm": model_name, "pooling": pooling, "max_length": max_length, "cache_key": key}
-    if path.is_file():
-        try:
-            vectors = load_file(str(path))["item_vectors"]
-            if vectors.shape[0] == dataset.n_items + 1:
-                return vectors, {**info, "cache": "hit"}
-        except Exception:  # a damaged cache file is recomputed and replaced
-            pass
-    texts = dataset.item_texts[1:]
-    encoded = encode_texts(texts, model_name, max_length=max_length, pooling=pooling,
-                           batch_size=batch_size, device=device, progress=progress)
-    vectors = torch.cat([torch.zeros(1, encoded.shape[1]), encoded])
-    atomic_write(path, lambda tmp: save_file({"item_vectors": vectors.contiguous()}, tmp,
-                                             metadata={"model": model_name, "pooling": pooling}))
-    return vectors, {**info, "cache": "miss"}
 
+    def compute() -> torch.Tensor:
+        encoded = encode_texts(dataset.item_texts[1:], model_name, max_length=max_length, pooling=pooling,
+                               batch_size=batch_size, device=device, progress=progress)
+        return torch.cat([torch.zeros(1, encoded.shape[1]), encoded])
+
+    vectors, state = cached_tensor(path, "item_vectors", dataset.n_items + 1, compute,
+                                   {"model": model_name, "pooling": pooling})
+    return vectors, {**info, "cache": state}
