@@ -654,9 +654,9 @@ def accuracy_latency_page(all_records: list[dict], writer: Writer) -> Path:
     lines = ["# Accuracy against latency", "",
              "Recall@10 (full ranking, history masked) against the median milliseconds per batch, for "
              "every model with a latency record. Only records timed on the same device (and batch "
-             "size) share a figure: times from different devices are not comparable. Cold-start runs "
-             "(scored on other users) are left out; the `users` column says which users a Recall@10 "
-             "is averaged over (a seeded subset estimates the all-user value). A point is the "
+             "size) and scored on the same users share a figure: times from different devices are "
+             "not comparable, and a Recall@10 over a seeded subset of users is not the all-user one. "
+             "Cold-start runs (scored on other users) are left out. A point is the "
              "mean over seeds; the Pareto frontier joins the models that no other model beats on both "
              "axes (faster and at least as accurate).", ""]
     groups: dict[tuple, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
@@ -666,31 +666,32 @@ def accuracy_latency_page(all_records: list[dict], writer: Writer) -> Path:
             continue
         if ev.get("candidates") != "full" or not ev.get("mask_history") or rec.get("cold_start"):
             continue  # another protocol, or only the cold-start users: not the same Recall@10
-        key = (rec["dataset"], lat.get("device_name", "n/a"), lat.get("batch_size", 32))
+        key = (rec["dataset"], lat.get("device_name", "n/a"), lat.get("batch_size", 32), str(ev.get("users", "")))
         groups[key][(rec["experiment"], rec["run"])].append(rec)
     if not groups:
         lines += ["Not run: no record has both Recall@10 (full ranking) and a latency measurement.", ""]
-    for (dataset, device, batch), runs in sorted(groups.items()):
+    for (dataset, device, batch, users), runs in sorted(groups.items()):
         names = [run for _, run in runs]
         points = []
         for (experiment, run), recs in runs.items():
             label = run if names.count(run) == 1 else f"{run} ({experiment})"
-            points.append({"label": label, "experiment": experiment, "users": recs[0]["evaluation"].get("users", ""),
+            points.append({"label": label, "experiment": experiment,
                            "ms": float(np.mean([r["latency"]["ms_per_batch_median"] for r in recs])),
                            "accuracy": float(np.mean([r["metrics"]["recall@10"] for r in recs])),
                            "seeds": len(recs)})
         frame = pd.DataFrame(points).sort_values("ms").reset_index(drop=True)
         frame["on_front"] = figures.pareto_front(frame["ms"].to_numpy(), frame["accuracy"].to_numpy())
-        stem = f"accuracy_latency__{_slug(dataset)}__{_slug(device)}__b{batch}"
-        title = f"{dataset}: Recall@10 against time per batch on {device}"
-        lines += [f"## {dataset}, {device}, batches of {batch}", ""]
+        subset = "" if users == "all" else "__" + _slug(users)
+        stem = f"accuracy_latency__{_slug(dataset)}__{_slug(device)}__b{batch}{subset}"
+        title = f"{dataset} ({'all users' if users == 'all' else users}): Recall@10 against time per batch on {device}"
+        lines += [f"## {dataset}, {device}, batches of {batch}; users: {users}", ""]
         if len(frame) > 1:
             lines += writer.figure(figures.accuracy_latency(frame, title, writer.root / "figures" / stem, batch_size=batch), title)
         else:
-            lines += ["One model timed on this device: no trade-off to draw.", ""]
+            lines += ["One model timed on this device for these users: no trade-off to draw.", ""]
         shown = pd.DataFrame({
             "model": frame["label"], "experiment": frame["experiment"], "R@10": frame["accuracy"].map("{:.4f}".format),
-            "ms/batch": frame["ms"].map("{:.2f}".format), "seeds": frame["seeds"].astype(str), "users": frame["users"],
+            "ms/batch": frame["ms"].map("{:.2f}".format), "seeds": frame["seeds"].astype(str),
             "Pareto frontier": frame["on_front"].map({True: "yes", False: ""}),
         })
         lines += [_markdown(shown), "", writer.table(stem, shown), ""]

@@ -176,6 +176,12 @@ def write_synthetic_results(results, rng=None):
         write_record(record_path(results, "gen", "amazon-beauty", run, 0),
                      record(run, "amazon-beauty", stats(22363, 12101, 198502), metrics, experiment="gen",
                             latency={"ms_per_batch_median": ms}, device="Test GPU"), users)
+    # scored on a seeded subset of users: never on the same axes as the all-user points
+    metrics, users = ranked(rng.integers(1, 40, 64))
+    write_record(record_path(results, "gen", "amazon-beauty", "LightLM", 0),
+                 record("LightLM", "amazon-beauty", stats(22363, 12101, 198502), metrics, experiment="gen",
+                        latency={"ms_per_batch_median": 150.0}, device="Test GPU",
+                        users="seeded subset of 64 of 400"), users)
 
     for seed in (0, 1):
         for run, top in (("Lite-LLM4Rec", 20), ("fixT5", 35), ("fixHead", 30), ("Scratch", 60)):
@@ -298,7 +304,9 @@ def test_views_across_pages(synthetic_reports):
     # one figure per device: the Test GPU times never share an axis with the Test CPU ones
     # ml-1m and ml-1m-partial on the CPU and amazon-beauty on the GPU; ml-100k has one model: no figure
     assert accuracy.count("![") == 3 and "One model timed on this device" in accuracy
-    assert "## amazon-beauty, Test GPU" in accuracy
+    assert "## amazon-beauty, Test GPU, batches of 32; users: all" in accuracy
+    subset = accuracy.split("users: seeded subset of 64 of 400")[1]
+    assert "One model timed on this device" in subset.split("##")[0]  # LightLM alone in its group
     assert "Pareto frontier" in accuracy
     controls = (reports / "protocol_controls.md").read_text()
     assert "history masking off" in controls and "-0.0500" in controls
