@@ -1,6 +1,7 @@
 """Lite-LLM4Rec, readable top to bottom.
 
     item text --Item LLM (offline, cached)--> item vectors            (item_llm.py)
+      -> standardised per dimension, scaled to the Recommendation LLM's token-embedding norm
     user's last 20 items -> their vectors -> one-layer MLP if widths differ
       -> Recommendation LLM (an encoder fed the vectors as input embeddings, padding masked)
       -> masked mean pooling -> user vector h_u
@@ -84,6 +85,16 @@ def standardize_item_vectors(vectors: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def scale_to_token_embeddings(vectors: torch.Tensor, rec_llm: nn.Module) -> torch.Tensor:
+    """Item vectors rescaled so that their mean norm is that of the Recommendation LLM's own
+    token embeddings. A BERT-style encoder adds its position embeddings to the inputs and then
+    normalises: fed z-scored vectors (norm about 20 against MiniLM's tokens' 1.1 and positions'
+    0.5), the order of the items was all but erased from what the encoder reads."""
+    tokens = rec_llm.get_input_embeddings().weight.detach()
+    scale = tokens.norm(dim=1).mean() / vectors[1:].norm(dim=1).mean().clamp(min=1e-6)
+    return vectors * scale
+
+
 class LiteLLM4Rec(NeuralRecommender):
     defaults = {
         "item_llm": "all-MiniLM-L6-v2",   # the paper's default is t5-small (experiment files name it)
@@ -92,6 +103,7 @@ class LiteLLM4Rec(NeuralRecommender):
         "item_batch_size": 64,
         "item_cache_dir": ".cache/item_vectors",
         "item_vector_norm": "standardize",  # standardize | none (see standardize_item_vectors)
+        "item_vector_scale": "token_embeddings",  # token_embeddings | none (see scale_to_token_embeddings)
         "rec_llm": "all-MiniLM-L6-v2",    # the paper's default is the t5-small encoder
         "rec_llm_init": "pretrained",     # pretrained | scratch (ablation)
         "strategy": "sampling",           # sampling | all
@@ -109,6 +121,7 @@ class LiteLLM4Rec(NeuralRecommender):
         p = params
         self.require_choice("strategy", ("sampling", "all"))
         self.require_choice("rec_llm_init", ("pretrained", "scratch"))
+        self.require_choice("item_vector_scale", ("token_embeddings", "none"))
         vectors, self.item_vector_info = item_vectors(
             dataset, p["item_llm"], max_length=p["item_max_length"], pooling=p["item_pooling"],
             batch_size=p["item_batch_size"], cache_dir=p["item_cache_dir"], device=device,
@@ -118,6 +131,8 @@ class LiteLLM4Rec(NeuralRecommender):
         elif p["item_vector_norm"] != "none":
             raise ValueError(f"model.item_vector_norm must be 'standardize' or 'none', got {p['item_vector_norm']!r}")
         rec_llm = backbones.load_encoder(p["rec_llm"], pretrained=p["rec_llm_init"] == "pretrained")
+        if p["item_vector_scale"] == "token_embeddings":
+            vectors = scale_to_token_embeddings(vectors, rec_llm)
         self.module = LiteLLM4RecNet(vectors, rec_llm, self.n_items, float(p["dropout"])).to(device)
         if p["fix_rec_llm"]:
             self.module.rec_llm.requires_grad_(False)

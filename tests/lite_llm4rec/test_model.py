@@ -165,8 +165,11 @@ def test_scratch_reinitialises_the_rec_llm_only(toy_dataset, tmp_path, tiny_bert
     assert torch.equal(full[weight], pretrained[weight])
     assert not torch.equal(scratch[weight], pretrained[weight])
     assert scratch.keys() == pretrained.keys()  # same architecture
-    # the Item LLM's vectors are the same pretrained ones either way
-    assert torch.equal(scratch_model.module.item_vectors.weight, build(toy_dataset, tmp_path, tiny_bert).module.item_vectors.weight)
+    # the Item LLM's vectors are the same pretrained ones either way, up to the one factor that
+    # matches them to each encoder's own token embeddings (scale_to_token_embeddings)
+    unit = lambda v: torch.nn.functional.normalize(v[1:], dim=1)  # noqa: E731
+    assert torch.allclose(unit(scratch_model.module.item_vectors.weight),
+                          unit(build(toy_dataset, tmp_path, tiny_bert).module.item_vectors.weight), atol=1e-6)
 
 
 def test_t5_rec_llm_loads_only_the_encoder_and_mlp_maps_widths(toy_dataset, tmp_path, tiny_bert, tiny_t5):
@@ -218,3 +221,17 @@ def test_standardized_item_vectors_keep_padding_zero_and_differences():
     assert torch.allclose(out[1:].std(0), torch.ones(8), atol=1e-5)
     # an affine map per dimension: the order of items along each dimension is unchanged
     assert torch.equal(out[1:].argsort(0), raw[1:].argsort(0))
+
+
+def test_item_vectors_are_scaled_to_the_rec_llm_token_embeddings(toy_dataset, tmp_path, tiny_bert):
+    scaled = build(toy_dataset, tmp_path, tiny_bert)
+    raw = build(toy_dataset, tmp_path, tiny_bert, item_vector_scale="none")
+    tokens = scaled.module.rec_llm.get_input_embeddings().weight
+    vectors, unscaled = scaled.module.item_vectors.weight, raw.module.item_vectors.weight
+    assert torch.isclose(vectors[1:].norm(dim=1).mean(), tokens.norm(dim=1).mean(), rtol=1e-4)
+    assert torch.all(vectors[0] == 0)
+    # one factor for all items: directions and relative norms are kept
+    ratio = vectors[1:].norm(dim=1) / unscaled[1:].norm(dim=1)
+    assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4) and not torch.isclose(ratio[0], torch.tensor(1.0))
+    with pytest.raises(Exception, match="item_vector_scale"):
+        build(toy_dataset, tmp_path, tiny_bert, item_vector_scale="unit")
