@@ -704,7 +704,9 @@ def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
              "Each table shows how much one evaluation choice moves the numbers of the same trained "
              "models (mean over seeds). The controls: history masking on vs off, full ranking vs "
              "1 + 99 sampled candidates, and P5's random vs sequential item indexing (sequential "
-             "numbers leak the order of a user's items into the ids).", ""]
+             "numbers leak the order of a user's items into the ids). A generative model's ranking "
+             "is its generated list: among 1 + 99 candidates it is scored on the candidates its beam "
+             "listed, so a target it never generated stays unranked under either protocol.", ""]
     rows, not_applicable = [], {}
     by_group: dict[tuple, list[dict]] = defaultdict(list)
     for rec in all_records:
