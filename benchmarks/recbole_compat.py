@@ -16,7 +16,7 @@ measured in ../shared/toolchain-facts.md, and how each is handled:
    leaving NaN in item features. pyproject.toml pins pandas < 3; `check_pandas()` refuses to
    go on under pandas 3 instead of producing silently wrong features.
 
-Two side effects of RecBole's own code that a library caller must contain:
+Side effects of RecBole's own code that a library caller must contain:
 
 5. `Config()` reads `sys.argv` (every `--key=value` becomes a RecBole setting, so `run_all.py
    --results-dir=x` or pytest's arguments would leak into it) and sets the process-wide
@@ -26,6 +26,11 @@ Two side effects of RecBole's own code that a library caller must contain:
    path in `recbole.utils.get_tensorboard`, no config key), and `init_logger` to `./log/`. The
    suite never calls `init_logger`; `outputs_under(folder)` points the TensorBoard writer and a
    plain-text log of RecBole's messages at the run's own folder while it is active.
+7. Importing `recbole.model.sequential_recommender` (which `get_model` does for any sequential
+   model) runs `torch.autograd.set_detect_anomaly(True)` at the top of its SINE module, for the
+   whole process: every later backward pass, of any model, ran about twice as slow (measured:
+   Lite-LLM4Rec's ml-100k epoch 6.4 s after the RecBole rows of the default run, 3.1 s alone).
+   `import_recbole()` imports that package once and restores the anomaly setting it found.
 """
 from __future__ import annotations
 
@@ -63,8 +68,13 @@ def import_recbole():
     """Apply the fixes, then import and return the `recbole` package."""
     restore_numpy_aliases()
     check_pandas()
-    import recbole
+    import torch
 
+    anomaly_detection = torch.is_anomaly_enabled()
+    import recbole
+    import recbole.model.sequential_recommender  # noqa: F401  (fix 7: its import turns anomaly detection on)
+
+    torch.autograd.set_detect_anomaly(anomaly_detection)
     return recbole
 
 

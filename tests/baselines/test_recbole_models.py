@@ -198,6 +198,15 @@ def test_history_masking_is_ours_not_recboles(trained):
     assert differ
 
 
+def test_recbole_leaves_autograd_anomaly_detection_as_it_was(trained):
+    # RecBole's SINE module switches it on for the whole process when imported: every later
+    # backward pass of any model then runs about twice as slow (recbole_compat fix 7)
+    import torch
+    import recbole.model.sequential_recommender  # noqa: F401  (the trained fixture imported it already)
+
+    assert trained and not torch.is_anomaly_enabled()
+
+
 def test_nothing_is_written_to_the_working_directory(trained):
     leftovers = sorted(p.name for p in trained["workdir"].iterdir())
     assert not set(leftovers) & set(RUNTIME_FOLDERS)
