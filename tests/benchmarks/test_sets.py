@@ -26,7 +26,7 @@ def test_gpu_set_plans_every_run_of_both_experiments_on_both_datasets_with_three
         assert spec.config["data"]["name"] == spec.dataset
     # the experiments' own per-run settings still apply under the set's config
     lite = next(s for s in plan.runs if s.run == "Lite-LLM4Rec_sampling" and s.dataset == "amazon-beauty")
-    assert lite.config["model"]["dropout"] == 0.8
+    assert lite.config["train"]["weight_decay"] == 0.1 and lite.config["train"]["warmup_ratio"] == 0.1
     sasrec = next(s for s in plan.runs if s.run == "SASRec")
     assert sasrec.config["train"]["epochs"] == 5
 
