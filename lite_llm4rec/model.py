@@ -121,6 +121,7 @@ class LiteLLM4Rec(NeuralRecommender):
         p = params
         self.require_choice("strategy", ("sampling", "all"))
         self.require_choice("rec_llm_init", ("pretrained", "scratch"))
+        self.require_choice("item_vector_norm", ("standardize", "none"))
         self.require_choice("item_vector_scale", ("token_embeddings", "none"))
         vectors, self.item_vector_info = item_vectors(
             dataset, p["item_llm"], max_length=p["item_max_length"], pooling=p["item_pooling"],
@@ -128,8 +129,6 @@ class LiteLLM4Rec(NeuralRecommender):
         )
         if p["item_vector_norm"] == "standardize":
             vectors = standardize_item_vectors(vectors)
-        elif p["item_vector_norm"] != "none":
-            raise ValueError(f"model.item_vector_norm must be 'standardize' or 'none', got {p['item_vector_norm']!r}")
         rec_llm = backbones.load_encoder(p["rec_llm"], pretrained=p["rec_llm_init"] == "pretrained")
         if p["item_vector_scale"] == "token_embeddings":
             vectors = scale_to_token_embeddings(vectors, rec_llm)
