@@ -66,7 +66,7 @@ from benchmarks.config import ConfigError
 from benchmarks.latency import section
 from benchmarks.split import pad_histories, sampling_samples
 from benchmarks.training import NeuralRecommender
-from lite_llm4rec.item_llm import cache_key, cached_tensor
+from lite_llm4rec.item_llm import cache_key, cached_tensor, tensor_sha256
 from lite_llm4rec.model import standardize_item_vectors
 
 ITEM_TOKEN = "[ITEM]"
@@ -154,7 +154,7 @@ def frozen_item_table(dataset, name: str, *, instruction: str, max_length: int, 
 
     table, state = cached_tensor(path, "item_embeddings", dataset.n_items + 1, compute,
                                  {"model": name, "rule": ITEM_TOKEN_RULE})
-    return table, {**info, "cache": state}
+    return table, {**info, "cache": state, "sha256": tensor_sha256(table)}
 
 
 # ----------------------------------------------------------------------------- User LLM and loss
