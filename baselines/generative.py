@@ -22,7 +22,10 @@ different model: a backbone that cannot be loaded skips the run with the reason.
 Lists: history items are never generated (the constrained trie leaves them out; unconstrained
 decoding bans the end-of-id token after a history item's tokens), so the beam returns k
 candidates that are not in the history without widening; strings that are not item ids are
-dropped and counted, never replaced. The rule and the counts go into the record.
+dropped and counted, never replaced. The rule and the counts go into the record. Evaluated on
+sampled candidates (1 target + 99 negatives, Figure 6), the beam may spell only the user's
+candidates (the same prefix trie, restricted to them): the model ranks the 100 items, as a
+scoring model does, instead of having its catalogue-wide list filtered to them.
 
 Variants (`PromptEncoderRecommender`): `w/o_d` keeps P5's prompt and encoder, removes the
 decoder, and puts an item projection head on the mean-pooled encoder output (scores every item
@@ -165,10 +168,10 @@ class ItemIdTokens:
             out[row, : len(s)] = torch.tensor(s)
         return out
 
-    def history_counts(self, history: np.ndarray) -> Counter:
-        """How many of a user's (distinct) history items complete each trie prefix."""
+    def prefix_counts(self, items) -> Counter:
+        """How many of the given (distinct) items complete each trie prefix."""
         counts: Counter = Counter()
-        for item in np.unique(history):
+        for item in np.unique(np.asarray(items, dtype=np.int64)):
             full = self.tokens[item] + (self.eos_id,)
             for j in range(1, len(full) + 1):
                 counts[full[:j]] += 1
@@ -356,19 +359,28 @@ class BanHistoryItems:
 
 class TrieConstraint:
     """prefix_allowed_tokens_fn for `generate`: only continuations of valid item ids that still
-    lead to at least one item outside the user's history."""
+    lead to at least one item the user may get: outside the user's history (`excluded`: the
+    prefix counts of each user's history items) or, on sampled candidates, among them (`allowed`:
+    the prefix counts of each user's candidates)."""
 
-    def __init__(self, ids: ItemIdTokens, history_counts: list[Counter], pad_id: int):
-        self.ids, self.history_counts, self.pad_id = ids, history_counts, pad_id
+    def __init__(self, ids: ItemIdTokens, pad_id: int, *, excluded: list[Counter] | None = None,
+                 allowed: list[Counter] | None = None):
+        if (excluded is None) == (allowed is None):
+            raise ValueError("TrieConstraint needs exactly one of excluded= and allowed=")
+        self.ids, self.pad_id, self.excluded, self.allowed = ids, pad_id, excluded, allowed
 
     def __call__(self, batch_id: int, sent: torch.Tensor) -> list[int]:
         prefix = tuple(sent[1:].tolist())  # drop the decoder start token
         children = self.ids.children.get(prefix)
         if children is None:  # finished (after end of id) or off the trie
             return [self.pad_id]
-        seen = self.history_counts[batch_id]
-        allowed = [t for t in children if self.ids.items_under[prefix + (t,)] > seen.get(prefix + (t,), 0)]
-        return allowed or [self.pad_id]
+        if self.allowed is not None:
+            left = self.allowed[batch_id]
+            tokens = [t for t in children if left.get(prefix + (t,), 0) > 0]
+        else:
+            seen = self.excluded[batch_id]
+            tokens = [t for t in children if self.ids.items_under[prefix + (t,)] > seen.get(prefix + (t,), 0)]
+        return tokens or [self.pad_id]
 
 
 # ----------------------------------------------------------------------------- the models
@@ -465,16 +477,22 @@ class GenerativeRecommender(NeuralRecommender):
                 "length_penalty": float(self.params["length_penalty"]), "early_stopping": True,
                 "do_sample": False, "use_cache": True}
 
-    def recommend(self, batch, k: int) -> torch.Tensor:
+    def recommend(self, batch, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """Top-k item ids per user (B, k), best first; with `candidates` (B, C), only those."""
         settings = self.generation_settings(k)
         beams = settings["num_beams"]
-        if beams > self.n_items:
-            raise ValueError(f"{beams} beams for {self.n_items} items")
+        if beams > (self.n_items if candidates is None else candidates.shape[1]):
+            raise ValueError(f"{beams} beams for {self.n_items if candidates is None else candidates.shape[1]} "
+                             f"{'items' if candidates is None else 'candidates'}")
         histories = batch["histories"]
         # the per-user rules are data preparation the beam search needs (timed under "other")
-        if self.params["constrained"]:
+        if candidates is not None:
             rule = {"prefix_allowed_tokens_fn": TrieConstraint(
-                self.item_ids, [self.item_ids.history_counts(h) for h in histories], self.special["pad"])}
+                self.item_ids, self.special["pad"],
+                allowed=[self.item_ids.prefix_counts(row) for row in candidates.cpu().numpy()])}
+        elif self.params["constrained"]:
+            rule = {"prefix_allowed_tokens_fn": TrieConstraint(
+                self.item_ids, self.special["pad"], excluded=[self.item_ids.prefix_counts(h) for h in histories])}
         else:
             from transformers import LogitsProcessorList
             banned = [{self.item_ids.tokens[i] for i in np.unique(h)} for h in histories]

@@ -26,6 +26,13 @@ uniform loss. Frozen: z-scores over every item, once (lite_llm4rec.model.standar
 End to end: over the batch's distinct items in training and over every item in an evaluation
 (statistics fixed at the start drifted away from the moving Item LLM and collapsed every item
 onto one direction, measured on the toy data). `item_norm: none` is HLLM as published.
+What the User LLM reads is brought to the norm of its own token embeddings (`user_input_scale`,
+another deviation, for the same reason as Lite-LLM4Rec's `item_vector_scale`): z-scored
+embeddings have norm about 20 against MiniLM's tokens' 1.1 and positions' 0.5, and a BERT-style
+encoder adds the position embeddings before it normalises, so the order of the items was all but
+erased (HLLM's Llama-style LLMs rotate positions into attention instead). Each input vector is
+normalised to that norm, not the table scaled by one number: end to end, the table moves, and the
+scores are cosines, blind to norms anyway. `user_input_scale: none` feeds the embeddings as they are.
 Trained end to end, the Item LLM runs without dropout (`item_llm_dropout`): HLLM's decoder LLMs
 have none, and with BERT's 0.1 the toy run reached validation Recall@10 0.22 in 15 epochs, 1.0
 without.
@@ -59,7 +66,7 @@ from benchmarks.config import ConfigError
 from benchmarks.latency import section
 from benchmarks.split import pad_histories, sampling_samples
 from benchmarks.training import NeuralRecommender
-from lite_llm4rec.item_llm import cache_key, cached_tensor
+from lite_llm4rec.item_llm import cache_key, cached_tensor, tensor_sha256
 from lite_llm4rec.model import standardize_item_vectors
 
 ITEM_TOKEN = "[ITEM]"
@@ -147,7 +154,7 @@ def frozen_item_table(dataset, name: str, *, instruction: str, max_length: int, 
 
     table, state = cached_tensor(path, "item_embeddings", dataset.n_items + 1, compute,
                                  {"model": name, "rule": ITEM_TOKEN_RULE})
-    return table, {**info, "cache": state}
+    return table, {**info, "cache": state, "sha256": tensor_sha256(table)}
 
 
 # ----------------------------------------------------------------------------- User LLM and loss
@@ -184,7 +191,8 @@ class HLLMNet(nn.Module):
 
     def __init__(self, user_llm: nn.Module, *, item_llm: ItemLLM | None = None,
                  item_tokens: torch.Tensor | None = None, item_token_mask: torch.Tensor | None = None,
-                 frozen_table: torch.Tensor | None = None, temperature: float = 0.07):
+                 frozen_table: torch.Tensor | None = None, temperature: float = 0.07,
+                 user_input_norm: float | None = None):
         super().__init__()
         self.item_llm = item_llm
         # the item texts and a frozen table are data, not weights: kept out of the state dict
@@ -200,6 +208,7 @@ class HLLMNet(nn.Module):
         same = item_width == user_width
         self.item_to_user = nn.Identity() if same else nn.Linear(item_width, user_width)
         self.user_llm = user_llm
+        self.user_input_norm = user_input_norm  # None: the User LLM reads the embeddings as they are
         self.user_to_item = nn.Identity() if same else nn.Linear(user_width, item_width)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
 
@@ -232,6 +241,8 @@ class HLLMNet(nn.Module):
     def user_states(self, item_embeddings: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         """(B, L, item width): at position t, the predicted embedding of the item after t."""
         inputs = self.item_to_user(item_embeddings)
+        if self.user_input_norm is not None:  # padding rows are zero and stay zero
+            inputs = F.normalize(inputs, dim=-1) * self.user_input_norm
         mask = causal_attention_mask(real, inputs.dtype)
         hidden = self.user_llm(inputs_embeds=inputs, attention_mask=mask).last_hidden_state
         return self.user_to_item(hidden)
@@ -264,6 +275,7 @@ class HLLM(NeuralRecommender):
         "item_batch_size": 64,                # items per Item LLM call when embedding every item
         "item_cache_dir": ".cache/item_vectors",
         "item_norm": "standardize",           # standardize | none (HLLM as published; see docstring)
+        "user_input_scale": "token_embeddings",  # token_embeddings | none (see docstring)
         "item_llm_dropout": 0.0,              # end to end; HLLM's decoder LLMs have none (see docstring)
         "max_seq_length": 20,                 # items the User LLM reads
         "num_negatives": 256,                 # sampled negatives per batch, shared by its positions
@@ -277,6 +289,7 @@ class HLLM(NeuralRecommender):
         p = params
         self.require_choice("item_llm_training", ("end_to_end", "frozen"))
         self.require_choice("item_norm", ("standardize", "none"))
+        self.require_choice("user_input_scale", ("token_embeddings", "none"))
         if int(p["num_negatives"]) < 0 or (int(p["num_negatives"]) == 0 and not p["in_batch_negatives"]):
             raise ConfigError("HLLM needs negatives: set model.num_negatives > 0 or model.in_batch_negatives: true")
         if not 0.0 < float(p["temperature"]) <= 1.0:
@@ -286,13 +299,15 @@ class HLLM(NeuralRecommender):
         self.window = int(p["max_seq_length"])
         self.frozen = p["item_llm_training"] == "frozen"
         user_llm = backbones.load_encoder(p["user_llm"])
+        user_input_norm = backbones.token_embedding_norm(user_llm) if p["user_input_scale"] == "token_embeddings" else None
         if self.frozen:
             table, self.item_table_info = frozen_item_table(
                 dataset, p["item_llm"], instruction=p["item_instruction"], max_length=int(p["item_max_length"]),
                 batch_size=int(p["item_batch_size"]), cache_dir=p["item_cache_dir"], device=device)
             if p["item_norm"] == "standardize":
                 table = standardize_item_vectors(table)
-            self.module = HLLMNet(user_llm, frozen_table=table, temperature=float(p["temperature"]))
+            self.module = HLLMNet(user_llm, frozen_table=table, temperature=float(p["temperature"]),
+                                  user_input_norm=user_input_norm)
         else:
             tokenizer, item_llm, item_token_id = load_item_llm(p["item_llm"])
             backbones.set_dropout(item_llm, float(p["item_llm_dropout"]))
@@ -301,7 +316,7 @@ class HLLM(NeuralRecommender):
             self.item_table_info = {"item_llm": p["item_llm"], "instruction": p["item_instruction"],
                                     "max_length": int(p["item_max_length"]), "training": "end_to_end"}
             self.module = HLLMNet(user_llm, item_llm=item_llm, item_tokens=ids, item_token_mask=mask,
-                                  temperature=float(p["temperature"]))
+                                  temperature=float(p["temperature"]), user_input_norm=user_input_norm)
             self.module.standardize = p["item_norm"] == "standardize"
         self.module.to(device)
         self.item_table_info["norm"] = p["item_norm"]
@@ -377,5 +392,6 @@ class HLLM(NeuralRecommender):
         p = self.params
         return {**super().describe(), "item_embeddings": self.item_table_info,
                 "backbones": f"item LLM {p['item_llm']} ({p['item_llm_training']}); user LLM {p['user_llm']} (causal)",
+                "user_input_norm": self.module.user_input_norm,
                 "negatives": {"sampled": int(p["num_negatives"]), "in_batch": bool(p["in_batch_negatives"])},
                 "temperature": float(1.0 / self.module.logit_scale_clamped().detach().exp())}

@@ -104,6 +104,13 @@ def hidden_size(model: torch.nn.Module) -> int:
     return int(getattr(config, "d_model", None) or config.hidden_size)
 
 
+def token_embedding_norm(model: torch.nn.Module) -> float:
+    """Mean norm of a backbone's input (token) embeddings: the scale its layers expect to read.
+    Vectors fed as `inputs_embeds` are brought to it so that the position embeddings a BERT-style
+    encoder adds are not drowned (see lite_llm4rec.model.scale_to_token_embeddings)."""
+    return float(model.get_input_embeddings().weight.detach().float().norm(dim=1).mean())
+
+
 def set_dropout(model: torch.nn.Module, p: float) -> None:
     """Set every dropout probability inside a backbone (its config says how it was trained)."""
     for module in model.modules():

@@ -10,9 +10,14 @@ models, not from how each model's own repository happened to compute its metrics
   model that gives every item the same score therefore ranks the target last and scores 0, rather
   than being rewarded by whatever order a sort happens to leave equal scores in.
 - Each user has exactly one target, so Recall@K equals HR@K and NDCG@K = 1 / log2(rank + 1).
+- Sampled candidates and a top-k model: the model is handed each user's candidates
+  (`recommend(batch, k, candidates=...)`) and must list only them, so it ranks the candidates as
+  a scoring model does. Filtering a catalogue-wide list to the candidates instead would leave a
+  generative model only the hits of its full ranking.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -262,6 +267,9 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
     # Sampled up front so a bad setting fails before any model time is spent.
     cand = (sample_candidates(histories, targets, n_items, num_negatives, negative_seed)
             if candidates == "sampled" else None)
+    if cand is not None and output == "topk" and "candidates" not in inspect.signature(model.recommend).parameters:
+        raise ValueError(f"{type(model).__name__}.recommend takes no candidates=: a top-k model must list "
+                         "only each user's candidates to be evaluated on sampled candidates")
 
     ranks = np.empty(n_users, dtype=np.float64)
     starts = range(0, n_users, batch_size)
@@ -286,16 +294,20 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
                                              torch.ones_like(cand_scores, dtype=torch.bool))
                     ranks[start:end] = r.cpu().numpy()
             else:
-                ids = model.recommend(batch, k=max(ks))
-                ids = torch.as_tensor(ids).long()
-                t = torch.from_numpy(batch_targets).to(ids.device)
                 if cand is None:
+                    ids = torch.as_tensor(model.recommend(batch, k=max(ks))).long()
                     exclude = history_mask(batch_hist, n_items, ids.device) if mask_history else None
                 else:
-                    # Items outside the user's candidate set cannot be ranked in sampled mode.
+                    cand_ids = torch.from_numpy(cand[start:end])
+                    ids = torch.as_tensor(model.recommend(batch, k=max(ks), candidates=cand_ids)).long()
                     allowed = torch.zeros((end - start, n_items + 1), dtype=torch.bool, device=ids.device)
-                    allowed.scatter_(1, torch.from_numpy(cand[start:end]).to(ids.device), True)
+                    allowed.scatter_(1, cand_ids.to(ids.device), True)
+                    outside = (ids > 0) & ~allowed.gather(1, ids.clamp(0, n_items))
+                    if outside.any():
+                        raise ValueError(f"{type(model).__name__}.recommend listed items outside the "
+                                         "candidates it was given")
                     exclude = ~allowed
+                t = torch.from_numpy(batch_targets).to(ids.device)
                 keep = _topk_keep(ids, t, n_items, exclude)
                 ranks[start:end] = ranks_from_topk(ids, t, keep)
 

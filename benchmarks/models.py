@@ -87,7 +87,9 @@ class Recommender:
     def score(self, batch) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not score all items")
 
-    def recommend(self, batch, k: int) -> torch.Tensor:
+    def recommend(self, batch, k: int, candidates: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, k) item ids, best first (0 pads a short list). With `candidates` (B, C item ids,
+        sampled evaluation) the list may hold only the user's own candidates."""
         raise NotImplementedError(f"{type(self).__name__} does not generate top-k lists")
 
     def input_length(self, histories: list[np.ndarray]) -> np.ndarray:

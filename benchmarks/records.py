@@ -8,6 +8,8 @@ temporary file, so an interrupted run never leaves a half-written record behind.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -47,8 +49,50 @@ def library_versions() -> dict:
     return versions
 
 
+# the suite's code: what a record's numbers depend on besides its config and data
+CODE_PATHS = ("benchmarks", "baselines", "lite_llm4rec", "run_all.py")
+CODE_SUFFIXES = (".py", ".yaml")
+COMMIT_ENV = "SUITE_GIT_COMMIT"  # names the commit where a copy of the checkout has no .git
+
+
+def _code_hash(files) -> str:
+    """files: (relative path, bytes) pairs."""
+    digest = hashlib.sha256()
+    for name, content in sorted(files):
+        digest.update(name.encode() + b"\0" + content + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_hash(root: Path = REPO_ROOT) -> str:
+    """Content hash of the suite's code files (*.py, *.yaml under CODE_PATHS) as they are on disk:
+    identifies the code that ran where there is no git (a copy of the checkout on a GPU machine)."""
+    root = Path(root)
+    paths = []
+    for top in CODE_PATHS:
+        top = root / top
+        paths += [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file() and p.suffix in CODE_SUFFIXES]
+    return _code_hash((p.relative_to(root).as_posix(), p.read_bytes()) for p in paths
+                      if "__pycache__" not in p.parts)
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash_at(commit: str, root: Path = REPO_ROOT) -> str | None:
+    """The same hash for the code of a commit (read with git); None where git cannot read it."""
+    def git(*args) -> bytes:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, check=True, timeout=30).stdout
+
+    try:
+        names = git("ls-tree", "-r", "--name-only", "-z", commit, "--", *CODE_PATHS).decode().split("\0")
+        names = [n for n in names if n and (n == "run_all.py" or n.endswith(CODE_SUFFIXES))]
+        return _code_hash((n, git("show", f"{commit}:{n}")) for n in names)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def git_commit() -> dict:
-    """The commit the code ran at, and whether the working tree had uncommitted changes."""
+    """The commit the code ran at, whether the working tree had uncommitted changes, and the
+    code's content hash. Without git (a copy of the checkout), the commit is the one named in
+    $SUITE_GIT_COMMIT, marked as such: `code_hash_at` tells later whether the code matched it."""
 
     def git(*args):
         return subprocess.run(
@@ -61,7 +105,9 @@ def git_commit() -> dict:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "benchmarks", "baselines", "lite_llm4rec", "run_all.py"))
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None
-    return {"commit": commit, "dirty": dirty}
+    if commit is None and re.fullmatch(r"[0-9a-f]{40}", os.environ.get(COMMIT_ENV, "")):
+        return {"commit": os.environ[COMMIT_ENV], "dirty": None, "commit_from": COMMIT_ENV, "code_hash": code_hash()}
+    return {"commit": commit, "dirty": dirty, "code_hash": code_hash()}
 
 
 def now() -> str:

@@ -36,6 +36,7 @@ import yaml
 
 from . import config as cfgmod
 from . import figures
+from . import records as records_mod
 from .records import iter_records, per_user_path, read_per_user
 from .statistics import (ALPHA, STAR_TEST, TEST_NAMES, SeedSummary, align_users, best_row, format_p,
                          format_summary, paired_test, per_user_mean_over_seeds, summarize_seeds)
@@ -864,9 +865,23 @@ def protocol_section(all_records: list[dict]) -> list[str]:
     commits = defaultdict(int)
     for r in all_records:
         git = (r.get("environment") or {}).get("git") or {}
-        commits[(git.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")] += 1
+        commits[(git.get("commit") or "unknown")[:10] + (" (uncommitted changes)" if git.get("dirty") else "")
+                + _named_commit_check(git)] += 1
     lines.append("- Commits: " + ", ".join(f"{c} ({n} records)" for c, n in sorted(commits.items())) + ".")
     return lines + [""]
+
+
+def _named_commit_check(git: dict) -> str:
+    """For a record made without git (its commit named by $SUITE_GIT_COMMIT): whether the code
+    that ran, by content hash, is that commit's code."""
+    if not git.get("commit_from"):
+        return ""
+    expected = records_mod.code_hash_at(git["commit"]) if git.get("commit") else None
+    if expected is None:
+        return f" (named by {git['commit_from']}, not checkable here)"
+    if expected == git.get("code_hash"):
+        return f" (named by {git['commit_from']}; its code hash matches)"
+    return f" (named by {git['commit_from']}; the code that ran DIFFERS from that commit's)"
 
 
 # ----------------------------------------------------------------------------- the build

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from benchmarks import backbones
 from benchmarks.records import atomic_write
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: weights identified by content, not by file times
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -29,13 +29,36 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
+_file_hashes: dict[tuple, str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """Content hash of a file, computed once per process for a given (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _file_hashes:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+        _file_hashes[key] = digest.hexdigest()
+    return _file_hashes[key]
+
+
 def cache_key(model_name: str, pooling: str, max_length: int, content_hash: str) -> str:
     resolved = backbones.resolve(model_name)
-    # a local folder's identity is its weights' size and mtime, not only its name
+    # a local folder's identity is its weights' content (a reinstall, which renews the files'
+    # times, keeps the cache; other weights under the same name do not get it)
     weights = sorted(Path(resolved).glob("*.safetensors")) + sorted(Path(resolved).glob("*.bin")) if Path(resolved).is_dir() else []
-    fingerprint = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weights]
-    payload = [CACHE_FORMAT, model_name, resolved, fingerprint, pooling, int(max_length), content_hash]
+    fingerprint = [(p.name, file_sha256(p)) for p in weights]
+    payload = [CACHE_FORMAT, model_name, fingerprint, pooling, int(max_length), content_hash]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """Short content hash of a tensor, written into records so two runs can tell whether they
+    read the same vectors."""
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 @torch.inference_mode()
@@ -110,4 +133,4 @@ def item_vectors(
 
     vectors, state = cached_tensor(path, "item_vectors", dataset.n_items + 1, compute,
                                    {"model": model_name, "pooling": pooling})
-    return vectors, {**info, "cache": state}
+    return vectors, {**info, "cache": state, "sha256": tensor_sha256(vectors)}

@@ -90,8 +90,7 @@ def scale_to_token_embeddings(vectors: torch.Tensor, rec_llm: nn.Module) -> torc
     token embeddings. A BERT-style encoder adds its position embeddings to the inputs and then
     normalises: fed z-scored vectors (norm about 20 against MiniLM's tokens' 1.1 and positions'
     0.5), the order of the items was all but erased from what the encoder reads."""
-    tokens = rec_llm.get_input_embeddings().weight.detach()
-    scale = tokens.norm(dim=1).mean() / vectors[1:].norm(dim=1).mean().clamp(min=1e-6)
+    scale = backbones.token_embedding_norm(rec_llm) / vectors[1:].norm(dim=1).mean().clamp(min=1e-6)
     return vectors * scale
 
 

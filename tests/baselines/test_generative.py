@@ -104,7 +104,7 @@ def test_ban_history_items_bans_end_of_id_only_after_a_history_item(toy, tiny_be
 def test_trie_follows_item_ids_and_leaves_out_history(toy, tiny_bert):
     model = build("lightlm", toy, tiny_bert)
     ids = model.item_ids
-    constraint = gen.TrieConstraint(ids, [ids.history_counts(np.array([5]))], model.special["pad"])
+    constraint = gen.TrieConstraint(ids, model.special["pad"], excluded=[ids.prefix_counts(np.array([5]))])
     start = torch.tensor([model.special["start"]])
     target = ids.tokens[5] + (ids.eos_id,)
     # walking item 5's path: at its last step the end of id is not allowed (5 is history)
@@ -114,6 +114,26 @@ def test_trie_follows_item_ids_and_leaves_out_history(toy, tiny_bert):
         assert (target[j] in allowed) == (bool(others) and any(
             (ids.tokens[i] + (ids.eos_id,))[j] == target[j] for i in others))
     assert constraint(0, torch.cat([start, torch.tensor([999_999])])) == [model.special["pad"]]
+
+
+@pytest.mark.parametrize("name", ["p5", "lightlm"])
+def test_sampled_candidates_constrain_the_beam_to_each_users_candidates(toy, tiny_bert, name):
+    """1 + C sampled candidates (Figure 6): every listed item is one of the user's own candidates
+    and the list is full, so the model ranks its candidates instead of having a catalogue-wide
+    list filtered to them (which left P5 its full-ranking hits and nothing more)."""
+    from benchmarks.evaluate import sample_candidates
+
+    dataset, split = toy
+    model = build(name, toy, tiny_bert, num_beams=K, **({"ffn_width": 16} if name == "lightlm" else {}))
+    model.module.eval()
+    histories, targets = split.test_histories[:6], split.test_targets[:6]
+    candidates = torch.from_numpy(sample_candidates(histories, targets, dataset.n_items, 11, 0))
+    with torch.inference_mode():
+        listed = model.recommend(model.prepare(histories), K, candidates=candidates).numpy()
+    for row, user_candidates in zip(listed, candidates.numpy()):
+        assert len(set(row)) == K and set(row) <= set(user_candidates)
+    with pytest.raises(ValueError, match="candidates"):
+        model.recommend(model.prepare(histories), K, candidates=candidates[:, :K - 1])
 
 
 def test_timed_path_equals_a_bare_generate_call(toy, tiny_bert):

@@ -82,6 +82,27 @@ def test_user_llm_is_causal(toy_dataset, tmp_path, tiny_bert):
         assert torch.isfinite(net.user_states(vectors, torch.zeros(2, 6, dtype=torch.bool))).all()
 
 
+@pytest.mark.parametrize("scale", ["token_embeddings", "none"])
+def test_user_llm_reads_inputs_at_its_token_embedding_norm(toy_dataset, tmp_path, tiny_bert, scale):
+    model = build(toy_dataset, tmp_path, tiny_bert, item_llm_training="frozen", user_input_scale=scale)
+    seen = {}
+    model.module.user_llm.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.update(inputs=kwargs["inputs_embeds"].detach()), with_kwargs=True)
+    histories = leave_one_out(toy_dataset).test_histories[:4]
+    model.module.eval()
+    with torch.no_grad():
+        model.score(model.prepare(histories))
+    items = model.prepare(histories)
+    norms = seen["inputs"].norm(dim=-1)
+    assert torch.all(norms[items == 0] == 0)  # padding stays zero
+    tokens = model.module.user_llm.get_input_embeddings().weight.norm(dim=1).mean()
+    if scale == "token_embeddings":
+        assert torch.allclose(norms[items > 0], tokens.expand(int((items > 0).sum())), rtol=1e-4)
+    else:  # the z-scored table as it is: norm about sqrt(width), far above the tokens'
+        assert torch.equal(seen["inputs"], model.module.frozen_table[items])
+        assert norms[items > 0].min() > 2 * tokens
+
+
 def test_info_nce_masks_negatives_equal_to_the_positive():
     torch.manual_seed(0)
     predicted, items = torch.randn(4, 8), torch.randn(10, 8)

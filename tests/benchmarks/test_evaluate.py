@@ -60,10 +60,20 @@ class TableTopk(TableScores):
 
     output = "topk"
 
-    def recommend(self, batch, k):
+    def recommend(self, batch, k, candidates=None):
         scores = self.table[batch].clone()
         scores[:, 0] = -np.inf
+        if candidates is not None:  # list only the candidates: the rest scored below them all
+            keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, candidates, True)
+            scores = scores.masked_fill(~keep, -np.inf)
         return torch.topk(scores, k, dim=1).indices
+
+
+class FilteredTopk(TableTopk):
+    """A top-k model that ignores the candidates it is handed (lists its catalogue-wide top k)."""
+
+    def recommend(self, batch, k, candidates=None):
+        return super().recommend(batch, k)
 
 
 # ----------------------------------------------------------------------------- ranks
@@ -330,11 +340,25 @@ def test_evaluate_topk_model():
     assert np.all(full[~found] > 10)
     assert np.all(got_masked <= got)
 
-    # Sampled: only candidates count as positions.
+    # Sampled: the model lists only its candidates, so a top-k list position is the sampled rank
+    # of a scoring model, up to the list length (filtering a full list would lose most targets).
     sampled_scores = evaluate(scores_model, hist, targets, candidates="sampled", num_negatives=20).ranks
     sampled_topk = evaluate(topk_model, hist, targets, ks=(10,), candidates="sampled", num_negatives=20).ranks
-    ok = np.isfinite(sampled_topk)
-    np.testing.assert_array_equal(sampled_topk[ok], sampled_scores[ok])
+    np.testing.assert_array_equal(sampled_topk, np.where(sampled_scores <= 10, sampled_scores, np.inf))
+    assert np.isfinite(sampled_topk).mean() > 0.3  # 10 of 21 candidates listed: about half the targets
+
+    # A top-k model that lists items outside its candidates, or takes none, is an error.
+    with pytest.raises(ValueError, match="outside the candidates"):
+        evaluate(FilteredTopk(n_items, seed=3), hist, targets, ks=(10,), candidates="sampled", num_negatives=20)
+
+    class NoCandidates(TableScores):
+        output = "topk"
+
+        def recommend(self, batch, k):
+            return torch.topk(self.table[batch], k, dim=1).indices
+
+    with pytest.raises(ValueError, match="takes no candidates"):
+        evaluate(NoCandidates(n_items, seed=3), hist, targets, ks=(10,), candidates="sampled", num_negatives=20)
 
 
 def test_evaluate_topk_drops_padding_and_repeats():

@@ -235,3 +235,22 @@ def test_item_vectors_are_scaled_to_the_rec_llm_token_embeddings(toy_dataset, tm
     assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4) and not torch.isclose(ratio[0], torch.tensor(1.0))
     with pytest.raises(Exception, match="item_vector_scale"):
         build(toy_dataset, tmp_path, tiny_bert, item_vector_scale="unit")
+
+
+def test_item_vector_cache_key_follows_the_weights_content_not_file_times(tmp_path, tiny_bert):
+    import os
+    import shutil
+
+    from lite_llm4rec.item_llm import cache_key
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_bert, folder)
+    key = cache_key(str(folder), "mean", 16, "data")
+    weights = next(folder.glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))  # a reinstall
+    assert cache_key(str(folder), "mean", 16, "data") == key
+    with open(weights, "r+b") as f:  # other weights under the same name
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\x01" * 8)
+    assert cache_key(str(folder), "mean", 16, "data") != key
+    assert cache_key(str(folder), "mean", 16, "other data") != cache_key(str(folder), "mean", 16, "data")

@@ -1,0 +1,43 @@
+"""The bundle for an offline GPU machine: data sets and unpacked wheels survive the round trip
+(packed here, unpacked there) and the unpacked packages import from PYTHONPATH."""
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from benchmarks import offline_bundle
+
+
+def fake_wheel(folder, name, body):
+    wheel = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(f"{name}/__init__.py", body)
+        zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Name: {name}\nVersion: 1.0\n")
+    return wheel
+
+
+def test_pack_and_unpack_round_trip(tmp_path):
+    here, there = tmp_path / "here", tmp_path / "there"
+    (here / "shared" / "toy-set").mkdir(parents=True)
+    (here / "shared" / "toy-set" / "ratings.dat").write_text("1::2::5::0\n")
+    wheels = [fake_wheel(tmp_path, "alpha", "VALUE = 41\n"), fake_wheel(tmp_path, "beta", "from alpha import VALUE\nANSWER = VALUE + 1\n")]
+    there.mkdir()
+    offline_bundle.pack_datasets(here / "shared", ["toy-set"], there / "datasets.tgz")
+    offline_bundle.pack_site(wheels, there / "site.tar.xz")
+
+    extracted = offline_bundle.unpack(there)
+    assert extracted == [there / "toy-set", there / "site"]
+    assert (there / "toy-set" / "ratings.dat").read_text() == "1::2::5::0\n"
+    out = subprocess.run([sys.executable, "-c", "import beta; print(beta.ANSWER)"], check=True, text=True,
+                         capture_output=True, env={"PYTHONPATH": str(there / "site")}).stdout
+    assert out.strip() == "42"
+
+
+def test_missing_data_set_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ml-1m-partial"):
+        offline_bundle.pack_datasets(tmp_path, ["ml-1m-partial"], tmp_path / "datasets.tgz")
+
+
+def test_tracked_bytes_counts_the_checkout():
+    assert offline_bundle.tracked_bytes(offline_bundle.Path(".")) > offline_bundle.size_of(offline_bundle.Path("run_all.py"))
