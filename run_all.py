@@ -70,7 +70,7 @@ def main(argv=None) -> int:
         runner = Runner(args.results_dir, force=args.force, progress=not args.quiet)
         if args.list:
             for spec in plan.runs:
-                state = "done" if runner.is_done(spec) and not args.force else "to run"
+                state = "done" if runner.is_done(spec) and not args.force else runner.skip_note(spec) or "to run"
                 print(f"{spec.key:60s} model={spec.config['model']['name']:20s} {state}")
             return 0
         run_plan(plan, runner, keep_going=args.keep_going)

@@ -128,12 +128,21 @@ class Runner:
         return record_path(self.results_dir, spec.experiment, spec.dataset, spec.run, spec.seed)
 
     def is_done(self, spec: RunSpec) -> bool:
+        """A finished record of this config. A skip is not done: what was missing (a backbone's
+        weights) may be here now, and finding out again costs no training."""
         record = read_record(self.path(spec))
         return (
             record is not None
             and record.get("config_hash") == config_hash(spec.config)
-            and record.get("status") in ("ok", "skipped")
+            and record.get("status") == "ok"
         )
+
+    def skip_note(self, spec: RunSpec) -> str | None:
+        """'to retry (skipped: why)' where this config's last attempt was skipped."""
+        record = read_record(self.path(spec))
+        if record and record.get("status") == "skipped" and record.get("config_hash") == config_hash(spec.config):
+            return f"to retry (skipped: {record.get('skip_reason')})"
+        return None
 
     def run(self, spec: RunSpec) -> dict:
         """Run one spec, or return its existing record when it is already done (unless forced)."""
@@ -182,6 +191,10 @@ class Runner:
             training = model.fit(split, trainer) or {}
             training.setdefault("seconds", time.perf_counter() - t0)
         except SkipRun as reason:
+            previous = read_record(path)
+            if (previous is not None and previous.get("status") == "skipped"
+                    and previous.get("config_hash") == base["config_hash"] and previous.get("skip_reason") == str(reason)):
+                return previous  # skipped again for the same reason: the record stands as it was
             record = {**base, "status": "skipped", "skip_reason": str(reason), "finished": now()}
             write_record(path, record)
             return record

@@ -20,6 +20,22 @@ class AlwaysSkips(Recommender):
         raise SkipRun("weights for 'imaginary-llm' not found in /nowhere")
 
 
+@register("skips_until_weights_arrive")
+class SkipsUntilWeightsArrive(Recommender):
+    weights_here = False
+
+    def fit(self, split, trainer):
+        if not SkipsUntilWeightsArrive.weights_here:
+            raise SkipRun("weights for 'late-llm' not found")
+
+    def score(self, batch):
+        import torch
+        return torch.zeros(len(batch), self.n_items + 1)
+
+    def prepare(self, histories):
+        return histories
+
+
 def write_experiment(tmp_path, body=None):
     path = tmp_path / "toyexp.yaml"
     path.write_text(body or (
@@ -168,6 +184,22 @@ def test_unavailable_backbone_is_recorded_as_skipped(tmp_path, toy_ml1m, monkeyp
     assert rec["status"] == "skipped" and "t5-small" in rec["skip_reason"]  # its Item LLM
     page = (tmp_path / "reports" / "table7.md").read_text()
     assert "skipped: backbone 't5-small'" in page and "| t5-base" in page and "not run" in page
+
+
+def test_a_skipped_run_is_retried_and_runs_once_its_weights_are_here(tmp_path, toy_ml1m, capsys, monkeypatch):
+    exp = write_experiment(tmp_path, "description: d\npaper_table: null\ndatasets: [ml-1m]\n"
+                           "config: {latency: {enabled: false}, eval: {protocol_controls: []}}\n"
+                           "runs: {Late: {model: {name: skips_until_weights_arrive}}}\n")
+    monkeypatch.setattr(SkipsUntilWeightsArrive, "weights_here", False)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
+    record = tmp_path / "results" / "toyexp" / "ml-1m" / "Late__seed0.json"
+    assert json.loads(record.read_text())["status"] == "skipped"
+    capsys.readouterr()
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
+    assert "to retry (skipped: weights for 'late-llm' not found)" in capsys.readouterr().out
+    monkeypatch.setattr(SkipsUntilWeightsArrive, "weights_here", True)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
+    assert json.loads(record.read_text())["status"] == "ok"
 
 
 def test_unknown_run_name_is_an_error(tmp_path, toy_ml1m, capsys):
