@@ -321,7 +321,12 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
         "negative_seed": int(negative_seed) if candidates == "sampled" else None,
         "n_users": n_users,
     }
+    if output == "topk" and candidates == "sampled":  # records made before this rule filtered full lists
+        settings["topk_lists"] = TOPK_SAMPLED_RULE
     return EvalResult(ranks=ranks, per_user=per_user, metrics=metrics, settings=settings)
+
+
+TOPK_SAMPLED_RULE = "constrained to each user's candidates"
 
 
 # ----------------------------------------------------------------------------- protocol controls

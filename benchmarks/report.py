@@ -37,6 +37,7 @@ import yaml
 from . import config as cfgmod
 from . import figures
 from . import records as records_mod
+from .evaluate import TOPK_SAMPLED_RULE
 from .records import iter_records, per_user_path, read_per_user
 from .statistics import (ALPHA, STAR_TEST, TEST_NAMES, SeedSummary, align_users, best_row, format_p,
                          format_summary, paired_test, per_user_mean_over_seeds, summarize_seeds)
@@ -699,15 +700,22 @@ def accuracy_latency_page(all_records: list[dict], writer: Writer) -> Path:
     return writer.text("accuracy_latency.md", "\n".join(lines))
 
 
+def _filtered_topk_variant(rec: dict, variant: dict) -> bool:
+    """A sampled-candidates evaluation of a generative (top-k) model recorded under the old rule."""
+    settings = variant.get("evaluation") or {}
+    return (settings.get("candidates") == "sampled" and "decoding" in (rec.get("model_info") or {})
+            and settings.get("topk_lists") != TOPK_SAMPLED_RULE)
+
+
 def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
     """How much one protocol choice moves the numbers of the same trained models."""
     lines = ["# Protocol controls", "",
              "Each table shows how much one evaluation choice moves the numbers of the same trained "
              "models (mean over seeds). The controls: history masking on vs off, full ranking vs "
              "1 + 99 sampled candidates, and P5's random vs sequential item indexing (sequential "
-             "numbers leak the order of a user's items into the ids). A generative model's ranking "
-             "is its generated list: among 1 + 99 candidates it is scored on the candidates its beam "
-             "listed, so a target it never generated stays unranked under either protocol.", ""]
+             "numbers leak the order of a user's items into the ids). Among 1 + 99 candidates a "
+             "generative model's beam search may spell only the user's candidates, so it ranks the "
+             "same 100 items a scoring model ranks.", ""]
     rows, not_applicable = [], {}
     by_group: dict[tuple, list[dict]] = defaultdict(list)
     for rec in all_records:
@@ -715,6 +723,9 @@ def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
             continue
         by_group[(rec["experiment"], rec["dataset"], rec["run"])].append(rec)
         for control, variant in (rec.get("protocol_variants") or {}).items():
+            if _filtered_topk_variant(rec, variant):
+                variant = {"skipped": "recorded before top-k lists were constrained to the sampled candidates "
+                                      "(its list was a full-ranking list filtered to them); re-run to measure"}
             if "skipped" in variant:
                 not_applicable[(rec["experiment"], rec["dataset"], rec["run"], control)] = variant["skipped"]
             for metric in ("recall@10", "ndcg@10"):
