@@ -560,8 +560,11 @@ def latency_line(records: list[dict]) -> str | None:
         return None
     lat = lats[0]
     devices = sorted({f"{x['device_name']} ({x['device']}, {x['torch_threads']} threads)" for x in lats})
+    mixed = ("" if len({x["device_name"] for x in lats}) == 1 else
+             " The rows were timed on different devices: compare times only between rows of one device "
+             "(the `device` column); a speed-up across devices is not a measurement.")
     return (f"Latency: batches of {lat['batch_size']} users, top-{lat['top_k']}, median over "
-            f"{lat['n_batches']} batches after {lat['warmup_batches']} warm-up, on {'; '.join(devices)}.")
+            f"{lat['n_batches']} batches after {lat['warmup_batches']} warm-up, on {'; '.join(devices)}.{mixed}")
 
 
 INTERVAL_NOTE = (

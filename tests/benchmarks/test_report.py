@@ -348,3 +348,14 @@ def test_rebuild_removes_pages_of_records_that_went_away(tmp_path, monkeypatch):
     assert "Not run: no records yet" in (reports / "figure6.md").read_text()
     assert "figures/figure2__gen__ml-1m.png" in (reports / "figure2.md").read_text()  # the rest stays
     assert unrelated.is_file()
+
+
+def test_latency_line_warns_when_rows_were_timed_on_different_devices():
+    from benchmarks.report import latency_line
+
+    full = stats(60, 80, 700)
+    cpu = record("P5", "ml-1m", full, {}, device="CPU A", latency={"ms_per_batch_median": 5000.0})
+    same = record("Lite-LLM4Rec", "ml-1m", full, {}, device="CPU A", latency={"ms_per_batch_median": 60.0})
+    other = record("Lite-LLM4Rec", "ml-1m", full, {}, device="CPU B", latency={"ms_per_batch_median": 60.0})
+    assert "different devices" not in latency_line([cpu, same])
+    assert "different devices" in latency_line([cpu, other]) and "CPU A" in latency_line([cpu, other])
