@@ -81,6 +81,7 @@ class Artefact:
     paper_datasets: tuple[str, ...] | None = None   # only datasets standing for these paper datasets
     excluded_paper_datasets: tuple[str, ...] = ()   # datasets that have their own page
     from_paper: bool = True                    # False: a view of ours, no artefact of the paper
+    reference_run: str | None = None           # every other row tested against this one (ablations)
 
     def feeds_on(self, keys: set[str]) -> bool:
         return bool(({self.paper_key, *self.sources} - {None}) & keys)
@@ -129,7 +130,8 @@ ARTEFACTS = [
              "Lite-LLM4Rec against fixT5 (Recommendation LLM frozen), fixHead (projection head "
              "frozen) and Scratch (Recommendation LLM randomly initialised); the paper prints no "
              "values, only that every ablation lowers all four metrics",
-             sources=("figure4_5_ablations",), columns=("metrics", "training"), figure="grouped_bars"),
+             sources=("figure4_5_ablations",), columns=("metrics", "training"), figure="grouped_bars",
+             reference_run="Lite-LLM4Rec"),
     Artefact("figure6", "Figure 6: top-N with 1 positive and 99 sampled negatives",
              "Lite-LLM4Rec, P5 and POD ranking the target among 99 sampled items, ML-1m; the paper "
              "prints no values", sources=("figure6_topn_sampled",), columns=("metrics",),
@@ -453,6 +455,29 @@ def significance(table: GroupTable) -> tuple[pd.DataFrame | None, dict[tuple[str
     return (frame if frame["note"].any() else frame.drop(columns="note")), stars
 
 
+def against_reference(table: GroupTable, reference: str) -> pd.DataFrame | None:
+    """Every other row against the reference row (an ablation against the full model), per
+    metric, paired over users."""
+    if reference not in table.ok or len(table.ok) < 2:
+        return None
+    rows = []
+    for run in (r for r in table.ok if r != reference):
+        for metric in table.metrics:
+            ref_users, run_users = _per_user(table.ok[reference], metric), _per_user(table.ok[run], metric)
+            row = {"row": run, "metric": short(metric), "against": reference}
+            if ref_users is None or run_users is None:
+                rows.append({**row, "note": "no per-user arrays"})
+                continue
+            _, a, b = align_users(*run_users, *ref_users)
+            test = paired_test(a, b)
+            rows.append({**row, "row mean": f"{test.mean_a:.4f}", "reference mean": f"{test.mean_b:.4f}",
+                         "difference": f"{test.mean_difference:+.4f}", "users": str(test.n_users),
+                         "paired t p": format_p(test.t_pvalue), "Wilcoxon p": format_p(test.wilcoxon_pvalue),
+                         "note": test.note})
+    frame = pd.DataFrame(rows).fillna("")
+    return frame if frame["note"].any() else frame.drop(columns="note")
+
+
 # ----------------------------------------------------------------------------- paper numbers
 
 
@@ -632,6 +657,10 @@ def artefact_page(artefact: Artefact, groups: list[Group], paper: dict, writer: 
             lines += [f"Significance against the best baseline of each column (paired over users; `*` from "
                       f"the {STAR_TEST}, p < {ALPHA}, proposed better):", "", _markdown(sig), "",
                       writer.table(stem + "__significance", sig), ""]
+        if artefact.reference_run and (versus := against_reference(table, artefact.reference_run)) is not None:
+            lines += [f"Each row against {artefact.reference_run} (paired over users; {TEST_NAMES['t']} "
+                      f"and {TEST_NAMES['wilcoxon']}):", "", _markdown(versus), "",
+                      writer.table(stem + "__against_" + _slug(artefact.reference_run), versus), ""]
         lines += paper_comparison(artefact, table, records, paper, writer, stem)
         commits = sorted({((r.get("environment") or {}).get("git") or {}).get("commit") or "unknown" for r in records})
         lines += [f"Records: `{results_dir}/{group.experiment}/{group.dataset}/`; commits "

@@ -327,6 +327,10 @@ def test_views_across_pages(synthetic_reports):
     assert "sampled ranking (1 target + 99 sampled negatives" in figure6 and "figures/figure6__" in figure6
     ablation = (reports / "figure4_5.md").read_text()
     assert "| fixT5" in ablation and "figures/figure4_5__abl__ml-1m-partial.png" in ablation
+    versus = ablation.split("Each row against Lite-LLM4Rec (paired over users;")[1]
+    versus = versus.split("Records:")[0]
+    assert "| Scratch " in versus and "| fixHead " in versus and "| fixT5 " in versus
+    assert "| -0." in versus  # the synthetic ablations rank their targets lower than the full model
     custom = (reports / "custom.md").read_text()
     assert "MostPopular" in custom
     cold = (reports / "cold_start.md").read_text()
