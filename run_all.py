@@ -7,6 +7,7 @@
     python run_all.py --experiments table3_overall -o train.epochs=5 -o eval.mask_history=false
     python run_all.py --report-only                    # rebuild reports/ from results/ only
     python run_all.py --set gpu --device cuda --shard 2/4   # the second quarter of the GPU set
+    python run_all.py --set gpu --data-root data_local --list   # datasets from data_local/<preset>
 """
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def parse_args(argv=None):
     parser.add_argument("--experiments", help="comma-separated experiment names (replaces the set's list)")
     parser.add_argument("--dataset", help="comma-separated dataset presets (benchmarks/datasets.yaml)")
     parser.add_argument("--data-path", help="folder of the dataset's source files (one dataset only)")
+    parser.add_argument("--data-root", help="folder with one sub-folder per dataset preset (e.g. "
+                                            "data_local/ml-1m-partial); every preset but the embedded "
+                                            "ml-100k is read from there")
     parser.add_argument("--runs", help="comma-separated run names (table rows) to keep")
     parser.add_argument("--seeds", help="comma-separated seeds (replaces the experiments' seeds)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets the config key device)")
@@ -63,6 +67,7 @@ def main(argv=None) -> int:
             seeds=[int(s) for s in split(args.seeds)] if args.seeds else None,
             overrides=overrides,
             data_path=args.data_path,
+            data_root=args.data_root,
             runs=split(args.runs),
         )
         if args.shard:

@@ -14,7 +14,13 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
       MostPopular: {model: {name: most_popular}}
       Lite: {model: {...}, per_dataset: {ml-1m: {...}}}   # a run's own per-dataset overrides
 
-Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.py --set`.
+Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.py --set`:
+
+    experiments: [table3_overall, ...]      # or a mapping, to keep an experiment to some datasets:
+    experiments: {table3_overall: {}, table1_2_4_5_generative: {datasets: [ml-1m-partial]}}
+    datasets: [...]; seeds: [...]; runs: [...]   # replace the experiments' own lists
+    config: {...}                            # a budget over every run of the set (above the
+                                             # experiments' own settings, below the command line)
 """
 from __future__ import annotations
 
@@ -146,14 +152,29 @@ def load_experiment(name_or_path: str) -> tuple[str, dict]:
     return path.stem, exp
 
 
+SET_KEYS = {"description", "experiments", "datasets", "seeds", "config", "runs"}
+SET_EXPERIMENT_KEYS = {"datasets"}
+
+
 def load_set(name: str) -> dict:
+    """A set with `experiments` as {name: {datasets: [...] or absent}} (a plain list is read as
+    experiments without restrictions)."""
     sets = load_yaml(SETS_FILE)
     if name not in sets:
         raise ConfigError(f"unknown experiment set {name!r}; known: {', '.join(sorted(sets))}")
-    entry = sets[name]
-    unknown = sorted(set(entry) - {"description", "experiments", "datasets", "seeds", "config", "runs"})
+    entry = dict(sets[name])
+    unknown = sorted(set(entry) - SET_KEYS)
     if unknown:
-        raise ConfigError(f"{SETS_FILE}: set {name!r} has unknown key(s) {unknown}")
+        raise ConfigError(f"{SETS_FILE}: set {name!r} has unknown key(s) {unknown}; known: {sorted(SET_KEYS)}")
+    experiments = entry.get("experiments") or []
+    if isinstance(experiments, list):
+        experiments = {exp: {} for exp in experiments}
+    for exp, restriction in experiments.items():
+        unknown = sorted(set(restriction or {}) - SET_EXPERIMENT_KEYS)
+        if unknown:
+            raise ConfigError(f"{SETS_FILE}: set {name!r}, experiment {exp!r}: unknown key(s) {unknown}; "
+                              f"known: {sorted(SET_EXPERIMENT_KEYS)}")
+    entry["experiments"] = {exp: restriction or {} for exp, restriction in experiments.items()}
     return entry
 
 
@@ -184,19 +205,20 @@ def resolve_run(
     cli_overrides: list[dict] | None = None,
     data_path: str | None = None,
 ) -> RunSpec:
-    """Layer defaults < dataset preset < set < experiment < per-dataset < run < the run's
-    per-dataset < CLI."""
+    """Layer defaults < dataset preset < experiment < per-dataset < run < the run's per-dataset
+    < set < CLI. The set sits above the experiments: it states a budget for all of them (the GPU
+    set's time cap and all users), which the experiments' CPU budgets must not undo."""
     from .models import resolve_model_params  # late import: models imports this module
 
     cfg = defaults()
     cfg = merge(cfg, {"data": dataset_section(dataset)}, where=" in datasets.yaml")
-    cfg = merge(cfg, set_config or {}, where=" in experiment set")
     cfg = merge(cfg, exp.get("config") or {}, where=f" in experiment {experiment!r}")
     cfg = merge(cfg, (exp.get("per_dataset") or {}).get(dataset) or {}, where=f" in {experiment}.per_dataset")
     run_entry = dict(exp["runs"][run] or {})
     run_per_dataset = run_entry.pop("per_dataset", None) or {}
     cfg = merge(cfg, run_entry, where=f" in {experiment}.runs.{run}")
     cfg = merge(cfg, run_per_dataset.get(dataset) or {}, where=f" in {experiment}.runs.{run}.per_dataset")
+    cfg = merge(cfg, set_config or {}, where=" in experiment set")
     for override in cli_overrides or []:
         cfg = merge(cfg, override, where=" on the command line")
     if data_path is not None:
@@ -230,3 +252,10 @@ def validate(cfg: dict) -> None:
 
 def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def identity_hash(cfg: dict) -> str:
+    """The config hash without `data.path`: where the source files lie is not what the run is
+    (a record made on a GPU machine from a copied folder is the same run; the record's data
+    source hash says which files were read)."""
+    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path"}})

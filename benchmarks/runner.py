@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from . import config as cfgmod
-from .config import ConfigError, RunSpec, config_hash
-from .data import SequenceDataset, load_dataset
+from .config import ConfigError, RunSpec, config_hash, identity_hash
+from .data import DataError, SequenceDataset, load_dataset, source_hash
+from .data.loaders import get_loader
 from .evaluate import EvalResult, control_variant, evaluate, sample_candidates, user_subset
 from .latency import device_description, measure_latency
 from .models import SkipRun, build_model
@@ -37,41 +38,59 @@ def plan_runs(
     seeds: list[int] | None = None,
     overrides: list[str] | None = None,
     data_path: str | None = None,
+    data_root: str | None = None,
     runs: list[str] | None = None,
 ) -> Plan:
-    """Expand an experiment set (or an explicit list of experiments) into resolved runs."""
+    """Expand an experiment set (or an explicit list of experiments) into resolved runs, seed by
+    seed: every run of the first seed comes before any of the second, so a campaign cut short
+    (a time limit, a lost machine) leaves whole tables of one seed rather than one table of
+    three."""
     set_entry = cfgmod.load_set(set_name) if set_name else {}
-    names = experiments or set_entry.get("experiments") or []
-    if not names:
+    restrictions = {name: {} for name in experiments} if experiments else set_entry.get("experiments") or {}
+    if not restrictions:
         raise ConfigError("nothing to run: give --experiments or a set with experiments")
     datasets = datasets or set_entry.get("datasets")
     seeds = seeds or set_entry.get("seeds")
     runs = runs or set_entry.get("runs")
+    if data_path is not None and data_root is not None:
+        raise ConfigError("give --data-path (one dataset) or --data-root (a folder per dataset), not both")
     if data_path is not None and datasets is not None and len(datasets) != 1:
         raise ConfigError("--data-path needs exactly one --dataset")
     cli = [cfgmod.parse_override(o) for o in overrides or []]
-    loaded = [cfgmod.load_experiment(name) for name in names]
+    loaded = [cfgmod.load_experiment(name) for name in restrictions]
     if runs:
         known = {r for _, exp in loaded for r in exp["runs"]}
         unknown = sorted(set(runs) - known)
         if unknown:
             raise ConfigError(f"unknown run(s) {unknown}; the experiments have {sorted(known)}")
-    plan = Plan(runs=[])
-    for exp_name, exp in loaded:
+    plan, ordered = Plan(runs=[]), []
+    for (exp_name, exp), restriction in zip(loaded, restrictions.values()):
         plan.experiments[exp_name] = exp
         selected = [r for r in exp["runs"] if not runs or r in runs]
-        for dataset in datasets or exp["datasets"]:
-            for seed in seeds or exp["seeds"]:
+        only = restriction.get("datasets")
+        for dataset in [d for d in datasets or exp["datasets"] if only is None or d in only]:
+            for seed_rank, seed in enumerate(seeds or exp["seeds"]):
                 for run in selected:
-                    plan.runs.append(
-                        cfgmod.resolve_run(
-                            exp_name, exp, run, dataset, seed,
-                            set_config=set_entry.get("config"),
-                            cli_overrides=cli,
-                            data_path=data_path,
-                        )
+                    spec = cfgmod.resolve_run(
+                        exp_name, exp, run, dataset, seed,
+                        set_config=set_entry.get("config"),
+                        cli_overrides=cli,
+                        data_path=data_path if data_path is not None else dataset_folder(data_root, dataset),
                     )
+                    ordered.append((seed_rank, len(ordered), spec))
+    plan.runs = [spec for *_, spec in sorted(ordered, key=lambda item: item[:2])]
     return plan
+
+
+def dataset_folder(data_root: str | None, dataset: str) -> str | None:
+    """`data_root/<preset>` for a preset whose files are not embedded (every one but ml-100k);
+    None leaves the preset's own path."""
+    if data_root is None:
+        return None
+    preset = cfgmod.dataset_section(dataset)
+    if preset.get("path") is None and get_loader(preset["source"]).embedded:
+        return None
+    return str(Path(data_root) / dataset)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -117,6 +136,7 @@ class Runner:
         self.force = force
         self.progress = progress
         self._datasets: dict[str, SequenceDataset] = {}
+        self._source_hashes: dict[str, str | None] = {}
 
     def dataset(self, data_cfg: dict) -> SequenceDataset:
         key = json.dumps(data_cfg, sort_keys=True)
@@ -127,20 +147,35 @@ class Runner:
     def path(self, spec: RunSpec) -> Path:
         return record_path(self.results_dir, spec.experiment, spec.dataset, spec.run, spec.seed)
 
+    def same_run(self, record: dict | None, spec: RunSpec) -> bool:
+        """Whether a record is of this run: the same resolved config, or the same config with the
+        data read from another folder holding the same source files (records made on a GPU
+        machine from a copied data folder, merged here)."""
+        if record is None:
+            return False
+        if record.get("config_hash") == config_hash(spec.config):
+            return True
+        if identity_hash(record["config"]) != identity_hash(spec.config):
+            return False
+        data = spec.config["data"]
+        key = json.dumps(data, sort_keys=True)
+        if key not in self._source_hashes:
+            try:
+                self._source_hashes[key] = source_hash(data)
+            except (DataError, OSError):  # no files here to compare: not known to be the same
+                self._source_hashes[key] = None
+        return self._source_hashes[key] is not None and self._source_hashes[key] == (record.get("data") or {}).get("source_hash")
+
     def is_done(self, spec: RunSpec) -> bool:
-        """A finished record of this config. A skip is not done: what was missing (a backbone's
+        """A finished record of this run. A skip is not done: what was missing (a backbone's
         weights) may be here now, and finding out again costs no training."""
         record = read_record(self.path(spec))
-        return (
-            record is not None
-            and record.get("config_hash") == config_hash(spec.config)
-            and record.get("status") == "ok"
-        )
+        return self.same_run(record, spec) and record.get("status") == "ok"
 
     def skip_note(self, spec: RunSpec) -> str | None:
-        """'to retry (skipped: why)' where this config's last attempt was skipped."""
+        """'to retry (skipped: why)' where this run's last attempt was skipped."""
         record = read_record(self.path(spec))
-        if record and record.get("status") == "skipped" and record.get("config_hash") == config_hash(spec.config):
+        if self.same_run(record, spec) and record.get("status") == "skipped":
             return f"to retry (skipped: {record.get('skip_reason')})"
         return None
 
@@ -192,8 +227,8 @@ class Runner:
             training.setdefault("seconds", time.perf_counter() - t0)
         except SkipRun as reason:
             previous = read_record(path)
-            if (previous is not None and previous.get("status") == "skipped"
-                    and previous.get("config_hash") == base["config_hash"] and previous.get("skip_reason") == str(reason)):
+            if (self.same_run(previous, spec) and previous.get("status") == "skipped"
+                    and previous.get("skip_reason") == str(reason)):
                 return previous  # skipped again for the same reason: the record stands as it was
             record = {**base, "status": "skipped", "skip_reason": str(reason), "finished": now()}
             write_record(path, record)

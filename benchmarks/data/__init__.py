@@ -26,6 +26,7 @@ __all__ = [
     "SequenceDataset",
     "LOADERS",
     "load_dataset",
+    "source_hash",
     "format_stats",
 ]
 
@@ -91,13 +92,25 @@ def _load(folder: Path) -> SequenceDataset | None:
     return SequenceDataset(sequences=sequences, **meta)
 
 
-def load_dataset(data: dict, *, verbose: bool = True) -> SequenceDataset:
-    """Load and process the dataset described by a resolved `data` config section."""
+def source_files(data: dict) -> dict[str, Path]:
+    """{file key: path} of the source files a resolved `data` section reads; all must exist."""
     loader = get_loader(data["source"])
     files = loader.resolve_files(data.get("path"), data.get("files") or {})
     for path in files.values():
         if not path.is_file():
             raise DataError(f"file not found; expected the {loader.name} source file here", path=path)
+    return files
+
+
+def source_hash(data: dict) -> str:
+    """sha256 of the source files' names and bytes (what `SequenceDataset.source_hash` holds)."""
+    return _hash_files(list(source_files(data).values()))
+
+
+def load_dataset(data: dict, *, verbose: bool = True) -> SequenceDataset:
+    """Load and process the dataset described by a resolved `data` config section."""
+    loader = get_loader(data["source"])
+    files = source_files(data)
     k = loader.default_k_core if data.get("k_core") is None else int(data["k_core"])
     if k < 1:
         raise DataError(f"data.k_core must be >= 1, got {k}")

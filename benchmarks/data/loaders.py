@@ -207,6 +207,7 @@ class Loader:
     """
 
     name: str = ""
+    embedded: bool = False   # finds its files without a data.path (default_path)
     default_k_core: int = 5
     default_text_template: str = "{title}"
     default_encoding: str = "utf-8"
@@ -488,6 +489,7 @@ class MovieLens100KLoader(RecBoleAtomicLoader):
     (item 1412: "V") is taken from a "(1995)" at the end of the title when there is one."""
 
     name = "ml-100k"
+    embedded = True
     default_k_core = 5
     default_text_template = "{title} ({year}), genres: {genres}"
     required_files = {"inter": "ml-100k.inter", "item": "ml-100k.item"}

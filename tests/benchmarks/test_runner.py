@@ -284,3 +284,30 @@ def test_time_budget_stops_mid_epoch_and_validates_what_it_trained(tmp_path, toy
     assert result["stopped_by"] == "time_budget" and result["epochs"] == 1
     done, of = (int(x) for x in last["batches"].split(" of "))
     assert 0 < done < of and "valid" in last and result["best_epoch"] == 1
+
+
+def test_a_record_is_done_wherever_the_same_source_files_lie(tmp_path, toy_ml1m):
+    """Records made from a copied data folder (a GPU machine's) count as done here; different
+    bytes under the same preset, or no files to compare, do not."""
+    import shutil
+
+    exp = write_experiment(tmp_path)
+    cache = "data.cache_dir=" + str(tmp_path / "cache")
+
+    def popularity_at(folder):
+        plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], overrides=[cache],
+                         data_path=str(folder), runs=["MostPopular"])
+        return plan.runs[0]
+
+    Runner(tmp_path / "results", progress=False).run(popularity_at(toy_ml1m))
+    copy = shutil.copytree(toy_ml1m, tmp_path / "copy")
+    assert Runner(tmp_path / "results", progress=False).is_done(popularity_at(copy))
+    edited = shutil.copytree(toy_ml1m, tmp_path / "edited")
+    with open(edited / "ratings.dat", "a", encoding="latin-1") as handle:
+        handle.write("1::3::5::978309999\n")
+    assert not Runner(tmp_path / "results", progress=False).is_done(popularity_at(edited))
+    assert not Runner(tmp_path / "results", progress=False).is_done(popularity_at(tmp_path / "nowhere"))
+    # another setting is another run, wherever the files are
+    other = popularity_at(copy)
+    other.config["eval"]["ks"] = [5, 10]
+    assert not Runner(tmp_path / "results", progress=False).is_done(other)

@@ -10,25 +10,82 @@ from benchmarks.config import ConfigError, load_experiment
 from benchmarks.runner import parse_shard, plan_runs, shard_plan
 
 
-def test_gpu_set_plans_every_run_of_both_experiments_on_both_datasets_with_three_seeds():
+GPU_EXPERIMENTS = {"table3_overall": ("ml-1m-partial", "amazon-beauty"),
+                   "table1_2_4_5_generative": ("ml-1m-partial",),
+                   "figure4_5_ablations": ("ml-1m-partial", "amazon-beauty"),
+                   "figure6_topn_sampled": ("ml-1m-partial",)}
+
+
+def test_gpu_set_plans_every_run_of_every_experiment_on_its_datasets_with_three_seeds():
     plan = plan_runs(set_name="gpu")
     expected = Counter()
-    for name in ("table3_overall", "figure4_5_ablations"):
+    for name, datasets in GPU_EXPERIMENTS.items():
         _, exp = load_experiment(name)
-        for dataset in ("ml-1m-partial", "amazon-beauty"):
+        for dataset in datasets:
             for seed in (0, 1, 2):
                 expected.update((name, dataset, run, seed) for run in exp["runs"])
     planned = Counter((s.experiment, s.dataset, s.run, s.seed) for s in plan.runs)
     assert planned == expected and len(plan.runs) == sum(expected.values())  # each exactly once
     for spec in plan.runs:
         assert spec.config["device"] == "auto"  # cuda where present; --device cuda insists
-        assert spec.config["train"]["max_minutes"] == 0.2  # the set's budget reaches every row
+        # the set's budget reaches every row, over the experiments' CPU budgets (the generative
+        # rows' 3 minutes and 64 users, figure 6's 5 minutes and 256 users)
+        assert spec.config["train"]["max_minutes"] == 0.2 and spec.config["eval"]["max_users"] is None
         assert spec.config["data"]["name"] == spec.dataset
-    # the experiments' own per-run settings still apply under the set's config
+    # the experiments' own per-run settings still apply where the set says nothing
     lite = next(s for s in plan.runs if s.run == "Lite-LLM4Rec_sampling" and s.dataset == "amazon-beauty")
     assert lite.config["train"]["weight_decay"] == 0.1 and lite.config["train"]["warmup_ratio"] == 0.1
     sasrec = next(s for s in plan.runs if s.run == "SASRec")
     assert sasrec.config["train"]["epochs"] == 5
+    p5 = next(s for s in plan.runs if s.run == "P5")
+    assert p5.config["train"]["epochs"] == 2 and p5.config["latency"]["max_batches"] == 30
+    figure6 = next(s for s in plan.runs if s.experiment == "figure6_topn_sampled")
+    assert figure6.config["eval"]["candidates"] == "sampled" and figure6.config["latency"]["enabled"] is False
+
+
+def test_runs_go_seed_by_seed():
+    """Every run of seed 0 before any of seed 1: a campaign cut short leaves whole tables."""
+    seeds = [s.seed for s in plan_runs(set_name="gpu").runs]
+    assert seeds == sorted(seeds) and seeds[0] == 0 and seeds[-1] == 2
+    first = plan_runs(set_name="gpu").runs[: seeds.count(0)]
+    assert {(s.experiment, s.dataset) for s in first} == {(e, d) for e, ds in GPU_EXPERIMENTS.items() for d in ds}
+    # within a seed, the set's order of experiments and datasets and the experiments' row order
+    keys = [s.key for s in first]
+    assert keys.index("table3_overall/ml-1m-partial/MostPopular/seed0") == 0
+    assert keys.index("table3_overall/amazon-beauty/HLLM/seed0") < keys.index("table1_2_4_5_generative/ml-1m-partial/P5/seed0")
+
+
+def test_set_keeps_an_experiment_to_its_datasets_and_checks_its_keys(tmp_path, monkeypatch):
+    from benchmarks import config as cfgmod
+
+    sets = tmp_path / "sets.yaml"
+    sets.write_text("narrow:\n  experiments:\n    table3_overall: {}\n"
+                    "    figure6_topn_sampled: {datasets: [ml-1m-partial]}\n"
+                    "  datasets: [ml-100k, ml-1m-partial]\n  runs: [MostPopular, Lite-LLM4Rec]\n"
+                    "typo:\n  experiments: {table3_overall: {dataset: [ml-100k]}}\n"
+                    "listed:\n  experiments: [table3_overall]\n  runs: [MostPopular]\n")
+    monkeypatch.setattr(cfgmod, "SETS_FILE", sets)
+    plan = plan_runs(set_name="narrow")
+    assert sorted(s.key for s in plan.runs) == sorted([
+        "table3_overall/ml-100k/MostPopular/seed0", "table3_overall/ml-1m-partial/MostPopular/seed0",
+        "figure6_topn_sampled/ml-1m-partial/Lite-LLM4Rec/seed0"])
+    # the command line's datasets meet the same restriction
+    assert [s.key for s in plan_runs(set_name="narrow", datasets=["ml-100k"]).runs] == [
+        "table3_overall/ml-100k/MostPopular/seed0"]
+    with pytest.raises(ConfigError, match=r"experiment 'table3_overall': unknown key\(s\) \['dataset'\]"):
+        plan_runs(set_name="typo")
+    assert [s.key for s in plan_runs(set_name="listed").runs] == ["table3_overall/ml-100k/MostPopular/seed0"]
+
+
+def test_data_root_reads_every_preset_but_the_embedded_one_from_its_folder(tmp_path):
+    plan = plan_runs(set_name=None, experiments=["table3_overall"], runs=["MostPopular"],
+                     datasets=["ml-100k", "ml-1m-partial", "amazon-beauty"], data_root=str(tmp_path))
+    paths = {s.dataset: s.config["data"]["path"] for s in plan.runs}
+    assert paths == {"ml-100k": None, "ml-1m-partial": str(tmp_path / "ml-1m-partial"),
+                     "amazon-beauty": str(tmp_path / "amazon-beauty")}
+    with pytest.raises(ConfigError, match="not both"):
+        plan_runs(set_name=None, experiments=["table3_overall"], datasets=["ml-1m-partial"],
+                  data_path=str(tmp_path), data_root=str(tmp_path))
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 7, 200])
@@ -48,14 +105,21 @@ def test_bad_shard_is_a_config_error(text):
     assert parse_shard("3/4") == (3, 4)
 
 
-def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, toy_ml1m, tiny_bert, monkeypatch):
-    """The same set, shrunk: a toy ml-1m, a tiny BERT standing in for MiniLM, one epoch, a few
-    rows of each experiment, two seeds; run as two shards into one results/, then reported."""
+def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monkeypatch, capsys):
+    """The same set, shrunk: a toy ml-1m standing in for ml-1m-partial under a data root (as the
+    offline bundle lays it out), a tiny BERT standing in for MiniLM, one epoch, a few rows of
+    each experiment, two seeds; run as two shards into one results/, then reported, then listed
+    as done against a copy of the data in another folder (records merged from a GPU machine)."""
+    import shutil
+    from tests.conftest import write_ml1m
+
     monkeypatch.setenv("MINILM_PATH", tiny_bert)
     monkeypatch.chdir(tmp_path)  # the item-vector and dataset caches go under tmp_path
+    write_ml1m(tmp_path / "data_local" / "ml-1m-partial", n_users=40, n_items=60)
     results, reports = tmp_path / "results", tmp_path / "reports"
-    common = ["--set", "gpu", "--dataset", "ml-1m", "--data-path", str(toy_ml1m), "--device", "cpu",
-              "--runs", "MostPopular,SASRec,Lite-LLM4Rec_sampling,fixT5", "--seeds", "0,1",
+    rows = ("MostPopular", "SASRec", "Lite-LLM4Rec_sampling", "fixT5", "P5")
+    common = ["--set", "gpu", "--dataset", "ml-1m-partial", "--data-root", "data_local", "--device", "cpu",
+              "--runs", ",".join(rows), "--seeds", "0,1", "-o", "eval.num_negatives=20",  # 60 toy items
               "-o", "train.epochs=1", "-o", "latency.max_batches=1", "-o", "latency.warmup_batches=0",
               "--results-dir", str(results), "--reports-dir", str(reports), "--quiet"]
     for shard in ("1/2", "2/2"):
@@ -63,14 +127,27 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, toy_ml1m, tiny_
     assert not reports.exists()  # shards leave the report to one build over the merged records
     written = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
     assert written == sorted(
-        [f"table3_overall/ml-1m/{run}__seed{seed}.json" for run in ("MostPopular", "SASRec", "Lite-LLM4Rec_sampling")
-         for seed in (0, 1)] + [f"figure4_5_ablations/ml-1m/fixT5__seed{seed}.json" for seed in (0, 1)])
+        [f"table3_overall/ml-1m-partial/{run}__seed{seed}.json" for run in ("MostPopular", "SASRec", "Lite-LLM4Rec_sampling")
+         for seed in (0, 1)] + [f"{exp}/ml-1m-partial/{run}__seed{seed}.json" for seed in (0, 1) for exp, run in
+                                (("figure4_5_ablations", "fixT5"), ("table1_2_4_5_generative", "P5"),
+                                 ("figure6_topn_sampled", "P5"))])
     for path in results.rglob("*.json"):
         rec = json.loads(path.read_text())
         assert rec["status"] == "ok" and rec["environment"]["device"] == "cpu"
-        assert rec["config"]["train"]["max_minutes"] == 0.2 and rec["latency"]["n_batches"] == 1
+        assert rec["config"]["train"]["max_minutes"] == 0.2 and rec["evaluation"]["users"] == "all"
+        assert rec["config"]["data"]["path"] == "data_local/ml-1m-partial"
+        assert rec["latency"] is None if "figure6" in path.parts[-3] else rec["latency"]["n_batches"] == 1
     assert run_all.main(["--report-only", "--results-dir", str(results), "--reports-dir", str(reports)]) == 0
     table3 = (reports / "table3.md").read_text()
     assert "n=2: 0, 1" in table3 and " ± " in table3  # two seeds: mean and interval
     assert re.search(r"\| SASRec +\| 0\.", table3) and re.search(r"\| BERT4Rec +\| not run", table3)
     assert "fixT5" in (reports / "figure4_5.md").read_text()
+    assert "| P5" in (reports / "table4.md").read_text() and "| P5" in (reports / "figure6.md").read_text()
+
+    # here again: the same files in another folder; every merged record counts as done
+    shutil.copytree(tmp_path / "data_local", tmp_path / "elsewhere")
+    listing = [{"data_local": "elsewhere"}.get(arg, arg) for arg in common] + ["--list"]
+    capsys.readouterr()
+    assert run_all.main(listing) == 0
+    states = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    assert states == ["done"] * 12
