@@ -1,7 +1,8 @@
 """Result records: one JSON file per run, written atomically, with per-user metrics beside it.
 
 Layout: results/<experiment>/<dataset>/<run>__seed<seed>.json and the same name with
-`.per_user.safetensors` (ranks and per-user metric values, for significance tests). A record is
+`.per_user.safetensors` (each evaluated user's rank of the test target, for significance tests;
+see `write_record` for the compact form). A record is
 finished when its JSON exists; it is written last, after the per-user arrays, by renaming a
 temporary file, so an interrupted run never leaves a half-written record behind.
 """
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
 RECORD_FORMAT = 1
@@ -128,10 +130,36 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
+PER_USER_FORMAT = "2"
+
+
+def compact_per_user(record: dict, per_user: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The per-user file's arrays and metadata. Only ranks are stored: every per-user metric is a
+    function of the rank (one target per user), recomputed on reading by the evaluator's own
+    `metrics_from_ranks`. A rank past the record's largest K (or a target never listed) is
+    stored as largest K + 1, which changes no metric the record holds, in the smallest unsigned
+    type; user_index is stored only where the users are not simply 0..n-1. A run over all 22,363
+    Amazon Beauty users thus takes 22 KB instead of 1 MB: GPU campaigns commit hundreds of these,
+    and the checkout travels to the GPU machine under a 64 MiB limit."""
+    ks = [int(k) for k in (record.get("evaluation") or {}).get("ks") or record["config"]["eval"]["ks"]]
+    cap = max(ks) + 1
+    ranks = np.asarray(per_user["rank"], dtype=np.float64)
+    if np.isnan(ranks).any() or (ranks < 1).any():
+        raise ValueError("per-user ranks must be >= 1 (inf for a target never listed)")
+    dtype = np.uint8 if cap <= np.iinfo(np.uint8).max else np.uint16 if cap <= np.iinfo(np.uint16).max else np.uint32
+    arrays = {"rank": np.minimum(ranks, cap).astype(dtype)}
+    users = per_user.get("user_index")
+    if users is not None and not np.array_equal(users, np.arange(len(ranks))):
+        arrays["user_index"] = np.asarray(users, dtype=np.int32)
+    metadata = {"per_user_format": PER_USER_FORMAT, "ks": ",".join(map(str, ks)), "rank_cap": str(cap)}
+    return arrays, metadata
+
+
 def write_record(path: Path, record: dict, per_user: dict[str, np.ndarray] | None = None) -> None:
+    """per_user: {"rank": each evaluated user's rank of the target, "user_index": optional}."""
     if per_user:
-        arrays = {k: np.ascontiguousarray(v) for k, v in per_user.items()}
-        atomic_write(per_user_path(path), lambda tmp: save_file(arrays, tmp))
+        arrays, metadata = compact_per_user(record, per_user)
+        atomic_write(per_user_path(path), lambda tmp: save_file(arrays, tmp, metadata=metadata))
     text = json.dumps({"record_format": RECORD_FORMAT, **record}, indent=2, sort_keys=False, default=_json_default)
 
     def write_json(tmp):
@@ -161,7 +189,21 @@ def read_record(path: Path) -> dict | None:
 
 
 def read_per_user(path: Path) -> dict[str, np.ndarray]:
-    return load_file(str(per_user_path(Path(path))))
+    """{"user_index", "rank", "recall@K", "ndcg@K", ...} of a record. Files written before the
+    compact form hold every array as it was; compact ones get their metrics recomputed from the
+    ranks (a rank past the largest K reads as largest K + 1)."""
+    from .evaluate import metrics_from_ranks  # late import: records stays free of torch
+
+    file = str(per_user_path(Path(path)))
+    with safe_open(file, framework="np") as handle:
+        metadata = handle.metadata() or {}
+    arrays = load_file(file)
+    if metadata.get("per_user_format") != PER_USER_FORMAT:
+        return arrays
+    ranks = arrays["rank"].astype(np.float64)
+    users = arrays["user_index"].astype(np.int64) if "user_index" in arrays else np.arange(len(ranks))
+    ks = [int(k) for k in metadata["ks"].split(",")]
+    return {"user_index": users, "rank": ranks, **metrics_from_ranks(ranks, ks)}
 
 
 def iter_records(results_dir: str | Path):

@@ -282,9 +282,7 @@ class Runner:
         if cold_start is not None:
             record["evaluation"]["users"] = cold_start["users"]
             record["cold_start"] = cold_start
-        per_user = {"user_index": users.astype(np.int64), "rank": test.ranks}
-        per_user.update({k: np.asarray(v, dtype=np.float64) for k, v in test.per_user.items()})
-        write_record(path, record, per_user)
+        write_record(path, record, {"user_index": users, "rank": test.ranks})
         return record
 
 

@@ -43,3 +43,40 @@ def test_report_checks_a_named_commit_against_the_code_that_ran(monkeypatch):
     assert "DIFFERS" in report._named_commit_check({**named, "code_hash": "h2"})
     assert "not checkable" in report._named_commit_check({**named, "commit": "b" * 40, "code_hash": "h1"})
     assert report._named_commit_check({"commit": "a" * 40, "dirty": False}) == ""
+
+
+def test_per_user_ranks_round_trip_compactly_with_every_metric_recomputed(tmp_path):
+    import numpy as np
+    import pytest
+    from safetensors.numpy import save_file
+
+    from benchmarks.evaluate import metrics_from_ranks
+
+    rng = np.random.default_rng(0)
+    ranks = rng.integers(1, 12_000, 22_363).astype(np.float64)
+    ranks[:8] = [1, 5, 10, 11, 20, 21, 300, np.inf]  # around both Ks, far past them, never listed
+    rec = {"config": {"eval": {"ks": [10, 20]}}, "evaluation": {"ks": [10, 20]}, "status": "ok"}
+    path = tmp_path / "all__seed0.json"
+    records.write_record(path, rec, {"user_index": np.arange(len(ranks)), "rank": ranks})
+    assert records.per_user_path(path).stat().st_size < 23_000  # 1 byte a user (was 48)
+    back = records.read_per_user(path)
+    expected = metrics_from_ranks(ranks, (10, 20))
+    assert set(back) == {"user_index", "rank", *expected}
+    for name, values in expected.items():
+        assert np.array_equal(back[name], values), name  # exact, not approximately
+    assert np.array_equal(back["user_index"], np.arange(len(ranks)))
+    assert back["rank"][:8].tolist() == [1, 5, 10, 11, 20, 21, 21, 21]  # past K=20: 21
+
+    subset = tmp_path / "subset__seed0.json"  # a seeded subset keeps its user ids; K up to 500
+    records.write_record(subset, {"config": {"eval": {"ks": [50, 500]}}}, {"user_index": np.array([7, 3, 9]),
+                                                                            "rank": np.array([499.0, 501.0, 2.0])})
+    back = records.read_per_user(subset)
+    assert back["user_index"].tolist() == [7, 3, 9] and back["rank"].tolist() == [499, 501, 2]
+    assert back["recall@500"].tolist() == [1.0, 0.0, 1.0] and back["recall@50"].tolist() == [0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match=">= 1"):
+        records.write_record(subset, rec, {"rank": np.array([0.0, 3.0])})
+
+    old = tmp_path / "old__seed0.json"  # files written before the compact form read as they are
+    save_file({"rank": np.array([3.0]), "recall@10": np.array([1.0]), "user_index": np.array([4])},
+              str(records.per_user_path(old)))
+    assert records.read_per_user(old)["user_index"].tolist() == [4]
