@@ -22,6 +22,9 @@ def test_pack_and_unpack_round_trip(tmp_path):
     (here / "shared" / "toy-set").mkdir(parents=True)
     (here / "shared" / "toy-set" / "ratings.dat").write_text("1::2::5::0\n")
     wheels = [fake_wheel(tmp_path, "alpha", "VALUE = 41\n"), fake_wheel(tmp_path, "beta", "from alpha import VALUE\nANSWER = VALUE + 1\n")]
+    with zipfile.ZipFile(fake_wheel(tmp_path, "pandas", "OK = True\n"), "a") as zf:  # its test suite stays behind
+        zf.writestr("pandas/tests/test_frame.py", "assert False\n")
+    wheels.append(tmp_path / "pandas-1.0-py3-none-any.whl")
     there.mkdir()
     offline_bundle.pack_datasets(here / "shared", ["toy-set"], there / "datasets.tgz")
     offline_bundle.pack_site(wheels, there / "site.tar.xz")
@@ -32,6 +35,7 @@ def test_pack_and_unpack_round_trip(tmp_path):
     out = subprocess.run([sys.executable, "-c", "import beta; print(beta.ANSWER)"], check=True, text=True,
                          capture_output=True, env={"PYTHONPATH": str(there / "site")}).stdout
     assert out.strip() == "42"
+    assert (there / "site" / "pandas" / "__init__.py").is_file() and not (there / "site" / "pandas" / "tests").exists()
 
 
 def test_missing_data_set_is_an_error(tmp_path):
