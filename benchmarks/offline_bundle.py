@@ -1,7 +1,7 @@
 """What an offline GPU machine needs, packed into one ignored folder that travels with the checkout.
 
     python -m benchmarks.offline_bundle data_local            # here: needs PyPI and ../shared/datasets
-    python3 -m benchmarks.offline_bundle --unpack data_local  # there: standard library only
+    python3 -m benchmarks.offline_bundle --unpack data_local  # there: unpack, then check RecBole imports
 
 Packing writes, under the folder:
 - `datasets.tgz`: the real data sets (ml-1m-partial and amazon-beauty) read from ../shared/datasets;
@@ -13,11 +13,14 @@ Packing writes, under the folder:
   as one archive they take about 8 MiB instead of 15 as wheels.
 It then adds the checkout's tracked files and says whether the whole stays within the device's
 carry limit (64 MiB a call). Unpacking extracts the data sets and the packages next to the
-archives: `<folder>/<dataset>/` and `<folder>/site/`.
+archives, `<folder>/<dataset>/` and `<folder>/site/`, then imports RecBole through them in a
+fresh interpreter and exits 1, naming what is missing, where that fails: a campaign that would
+fail at its first RecBole row stops before it starts.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tarfile
@@ -28,8 +31,12 @@ from pathlib import Path
 DATASETS = ("ml-1m-partial", "amazon-beauty")
 # RecBole and what it imports that the GPU image does not have; pandas < 3 (with its two needs)
 # because RecBole 1.2.1 breaks under pandas 3 (see recbole_compat.check_pandas)
-PACKAGES = ("recbole==1.2.1", "colorlog==4.7.2", "texttable==1.7.2", "thop==0.1.1.post2209072238",
-            "pandas==2.3.3", "pytz", "tzdata")
+PACKAGES = ("recbole==1.2.1", "colorlog==4.7.2", "colorama==0.4.4", "texttable==1.7.2",
+            "thop==0.1.1.post2209072238", "pandas==2.3.3", "pytz", "tzdata")
+# what the suite's RecBole path imports (the trainer pulls in scikit-learn and tensorboard, which
+# the GPU image has and which are too large to carry): checked there before any run starts
+RECBOLE_MODULES = ("recbole.config", "recbole.data", "recbole.utils", "recbole.trainer",
+                   "recbole.model.sequential_recommender")
 DEVICE_PYTHON = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
              "manylinux_2_17_x86_64", "manylinux2014_x86_64")
@@ -111,6 +118,18 @@ def unpack(folder: Path) -> list[Path]:
     return out
 
 
+def preflight(folder: Path) -> str | None:
+    """There, after unpacking: import RecBole's modules the way the runs will (the suite's
+    compatibility fixes first, the unpacked packages on the path) in a fresh interpreter. Returns
+    the error, e.g. a module the image lacks, or None; a campaign should not start without it."""
+    code = ("from benchmarks.recbole_compat import import_recbole\nimport importlib\nimport_recbole()\n"
+            f"for name in {RECBOLE_MODULES!r}:\n    importlib.import_module(name)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve() / "site"),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["failed"])[-1]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", help="an ignored folder of the checkout, e.g. data_local")
@@ -122,7 +141,9 @@ def main(argv=None) -> int:
     if args.unpack:
         for path in unpack(Path(args.folder)):
             print(f"[bundle] {path}")
-        return 0
+        error = preflight(Path(args.folder))
+        print(f"[bundle] RecBole imports: {error or 'ok'}")
+        return 1 if error else 0
     result = pack(Path(args.folder), Path(args.datasets_root), python_version=args.python_version,
                   limit_mib=args.limit_mib)
     for name, size in result["sizes"].items():

@@ -45,3 +45,13 @@ def test_missing_data_set_is_an_error(tmp_path):
 
 def test_tracked_bytes_counts_the_checkout():
     assert offline_bundle.tracked_bytes(offline_bundle.Path(".")) > offline_bundle.size_of(offline_bundle.Path("run_all.py"))
+
+
+def test_preflight_names_what_recbole_cannot_import_there(tmp_path):
+    (tmp_path / "site").mkdir()
+    assert offline_bundle.preflight(tmp_path) is None  # this venv's RecBole, nothing shadowing it
+    broken = tmp_path / "broken" / "site" / "recbole"  # an unpacked RecBole whose logger needs a module
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("import colorama_not_in_this_image\n")
+    error = offline_bundle.preflight(tmp_path / "broken")
+    assert error is not None and "colorama_not_in_this_image" in error
