@@ -144,7 +144,8 @@ def place_labels(ax, xs, ys, labels, fontsize: float = 8.5, segments=()) -> None
     """Label every point without two labels (or a label and a point, or a label and one of the
     axis-parallel `segments` ((x0, y0), (x1, y1)) in data coordinates) overlapping: each label takes
     the first free place around its point; where none is free it moves further out, joined to its
-    point by a thin line. Greedy, in the order of the points from left to right."""
+    point by a thin line, and where nothing is free at all it takes the place that overlaps least.
+    Greedy, in the order of the points from left to right."""
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -158,26 +159,36 @@ def place_labels(ax, xs, ys, labels, fontsize: float = 8.5, segments=()) -> None
         taken.append(matplotlib.transforms.Bbox.from_extents(min(x0, x1) - 1, min(y0, y1) - 1,
                                                              max(x0, x1) + 1, max(y0, y1) + 1))
 
-    def free(box, own) -> bool:  # a label may touch its own point, nothing else
+    def clash(box, own) -> float:
+        """0 where the box is free (inside the axes, touching nothing but its own point), else
+        how much it overlaps (square pixels; leaving the axes counts as much as covering a label)."""
         inside = box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
-        return inside and not any(box.overlaps(other) for j, other in enumerate(taken) if j != own)
+        covered = sum(max(0.0, min(box.x1, o.x1) - max(box.x0, o.x0)) * max(0.0, min(box.y1, o.y1) - max(box.y0, o.y0))
+                      for j, o in enumerate(taken) if j != own)
+        return covered + (0.0 if inside else box.width * box.height)
 
     for i in np.argsort(xs, kind="stable"):
         candidates = [(dx, dy, ha, va, False) for dx, dy, ha, va in LABEL_OFFSETS]
-        candidates += [(dx * step, dy * step * 2, ha, va, True) for step in (2, 3, 4, 5) for dx, dy, ha, va in LABEL_OFFSETS]
+        candidates += [(dx * step, dy * step * 2, ha, va, True) for step in (2, 3, 4, 5, 6, 8) for dx, dy, ha, va in LABEL_OFFSETS]
+        best = None  # (clash, candidate): where no place is free, the one that overlaps least
         for dx, dy, ha, va, leader in candidates:
             text = ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                                fontsize=fontsize, zorder=5,
                                arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if leader else None)
-            box = text.get_window_extent(renderer).padded(2)
-            if free(box, i):
-                taken.append(box)
-                break
+            # the text alone: an Annotation's own extent spans its leader line down to the point
+            text.update_positions(renderer)
+            box = matplotlib.text.Text.get_window_extent(text, renderer).padded(2)
             text.remove()
-        else:  # nowhere free: keep the first place, overlapping rather than unlabelled
-            dx, dy, ha, va = LABEL_OFFSETS[0]
-            ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                        fontsize=fontsize, zorder=5)
+            score = clash(box, i)
+            if best is None or score < best[0]:
+                best = (score, (dx, dy, ha, va, leader), box)
+            if score == 0:
+                break
+        _, (dx, dy, ha, va, leader), box = best
+        ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                    fontsize=fontsize, zorder=5,
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if leader else None)
+        taken.append(box)
 
 
 def accuracy_latency(points: pd.DataFrame, title: str, stem: Path, *, metric_label: str = "Recall@10",

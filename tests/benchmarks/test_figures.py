@@ -26,7 +26,11 @@ def test_labels_of_crowded_points_do_not_overlap():
     labels = ["POD", "P5", "P5_seq", "fixT5", "fixHead", "Lite-LLM4Rec"]
     figures.place_labels(ax, xs, ys, labels)
     renderer = fig.canvas.get_renderer()
-    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    import matplotlib.text  # the label text itself, without the leader line an Annotation's extent spans
+
+    for t in ax.texts:
+        t.update_positions(renderer)
+    boxes = [matplotlib.text.Text.get_window_extent(t, renderer) for t in ax.texts]
     assert sorted(t.get_text() for t in ax.texts) == sorted(labels)
     assert not any(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes)))
     plt.close(fig)
