@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 RECORD_FORMAT = 1
 LIBRARIES = ["torch", "transformers", "recbole", "numpy", "pandas", "scipy", "peft", "safetensors"]
@@ -195,10 +195,9 @@ def read_per_user(path: Path) -> dict[str, np.ndarray]:
     ranks (a rank past the largest K reads as largest K + 1)."""
     from .evaluate import metrics_from_ranks  # late import: records stays free of torch
 
-    file = str(per_user_path(Path(path)))
-    with safe_open(file, framework="np") as handle:
+    with safe_open(str(per_user_path(Path(path))), framework="np") as handle:
         metadata = handle.metadata() or {}
-    arrays = load_file(file)
+        arrays = {name: handle.get_tensor(name) for name in handle.keys()}
     if metadata.get("per_user_format") != PER_USER_FORMAT:
         return arrays
     ranks = arrays["rank"].astype(np.float64)
