@@ -170,7 +170,7 @@ def place_labels(ax, xs, ys, labels, fontsize: float = 8.5, segments=()) -> None
     for i in np.argsort(xs, kind="stable"):
         candidates = [(dx, dy, ha, va, False) for dx, dy, ha, va in LABEL_OFFSETS]
         candidates += [(dx * step, dy * step * 2, ha, va, True) for step in (2, 3, 4, 5, 6, 8) for dx, dy, ha, va in LABEL_OFFSETS]
-        best = None  # (clash, candidate): where no place is free, the one that overlaps least
+        best = None  # (clash, text, box): where no place is free, the one that overlaps least
         for dx, dy, ha, va, leader in candidates:
             text = ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
                                fontsize=fontsize, zorder=5,
@@ -178,17 +178,16 @@ def place_labels(ax, xs, ys, labels, fontsize: float = 8.5, segments=()) -> None
             # the text alone: an Annotation's own extent spans its leader line down to the point
             text.update_positions(renderer)
             box = matplotlib.text.Text.get_window_extent(text, renderer).padded(2)
-            text.remove()
             score = clash(box, i)
             if best is None or score < best[0]:
-                best = (score, (dx, dy, ha, va, leader), box)
+                if best is not None:
+                    best[1].remove()
+                best = (score, text, box)
+            else:
+                text.remove()
             if score == 0:
                 break
-        _, (dx, dy, ha, va, leader), box = best
-        ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                    fontsize=fontsize, zorder=5,
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6} if leader else None)
-        taken.append(box)
+        taken.append(best[2])
 
 
 def accuracy_latency(points: pd.DataFrame, title: str, stem: Path, *, metric_label: str = "Recall@10",
