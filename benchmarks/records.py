@@ -121,9 +121,11 @@ def atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; records are shared (and tarred back from GPUs)
     try:
         write(tmp)
+        # after writing: mkstemp makes the file private, and a writer may create it anew
+        # (safetensors does); records are shared, and tarred back from GPU machines
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -59,6 +59,7 @@ def test_per_user_ranks_round_trip_compactly_with_every_metric_recomputed(tmp_pa
     path = tmp_path / "all__seed0.json"
     records.write_record(path, rec, {"user_index": np.arange(len(ranks)), "rank": ranks})
     assert records.per_user_path(path).stat().st_size < 23_000  # 1 byte a user (was 48)
+    assert {p.stat().st_mode & 0o777 for p in (path, records.per_user_path(path))} == {0o644}  # readable by all
     back = records.read_per_user(path)
     expected = metrics_from_ranks(ranks, (10, 20))
     assert set(back) == {"user_index", "rank", *expected}
