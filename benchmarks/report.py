@@ -422,6 +422,16 @@ def _per_user(records: list[dict], metric: str):
     return per_user_mean_over_seeds(arrays, metric)
 
 
+def paired_columns(users_a, users_b, label_a: str, label_b: str):
+    """The paired test of two rows' per-user values ((user_index, values) each) over their common
+    users, and its table columns: both means, the difference, the users and both p-values."""
+    _, a, b = align_users(*users_a, *users_b)
+    test = paired_test(a, b)
+    return test, {label_a: f"{test.mean_a:.4f}", label_b: f"{test.mean_b:.4f}",
+                  "difference": f"{test.mean_difference:+.4f}", "users": str(test.n_users),
+                  "paired t p": format_p(test.t_pvalue), "Wilcoxon p": format_p(test.wilcoxon_pvalue)}
+
+
 def significance(table: GroupTable) -> tuple[pd.DataFrame | None, dict[tuple[str, str], bool]]:
     """Each proposed row against the best baseline of each metric, paired over users."""
     proposed = [run for run, recs in table.ok.items() if recs[0].get("model") in PROPOSED_MODELS]
@@ -442,13 +452,9 @@ def significance(table: GroupTable) -> tuple[pd.DataFrame | None, dict[tuple[str
                 missing = run if mine is None else best
                 rows.append({**row, "note": f"no per-user arrays for {missing}"})
                 continue
-            _, a, b = align_users(*mine, *best_users)
-            test = paired_test(a, b)
+            test, columns = paired_columns(mine, best_users, "proposed mean", "baseline mean")
             stars[(run, metric)] = test.a_significantly_better
-            rows.append({**row, "proposed mean": f"{test.mean_a:.4f}", "baseline mean": f"{test.mean_b:.4f}",
-                         "difference": f"{test.mean_difference:+.4f}", "users": str(test.n_users),
-                         "paired t p": format_p(test.t_pvalue), "Wilcoxon p": format_p(test.wilcoxon_pvalue),
-                         "*": "*" if test.a_significantly_better else "", "note": test.note})
+            rows.append({**row, **columns, "*": "*" if test.a_significantly_better else "", "note": test.note})
     if not rows:
         return None, {}
     frame = pd.DataFrame(rows).fillna("")
@@ -468,12 +474,8 @@ def against_reference(table: GroupTable, reference: str) -> pd.DataFrame | None:
             if ref_users is None or run_users is None:
                 rows.append({**row, "note": "no per-user arrays"})
                 continue
-            _, a, b = align_users(*run_users, *ref_users)
-            test = paired_test(a, b)
-            rows.append({**row, "row mean": f"{test.mean_a:.4f}", "reference mean": f"{test.mean_b:.4f}",
-                         "difference": f"{test.mean_difference:+.4f}", "users": str(test.n_users),
-                         "paired t p": format_p(test.t_pvalue), "Wilcoxon p": format_p(test.wilcoxon_pvalue),
-                         "note": test.note})
+            test, columns = paired_columns(run_users, ref_users, "row mean", "reference mean")
+            rows.append({**row, **columns, "note": test.note})
     frame = pd.DataFrame(rows).fillna("")
     return frame if frame["note"].any() else frame.drop(columns="note")
 
