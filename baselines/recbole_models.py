@@ -12,8 +12,11 @@ What comes from RecBole and what from the suite:
   no validation item, so its split would differ from ours).
 - Models, losses and training are RecBole's: `get_model(name)`, `get_trainer(MODEL_TYPE, name)`,
   RecBole's optimiser defaults (Adam, learning rate 0.001) unless `model.recbole_config` sets
-  them, early stopping on RecBole's validation Recall@10 (`train.valid_metric`). RecBole's
-  validation does not mask history for sequential models (see `recbole_evaluate`).
+  them. Validation and early stopping are the suite's: every validation RecBole's trainer asks
+  for is the suite's evaluator on our validation split (full ranking, history masked, full
+  precision: `Trainer.validate`), decided by the suite's stopping rule, and RecBole's best
+  checkpoint follows that decision (`_suite_validated`). RecBole's own validation would rank
+  history items too (see `recbole_evaluate`) and round to 4 decimals.
 - Test metrics and latency are ours: `score` returns `full_sort_predict` scores with the columns
   put in our item-id order, so the shared evaluator (history masking, ties against the target)
   and the shared latency timer measure these models exactly as every other row of a table.
@@ -26,7 +29,7 @@ The suite's config maps onto RecBole's as follows (everything else is RecBole's 
     model.loss_type        -> loss_type (CE: train_neg_sample_args None; BPR: one uniform negative)
     model.pretrain_epochs  -> S3Rec's pretrain_epochs (null: RecBole's default)
     train.epochs           -> epochs
-    train.patience         -> stopping_step
+    train.patience         -> stopping_step (patience - 1: RecBole counts one more, see _suite_validated)
     train.batch_size       -> train_batch_size
     train.eval_every       -> eval_step
     train.valid_metric     -> valid_metric (recall@10 -> Recall@10)
@@ -106,6 +109,26 @@ _PROTOCOL_KEYS = {
 
 class _TimeBudgetSpent(Exception):
     """Raised from RecBole's epoch callback when train.max_minutes is crossed."""
+
+
+def _suite_validated(trainer_class):
+    """RecBole's trainer class for a model, with its validation replaced by the suite's.
+
+    RecBole's `fit` calls `_valid_epoch` after every `eval_step` epochs and feeds the score to its
+    `early_stopping`, which counts a score >= the best as a gain and stops after more than
+    `stopping_step` validations without one. The suite's rule (`benchmarks.training.EarlyStopping`)
+    decides instead: `suite_validate` returns the suite's metric when it is a gain and -inf when
+    it is not, so RecBole's checkpoint is saved exactly at the suite's best validations, and with
+    `stopping_step = patience - 1` RecBole stops exactly when the suite's rule says to."""
+
+    class SuiteValidatedTrainer(trainer_class):
+        suite_validate = None  # set by RecBoleModel.fit: () -> (score for RecBole, metrics)
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            return self.suite_validate()
+
+    SuiteValidatedTrainer.__name__ = f"SuiteValidated{trainer_class.__name__}"
+    return SuiteValidatedTrainer
 
 
 def _json_safe(value):
@@ -241,7 +264,9 @@ class RecBoleModel(Recommender):
         if train is not None:
             settings.update({
                 "epochs": int(train["epochs"]),
-                "stopping_step": int(train["patience"]),
+                # RecBole stops after more than stopping_step validations without a gain; the suite
+                # after `patience` of them (see _suite_validated)
+                "stopping_step": int(train["patience"]) - 1,
                 "train_batch_size": int(train["batch_size"]),
                 "eval_step": int(train["eval_every"]),
                 "valid_metric": _metric_name(train["valid_metric"]),
@@ -336,8 +361,16 @@ class RecBoleModel(Recommender):
     # ------------------------------------------------------------------ training
 
     def fit(self, split, trainer) -> dict:
+        """RecBole's model, loss, optimiser and training epochs; the suite's validation and
+        stopping rule. Each validation RecBole's trainer asks for is the suite's evaluator on our
+        validation split (`Trainer.validate`: full ranking, history masked, full precision), fed
+        to the suite's `EarlyStopping`; RecBole's own early stopping and best checkpoint then
+        follow that decision (see `_suite_validated`)."""
         import_recbole()
         from recbole.utils import get_model, get_trainer, init_seed
+
+        from benchmarks.split import leave_one_out
+        from benchmarks.training import EarlyStopping
 
         start = time.perf_counter()
         train_cfg, seed = trainer.cfg, int(trainer.seed)
@@ -360,7 +393,9 @@ class RecBoleModel(Recommender):
                 config = self._build_config(folder, train_cfg, seed, ks=ks)
             rb_dataset, train_data, valid_data, test_data = self._recbole_data(config)
             self._build_index(rb_dataset)
-            self._check_split(split, valid_data, test_data)
+            # RecBole splits the whole data itself: its rows must be our leave-one-out, test rows
+            # included (checked against the dataset, not the training split, which has no test part)
+            self._check_split(leave_one_out(self.dataset), valid_data, test_data)
             del test_data
 
             if self.name == "S3Rec":
@@ -370,28 +405,30 @@ class RecBoleModel(Recommender):
 
             init_seed(config["seed"], config["reproducibility"])
             model = get_model(self.name)(config, train_data._dataset).to(self.device)
-            rb_trainer = get_trainer(config["MODEL_TYPE"], self.name)(config, model)
-
+            self.module = model  # prepare/score read it: validation scores the model being trained
             metric = str(train_cfg["valid_metric"])
-            budget = train_cfg.get("max_minutes")
+            stopping = EarlyStopping(train_cfg["patience"])
             history: list[dict] = []
-            best_epoch = 0
+            rb_trainer = _suite_validated(get_trainer(config["MODEL_TYPE"], self.name))(config, model)
 
-            def after_validation(epoch_idx, valid_score):
-                nonlocal best_epoch
-                loss = rb_trainer.train_loss_dict.get(epoch_idx)  # RecBole sums the batches' losses
-                loss = sum(loss) if isinstance(loss, tuple) else loss
-                loss = float(loss) / max(1, len(train_data)) if loss is not None else float("nan")
-                entry = {"epoch": epoch_idx + 1, "loss": loss,
-                         "valid": {metric: float(valid_score)}, "seconds": time.perf_counter() - start}
-                history.append(entry)
-                if rb_trainer.cur_step == 0:  # RecBole resets it when the score improved
-                    best_epoch = epoch_idx + 1
+            def validate() -> tuple[float, dict]:
+                epoch = len(rb_trainer.train_loss_dict)  # epochs trained so far (RecBole counts from 0)
+                valid = trainer.validate(self, split)
+                improved = stopping.update(valid[metric], epoch)
+                loss = rb_trainer.train_loss_dict[epoch - 1]  # RecBole sums the batches' losses
+                history.append({"epoch": epoch, "loss": float(loss) / max(1, len(train_data)),
+                                "valid": valid, "seconds": time.perf_counter() - start})
                 if progress:
                     from tqdm.auto import tqdm
 
-                    tqdm.write(f"  [{self.name}] epoch {epoch_idx + 1}: loss {entry['loss']:.4f} "
-                               f"valid {metric} {valid_score:.4f} (RecBole, history not masked)")
+                    tqdm.write(f"  [{self.name}] epoch {epoch}: loss {history[-1]['loss']:.4f} "
+                               f"valid {metric} {valid[metric]:.4f}{' (best)' if improved else ''}")
+                return (valid[metric] if improved else -math.inf), valid
+
+            rb_trainer.suite_validate = validate
+            budget = train_cfg.get("max_minutes")
+
+            def after_validation(epoch_idx, valid_score):
                 if budget and time.perf_counter() - start > 60 * float(budget):
                     raise _TimeBudgetSpent
 
@@ -404,7 +441,7 @@ class RecBoleModel(Recommender):
             finally:
                 rb_trainer.tensorboard.close()
             epochs_run = len(rb_trainer.train_loss_dict)
-            if stopped == "epochs" and epochs_run < int(train_cfg["epochs"]):
+            if stopped == "epochs" and stopping.should_stop:
                 stopped = "early_stopping"
 
         # the best validated weights, from the checkpoint RecBole's trainer saved in our folder
@@ -415,15 +452,12 @@ class RecBoleModel(Recommender):
             # FDSA's feature layer keeps a reference to RecBole's whole training dataset, which only
             # its constructor reads; drop it so the trained model does not hold the data in memory.
             model.feature_embed_layer.dataset = None
-        self.module = model
         self.config = config
-        best = rb_trainer.best_valid_score
         info = {
             "epochs": epochs_run,
-            "best_epoch": best_epoch,
-            "best_valid": {metric: float(best) if best is not None and math.isfinite(best) else None},
-            "valid_evaluator": "RecBole's full-sort evaluator (sequential: history not masked)",
-            "best_valid_result": _json_safe({k: float(v) for k, v in (rb_trainer.best_valid_result or {}).items()}),
+            "best_epoch": stopping.best_epoch,
+            "best_valid": {metric: stopping.best if math.isfinite(stopping.best) else None},
+            "valid_evaluator": "the suite's evaluator (full ranking, history masked as eval.mask_history)",
             "stopped_by": stopped,
             "seconds": time.perf_counter() - start,
             "history": history,

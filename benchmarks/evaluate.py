@@ -30,6 +30,7 @@ __all__ = [
     "PROTOCOL_CONTROLS",
     "control_variant",
     "evaluate",
+    "evaluation_settings",
     "history_mask",
     "metrics_from_ranks",
     "ranks_from_scores",
@@ -209,6 +210,19 @@ def user_subset(n_users: int, max_users: int | None, seed: int) -> np.ndarray:
     if not max_users or max_users >= n_users:
         return np.arange(n_users)
     return np.sort(np.random.default_rng(seed).choice(n_users, size=int(max_users), replace=False))
+
+
+def evaluation_settings(eval_cfg: dict) -> dict:
+    """A run's `eval` config as `evaluate()`'s keyword arguments plus the user subset's
+    (`max_users`, `user_subset_seed`): the one translation, for the runner's test evaluation and
+    the trainer's validation alike. Keys the config leaves out take `defaults.yaml`'s values."""
+    from .config import defaults
+
+    cfg = {**defaults()["eval"], **eval_cfg}
+    return {"ks": list(cfg["ks"]), "mask_history": bool(cfg["mask_history"]), "candidates": cfg["candidates"],
+            "num_negatives": int(cfg["num_negatives"]), "negative_seed": int(cfg["negative_seed"]),
+            "batch_size": int(cfg["batch_size"]), "max_users": cfg["max_users"],
+            "user_subset_seed": int(cfg["user_subset_seed"])}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from . import config as cfgmod
 from .config import ConfigError, RunSpec, config_hash, identity_hash
 from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .data.loaders import get_loader
-from .evaluate import EvalResult, control_variant, evaluate, sample_candidates, user_subset
+from .evaluate import EvalResult, control_variant, evaluate, evaluation_settings, sample_candidates, user_subset
 from .latency import device_description, measure_latency
 from .models import SkipRun, build_model
 from .records import git_commit, library_versions, now, read_record, record_path, write_record
@@ -223,7 +223,7 @@ class Runner:
             model = build_model(cfg["model"], dataset, device)
             trainer = Trainer(cfg["train"], cfg["eval"], seed=cfg["seed"], progress=self.progress)
             t0 = time.perf_counter()
-            training = model.fit(split, trainer) or {}
+            training = model.fit(split.for_training(), trainer) or {}
             training.setdefault("seconds", time.perf_counter() - t0)
         except SkipRun as reason:
             previous = read_record(path)
@@ -233,15 +233,11 @@ class Runner:
             record = {**base, "status": "skipped", "skip_reason": str(reason), "finished": now()}
             write_record(path, record)
             return record
-        ev = cfg["eval"]
-        users = user_subset(split.n_users, ev["max_users"], ev["user_subset_seed"])
+        eval_kwargs = evaluation_settings(cfg["eval"])
+        users = user_subset(split.n_users, eval_kwargs.pop("max_users"), eval_kwargs.pop("user_subset_seed"))
+        eval_kwargs["progress"] = self.progress
         test_histories = [split.test_histories[u] for u in users]
         test_targets = split.test_targets[users]
-        eval_kwargs = dict(
-            ks=ev["ks"], mask_history=ev["mask_history"], candidates=ev["candidates"],
-            num_negatives=ev["num_negatives"], negative_seed=ev["negative_seed"],
-            batch_size=ev["batch_size"], progress=self.progress,
-        )
         t0 = time.perf_counter()
         test = evaluate(model, test_histories, test_targets, **eval_kwargs)
         eval_seconds = time.perf_counter() - t0
@@ -253,14 +249,14 @@ class Runner:
         )
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
-            ev["protocol_controls"], eval_kwargs)
+            cfg["eval"]["protocol_controls"], eval_kwargs)
         latency = None
         if cfg["latency"]["enabled"]:
             lat = cfg["latency"]
             latency = measure_latency(
                 model, test_histories, batch_size=lat["batch_size"], top_k=lat["top_k"],
                 warmup_batches=lat["warmup_batches"], max_batches=lat["max_batches"],
-                mask_history=ev["mask_history"],
+                mask_history=eval_kwargs["mask_history"],
             )
         record = {
             **base,

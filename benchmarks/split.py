@@ -32,6 +32,28 @@ class Split:
     def n_users(self) -> int:
         return len(self.train)
 
+    def for_training(self) -> "TrainingSplit":
+        """What a model's `fit` and its early stopping may read: no test history, no test target."""
+        return TrainingSplit(train=self.train, valid_histories=self.valid_histories,
+                             valid_targets=self.valid_targets, n_items=self.n_items,
+                             held_out_items=self.held_out_items)
+
+
+@dataclass(frozen=True)
+class TrainingSplit:
+    """The split as the runner hands it to `fit`: training sequences and validation only. The
+    test part is absent, not hidden, so a model that reached for it would fail, not cheat."""
+
+    train: list[np.ndarray]
+    valid_histories: list[np.ndarray]
+    valid_targets: np.ndarray
+    n_items: int
+    held_out_items: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return len(self.train)
+
 
 def leave_one_out(dataset: SequenceDataset) -> Split:
     short = [u for u, s in enumerate(dataset.sequences) if len(s) < MIN_USER_INTERACTIONS]

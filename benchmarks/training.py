@@ -17,8 +17,35 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from .evaluate import evaluate, user_subset
+from .evaluate import evaluate, evaluation_settings, user_subset
 from .models import Recommender
+
+
+class EarlyStopping:
+    """The suite's one stopping rule, the paper's: a validation counts as a gain only when it beats
+    the best value so far (a tie is no gain); training stops after `patience` validations in a row
+    without a gain, and the weights of the best validation are the model's. The suite's own loop
+    and the RecBole rows (baselines/recbole_models.py) both decide through this object."""
+
+    def __init__(self, patience: int, best: float = -math.inf):
+        if int(patience) < 1:
+            raise ValueError(f"train.patience must be >= 1, got {patience!r}")
+        self.patience = int(patience)
+        self.best = best
+        self.best_epoch = 0
+        self.since_best = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record one validation; True when it is a gain (the caller keeps these weights)."""
+        if value > self.best:
+            self.best, self.best_epoch, self.since_best = float(value), int(epoch), 0
+            return True
+        self.since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.since_best >= self.patience
 
 
 def autocast(precision: str, device: torch.device):
@@ -76,18 +103,18 @@ class Trainer:
             cfg["epochs"] = int(epochs)
         return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress)
 
-    def _validate(self, model: NeuralRecommender, split) -> dict:
-        model.module.eval()
-        users = user_subset(split.n_users, self.eval_cfg.get("max_users"), self.eval_cfg.get("user_subset_seed", 0))
-        result = evaluate(
-            model,
-            [split.valid_histories[u] for u in users],
-            split.valid_targets[users],
-            ks=self.eval_cfg["ks"],
-            mask_history=self.eval_cfg["mask_history"],
-            candidates="full",
-            batch_size=self.eval_cfg["batch_size"],
-        )
+    def validate(self, model: Recommender, split) -> dict:
+        """The validation metrics early stopping reads, for every trained model: the suite's
+        evaluator on the validation targets (never the test targets: the split handed to `fit` has
+        none), full ranking over all items, history masked as in the run's eval settings, full
+        precision, on all users or the run's fixed subset (eval.max_users)."""
+        module = getattr(model, "module", None)
+        if module is not None:
+            module.eval()
+        settings = evaluation_settings(self.eval_cfg)
+        users = user_subset(split.n_users, settings.pop("max_users"), settings.pop("user_subset_seed"))
+        result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
+                          **{**settings, "candidates": "full"})
         return result.metrics
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
@@ -113,13 +140,15 @@ class Trainer:
             num_training_steps=total_steps,
         )
         metric = cfg["valid_metric"]
-        best_value, best_epoch, best_state = -math.inf, 0, None
-        since_best, history = 0, []
+        stopping = EarlyStopping(cfg["patience"])
+        best_state, history = None, []
         start = time.perf_counter()
         stopped = "epochs"
         if keep_initial:
-            best_value = self._validate(model, split)[metric]
+            initial = self.validate(model, split)
+            stopping.update(initial[metric], epoch=0)
             best_state = _snapshot(model.module)
+            history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
         budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
         for epoch in range(1, epochs + 1):
             batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng, batch_size)
@@ -147,19 +176,16 @@ class Trainer:
             if stopped == "time_budget":
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
             if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
-                valid = self._validate(model, split)
+                valid = self.validate(model, split)
                 entry["valid"] = valid
-                if valid[metric] > best_value:
-                    best_value, best_epoch, since_best = valid[metric], epoch, 0
+                if stopping.update(valid[metric], epoch):
                     best_state = _snapshot(model.module)
-                else:
-                    since_best += 1
             entry["seconds"] = time.perf_counter() - start
             history.append(entry)
             if self.progress:
                 shown = f" valid {metric} {entry['valid'][metric]:.4f}" if "valid" in entry else ""
                 tqdm.write(f"  epoch {epoch}: loss {entry['loss']:.4f}{shown}")
-            if since_best >= int(cfg["patience"]):
+            if stopping.should_stop:
                 stopped = "early_stopping"
                 break
             if stopped == "time_budget":
@@ -168,9 +194,9 @@ class Trainer:
             model.module.load_state_dict(best_state)
         model.module.eval()
         return {
-            "epochs": len(history),
-            "best_epoch": best_epoch,
-            "best_valid": {metric: best_value},
+            "epochs": sum(1 for entry in history if entry["epoch"] > 0),
+            "best_epoch": stopping.best_epoch,
+            "best_valid": {metric: stopping.best},
             "stopped_by": stopped,
             "seconds": time.perf_counter() - start,
             "history": history,

@@ -141,7 +141,7 @@ def test_training_loop_lowers_loss_stops_early_and_restores_best(tmp_path, toy_d
     assert result["stopped_by"] == "early_stopping" and result["epochs"] < 40
     assert result["epochs"] - result["best_epoch"] == 2
     # best weights restored: validating again gives the best validation value, not the last one
-    again = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False)._validate(model, split)
+    again = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).validate(model, split)
     assert again["recall@10"] == pytest.approx(result["best_valid"]["recall@10"])
 
 
@@ -266,7 +266,7 @@ def test_validation_uses_the_seeded_user_subset(tmp_path, toy_dataset, monkeypat
         return real(model, histories, targets, **kw)
 
     monkeypatch.setattr(training_mod, "evaluate", spy)
-    Trainer(cfg["train"], cfg["eval"], seed=0, progress=False)._validate(model, split)
+    Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).validate(model, split)
     users = user_subset(split.n_users, 7, 3)
     assert len(users) == 7 and np.array_equal(seen["targets"], split.valid_targets[users])
 
