@@ -328,3 +328,66 @@ def test_table3_has_every_classic_row_and_the_default_set_runs_two():
     for name in SUPPORTED_MODELS:
         assert runs[name]["name"] == "recbole" and runs[name]["recbole_model"] == name
     assert runs["S3Rec"]["pretrain_epochs"] >= 1
+
+
+def _snapshot_weights(model):
+    return {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+
+
+def _spy_validation(monkeypatch, script=None):
+    """Wrap the suite's validation: keep, per validation, the suite's (masked) metrics, what
+    RecBole's own evaluator would see (unmasked), and the weights validated. With `script`, the
+    suite's recall@10 is replaced by the scripted values, one per validation."""
+    seen, real = [], Trainer.validate
+
+    def spy(self, model, split):
+        metrics = dict(real(self, model, split))
+        unmasked = evaluate(model, split.valid_histories, split.valid_targets, ks=(10, 20), mask_history=False)
+        if script is not None:
+            metrics["recall@10"] = script[len(seen)]
+        seen.append({"masked": metrics["recall@10"], "unmasked": unmasked.metrics["recall@10"],
+                     "weights": _snapshot_weights(model)})
+        return metrics
+
+    monkeypatch.setattr(Trainer, "validate", spy)
+    return seen
+
+
+def test_recbole_early_stopping_follows_the_suites_masked_validation(tmp_path, monkeypatch, one_thread):
+    """GRU4Rec at RecBole's learning rate on the toy data: the suite's masked validation peaks
+    first at an epoch where RecBole's own rule (unmasked, a tie counts as a gain) would not have
+    kept its checkpoint. The row's best epoch and restored weights are the suite's choice."""
+    dataset = toy_data(tmp_path)
+    split = leave_one_out(dataset).for_training()
+    seen = _spy_validation(monkeypatch)
+    model = build_model(params("GRU4Rec", tmp_path / "runs"), dataset, torch.device("cpu"))
+    defaults = cfgmod.defaults()
+    info = model.fit(split, Trainer(dict(defaults["train"], epochs=10, batch_size=64, patience=10),
+                                    defaults["eval"], seed=0, progress=False))
+    masked = np.array([v["masked"] for v in seen])
+    unmasked = np.array([v["unmasked"] for v in seen])
+    suite_best = int(np.argmax(masked))  # the first maximum: a tie is no gain
+    recbole_best = len(unmasked) - 1 - int(np.argmax(unmasked[::-1]))  # RecBole: >= keeps the last
+    assert suite_best != recbole_best  # the two evaluators disagree about the best epoch here
+    assert info["best_epoch"] == suite_best + 1 and info["stopped_by"] == "epochs"
+    assert [h["valid"]["recall@10"] for h in info["history"]] == masked.tolist()
+    assert info["best_valid"]["recall@10"] == masked[suite_best]
+    restored = _snapshot_weights(model)
+    assert all(torch.equal(restored[k], seen[suite_best]["weights"][k]) for k in restored)
+
+
+def test_recbole_rows_stop_by_the_suites_patience_and_ties_are_no_gain(tmp_path, monkeypatch, one_thread):
+    dataset = toy_data(tmp_path)
+    split = leave_one_out(dataset).for_training()
+    # gains at validations 1 and 2; validation 4 only ties the best; 3 validations without a gain
+    # after the 2nd stop the run at the 5th
+    seen = _spy_validation(monkeypatch, script=[0.2, 0.5, 0.3, 0.5, 0.4, 0.9, 0.9])
+    model = build_model(params("SASRec", tmp_path / "runs"), dataset, torch.device("cpu"))
+    defaults = cfgmod.defaults()
+    info = model.fit(split, Trainer(dict(defaults["train"], epochs=7, batch_size=64, patience=3),
+                                    defaults["eval"], seed=0, progress=False))
+    assert len(seen) == 5 and info["epochs"] == 5 and info["stopped_by"] == "early_stopping"
+    assert info["best_epoch"] == 2 and info["best_valid"]["recall@10"] == 0.5
+    restored = _snapshot_weights(model)
+    assert all(torch.equal(restored[k], seen[1]["weights"][k]) for k in restored)
+    assert not all(torch.equal(restored[k], seen[3]["weights"][k]) for k in restored)

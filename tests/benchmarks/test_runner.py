@@ -311,3 +311,45 @@ def test_a_record_is_done_wherever_the_same_source_files_lie(tmp_path, toy_ml1m)
     other = popularity_at(copy)
     other.config["eval"]["ks"] = [5, 10]
     assert not Runner(tmp_path / "results", progress=False).is_done(other)
+
+
+@register("records_what_fit_sees")
+class RecordsWhatFitSees(tests.benchmarks.toy_models.ToyNextItem):
+    """The toy model, keeping the split its fit was handed and every target it validated on."""
+
+    seen: dict = {}
+
+    def fit(self, split, trainer):
+        import benchmarks.training as training
+
+        validated, real = [], training.evaluate
+
+        def spy(model, histories, targets, **kwargs):
+            validated.append(np.asarray(targets).copy())
+            return real(model, histories, targets, **kwargs)
+
+        training.evaluate = spy
+        try:
+            info = super().fit(split, trainer)
+        finally:
+            training.evaluate = real
+        RecordsWhatFitSees.seen = {"split": split, "validated": validated}
+        return info
+
+
+def test_runner_never_hands_test_targets_to_fit_or_early_stopping(tmp_path, toy_ml1m):
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 3}, latency: {enabled: false}}\n"
+                                     "runs:\n  Spy: {model: {name: records_what_fit_sees}}\n")
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    runner = Runner(tmp_path / "results", progress=False)
+    runner.run(plan.runs[0])
+    full = leave_one_out(runner.dataset(plan.runs[0].config["data"]))
+    split, validated = RecordsWhatFitSees.seen["split"], RecordsWhatFitSees.seen["validated"]
+    assert not hasattr(split, "test_targets") and not hasattr(split, "test_histories")
+    assert len(validated) == 3  # one validation an epoch, each on the validation targets only
+    assert all(np.array_equal(v, full.valid_targets) for v in validated)
+    # the training sequences end before the validation item: no target of the test reaches training
+    for user, train in enumerate(split.train):
+        assert np.array_equal(train, full.test_histories[user][:-1])
+        assert full.test_targets[user] not in train and full.valid_targets[user] not in train
