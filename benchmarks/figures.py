@@ -8,6 +8,8 @@ built from the records, so nothing here reads results/ itself.
   confidence interval over seeds as an error bar when there is more than one seed.
 - `accuracy_latency`: Recall@10 against milliseconds per batch (log scale) with the Pareto
   frontier (no other model is both faster and more accurate).
+- `learning_curves`: each trained row's validation metric against epoch and against training
+  seconds, the best validation marked, so a reader sees which rows converged.
 """
 from __future__ import annotations
 
@@ -227,4 +229,37 @@ def accuracy_latency(points: pd.DataFrame, title: str, stem: Path, *, metric_lab
     ax.set_title(title, loc="left", fontsize=11)
     # below the axes: inside, it would cover points wherever they happen to fall
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False, fontsize=9)
+    return save(fig, stem)
+
+
+def learning_curves(curves: pd.DataFrame, title: str, stem: Path, *, metric_label: str = "Recall@10") -> list[Path]:
+    """Two panels sharing the y axis: the validation metric against epoch and against training
+    seconds, one line per row (seed 0's curve when there are several), a ring at each row's
+    best validation (the weights the row kept) and a cross where a row was cut by a cap.
+
+    `curves` has columns model, epoch, seconds, value, best (bool), cut (bool: the row's last
+    point when it stopped by a cap rather than by patience)."""
+    _style()
+    models = list(dict.fromkeys(curves["model"]))
+    # colorblind has 10 colours; a longer table gets distinct ones rather than repeats
+    colours = dict(zip(models, sns.color_palette("colorblind" if len(models) <= 10 else "tab20", len(models))))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, x, label in ((axes[0], "epoch", "epoch"), (axes[1], "seconds", "training seconds")):
+        for model in models:
+            rows = curves[curves["model"] == model].sort_values("epoch")
+            ax.plot(rows[x], rows["value"], marker=".", markersize=3, linewidth=1.2, color=colours[model],
+                    label=model)
+            best = rows[rows["best"]]
+            ax.scatter(best[x], best["value"], s=60, facecolors="none", edgecolors=colours[model], linewidths=1.5,
+                       zorder=3)
+            cut = rows[rows["cut"]]
+            ax.scatter(cut[x], cut["value"], s=45, marker="x", color=colours[model], zorder=3)
+        ax.set_xlabel(label)
+        if x == "seconds" and curves["seconds"].max() / max(curves["seconds"].min(), 1e-9) > 100:
+            ax.set_xscale("log")
+    axes[0].set_ylabel(f"validation {metric_label}")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=8.5)
+    fig.suptitle(title)
+    fig.text(0.01, -0.03, "ring: best validation (weights kept); cross: last validation of a row cut by a cap",
+             fontsize=8.5)
     return save(fig, stem)

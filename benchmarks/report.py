@@ -44,6 +44,8 @@ from .statistics import (ALPHA, STAR_TEST, TEST_NAMES, SeedSummary, align_users,
 
 PAPER_FILE = Path(__file__).resolve().parent / "paper_reference.yaml"
 METRIC_LABELS = {"recall": "R", "ndcg": "N"}
+METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
+PAPER_MASKING_TABLE = "table3_overall"  # the table whose classic rows the paper ran in RecBole, unmasked
 PROPOSED_MODELS = {"lite_llm4rec"}  # rows tested against the best baseline (the paper's `*`)
 # The paper's own columns, and the columns of ours they stand beside.
 PAPER_COLUMNS = {"avg_input_length": "input length", "ms_per_batch": "ms/batch",
@@ -346,6 +348,85 @@ def _derive(record: dict) -> dict:
     return {"beam_search_share": sections["beam_search"] / total} if "beam_search" in sections and total > 0 else {}
 
 
+STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget": "time budget"}
+
+
+def _stages(record: dict) -> list[dict]:
+    """A record's training stages in order (a two-stage model keeps its first under `stage1`)."""
+    training = record.get("training") or {}
+    return [training["stage1"], training] if training.get("stage1") else [training]
+
+
+def trained(record: dict) -> bool:
+    return any(stage.get("history") for stage in _stages(record))
+
+
+def converged(record: dict) -> bool:
+    """Whether every training stage of the run stopped by patience (not by an epoch or time cap);
+    a model that is not trained (MostPopular) counts as converged."""
+    return not trained(record) or all(stage.get("stopped_by") == "early_stopping" for stage in _stages(record))
+
+
+def stopped_by_cell(records: list[dict]) -> str:
+    """How each seed's training ended: 'patience (best 12 of 22)', 'epoch cap (best 5 of 5)'..."""
+    cells = []
+    for rec in records:
+        if not trained(rec):
+            cells.append("not trained")
+            continue
+        parts = [f"{STOP_LABELS.get(stage.get('stopped_by'), stage.get('stopped_by') or 'unknown')} "
+                 f"(best {stage.get('best_epoch')} of {stage.get('epochs')})" for stage in _stages(rec)]
+        cells.append(" then ".join(parts) if len(parts) > 1 else parts[0])
+    unique = list(dict.fromkeys(cells))
+    return unique[0] if len(unique) == 1 else "; ".join(f"seed {r['seed']}: {c}" for r, c in zip(records, cells))
+
+
+def validation_curve(record: dict) -> pd.DataFrame | None:
+    """The run's validation metric per validation, its stages joined end to end: columns epoch,
+    seconds, value, best (the validation whose weights the run kept), cut (the last validation
+    of a run stopped by a cap)."""
+    metric = ((record.get("config") or {}).get("train") or {}).get("valid_metric", "recall@10")
+    rows, epoch0, seconds0 = [], 0, 0.0
+    stages = _stages(record)
+    for number, stage in enumerate(stages):
+        last = number == len(stages) - 1
+        for entry in stage.get("history") or []:
+            value = (entry.get("valid") or {}).get(metric)
+            if value is None or (entry.get("epoch") == 0 and number > 0):  # a stage's starting point
+                continue
+            rows.append({"epoch": epoch0 + entry["epoch"], "seconds": seconds0 + float(entry.get("seconds", 0.0)),
+                         "value": float(value), "best": last and entry["epoch"] == stage.get("best_epoch"),
+                         "cut": False})
+        epoch0 += int(stage.get("epochs") or 0)
+        seconds0 += float(stage.get("seconds") or 0.0)
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    if not converged(record):
+        frame.loc[frame.index[-1], "cut"] = True
+    return frame
+
+
+def learning_curves_figure(table: "GroupTable", title: str, stem: Path) -> list[Path]:
+    """One line per trained row of the table (its first seed's curve)."""
+    parts = []
+    for run, recs in table.ok.items():
+        curve = validation_curve(recs[0])
+        if curve is not None:
+            parts.append(curve.assign(model=run))
+    if not parts:
+        return []
+    metric = ((table.ok[next(iter(table.ok))][0].get("config") or {}).get("train") or {}).get("valid_metric", "recall@10")
+    return figures.learning_curves(pd.concat(parts, ignore_index=True), title, stem,
+                                   metric_label=figures_metric_label(metric))
+
+
+def figures_metric_label(metric: str) -> str:
+    """recall@10 -> Recall@10 (axis labels)."""
+    name, _, k = metric.partition("@")
+    return f"{METRIC_NAMES.get(name, name)}@{k}"
+
+
 def paper_row_names(artefact: Artefact, paper: dict) -> set[str]:
     """Every row the paper prints in this artefact, on any dataset."""
     table = paper.get(artefact.paper_key or "") or {}
@@ -391,6 +472,8 @@ def group_table(artefact: Artefact, exp: dict, records: list[dict], stars: dict[
             if stars and col.path[0] == "metrics" and stars.get((run, col.path[1])):
                 cell += "*"
             row[col.label] = cell
+        if "metrics" in artefact.columns:
+            row["stopped by"] = stopped_by_cell(ok)
         row["seeds"] = f"n={len(ok)}: " + ", ".join(str(r["seed"]) for r in ok)
         if any((r.get("model_info") or {}).get("backbones") for r in ok):
             row["backbones"] = ok[0]["model_info"].get("backbones", "")
@@ -453,8 +536,14 @@ def significance(table: GroupTable) -> tuple[pd.DataFrame | None, dict[tuple[str
                 rows.append({**row, "note": f"no per-user arrays for {missing}"})
                 continue
             test, columns = paired_columns(mine, best_users, "proposed mean", "baseline mean")
-            stars[(run, metric)] = test.a_significantly_better
-            rows.append({**row, **columns, "*": "*" if test.a_significantly_better else "", "note": test.note})
+            mine_converged = all(converged(r) for r in table.ok[run])
+            stars[(run, metric)] = test.a_significantly_better and mine_converged
+            notes = [test.note] if test.note else []
+            if test.a_significantly_better and not mine_converged:
+                notes.append(f"not starred: {run} was cut by its budget")
+            if not all(converged(r) for r in table.ok[best]):
+                notes.append(f"the best baseline {best} was cut by its budget")
+            rows.append({**row, **columns, "*": "*" if stars[(run, metric)] else "", "note": "; ".join(notes)})
     if not rows:
         return None, {}
     frame = pd.DataFrame(rows).fillna("")
@@ -600,7 +689,13 @@ INTERVAL_NOTE = (
 STAR_NOTE = (
     "`*`: the proposed model (Lite-LLM4Rec) is better than the best baseline of that column with "
     f"p < {ALPHA} in a {TEST_NAMES['t']} over users (each user's value averaged over seeds first); "
-    f"the significance table also gives the {TEST_NAMES['wilcoxon']}.")
+    f"the significance table also gives the {TEST_NAMES['wilcoxon']}. A row whose training was cut by "
+    "a cap (`stopped by` other than patience) is never starred, and the significance table says when "
+    "the best baseline was cut by its budget.")
+STOPPED_NOTE = (
+    "`stopped by`: how each row's training ended, by the suite's one rule (patience: 10 validations "
+    "without a gain, best weights kept) or by a cap (epoch cap, time budget), with the best epoch of "
+    "the epochs trained; a row stopped by a cap has not been shown to converge.")
 
 
 FIGURE_CAPTIONS = {
@@ -628,7 +723,7 @@ def artefact_page(artefact: Artefact, groups: list[Group], paper: dict, writer: 
         lines += _not_run_lines(artefact, feeding)
         return writer.text(f"{artefact.page}.md", "\n".join(lines)), 0
     note = f"How to read the tables: {INTERVAL_NOTE}"
-    lines += [note + (f" {STAR_NOTE}" if "metrics" in artefact.columns else ""), ""]
+    lines += [note + (f" {STAR_NOTE} {STOPPED_NOTE}" if "metrics" in artefact.columns else ""), ""]
     for name in sorted({g.experiment for g in groups}):
         exp = next(g.exp for g in groups if g.experiment == name)
         lines += [f"Experiment `{name}`: {' '.join((exp.get('description') or '').split())}", ""]
@@ -655,6 +750,12 @@ def artefact_page(artefact: Artefact, groups: list[Group], paper: dict, writer: 
             paths = group_figure(artefact, table, title, writer.root / "figures" / stem)
             if paths:
                 lines += writer.figure(paths, title, FIGURE_CAPTIONS.get(artefact.figure, ""))
+        if "metrics" in artefact.columns and table.ok:
+            title = f"Validation curves: {group.dataset} ({group.experiment})"
+            paths = learning_curves_figure(table, title, writer.root / "figures" / f"{stem}__learning_curves")
+            if paths:
+                lines += writer.figure(paths, title, "Each trained row's validation metric (its first seed) against "
+                                       "epoch and against training seconds.")
         if sig is not None:
             lines += [f"Significance against the best baseline of each column (paired over users; `*` from "
                       f"the {STAR_TEST}, p < {ALPHA}, proposed better):", "", _markdown(sig), "",
@@ -793,6 +894,21 @@ def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
                   "`1+99 sampled`: `eval.candidates=sampled`). Training twice with a different "
                   "`eval.*` override does not give this: the two records would hold differently "
                   "early-stopped models, and would share one record path.", ""]
+    lines += ["## The paper's protocol: the proposed model masked, the baselines not", "",
+              "The paper ranks Lite-LLM4Rec's predictions over the items a user has not seen, while its "
+              "Table 3 classic rows ran in RecBole, whose sequential evaluation ranks the user's history items "
+              "too. Each proposed row against each baseline of its table, twice, from the same trained "
+              "models (means over seeds): the gap with both masked (this suite's protocol), and the gap "
+              "with the baseline unmasked (its `history masking off` control), as the paper compared "
+              "them. `from the asymmetry` is the part of the paper-style gap that the unequal masking "
+              "alone makes.", ""]
+    asymmetry = _masking_asymmetry_rows(by_group)
+    if asymmetry:
+        frame = pd.DataFrame(asymmetry)
+        lines += [_markdown(frame), "", writer.table("protocol_controls__paper_masking", frame), ""]
+    else:
+        lines += ["Not run: no experiment has a proposed row and a baseline with its `history masking "
+                  "off` control recorded under full ranking with history masked.", ""]
     lines += ["## Item indexing (two trained models that differ in one model setting)", ""]
     pairs = _config_control_pairs(by_group)
     if pairs:
@@ -803,6 +919,46 @@ def protocol_controls_page(all_records: list[dict], writer: Writer) -> Path:
         lines += [f"Not run: no experiment has two runs of one model that differ only in {keys} (for P5: "
                   "random vs sequential item indexing).", ""]
     return writer.text("protocol_controls.md", "\n".join(lines))
+
+
+def _masking_asymmetry_rows(by_group: dict[tuple, list[dict]]) -> list[dict]:
+    """Per experiment feeding Table 3 and dataset: each proposed row against each baseline, both
+    masked and with the baseline's history-masking-off control (R@10, N@10; means over seeds)."""
+    unmasked_label = "history masking off"
+
+    def masked_full(recs):
+        return [r for r in recs if (r.get("evaluation") or {}).get("candidates", "full") == "full"
+                and (r.get("evaluation") or {}).get("mask_history")]
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+    rows = []
+    for (exp, ds) in dict.fromkeys((e, d) for e, d, _ in by_group):
+        runs = {run: masked_full(recs) for (e, d, run), recs in by_group.items() if (e, d) == (exp, ds)
+                and PAPER_MASKING_TABLE in _paper_keys(e, recs[0].get("paper_table"))}
+        proposed = [run for run, recs in runs.items() if recs and recs[0].get("model") in PROPOSED_MODELS]
+        baselines = [run for run, recs in runs.items() if recs and run not in proposed]
+        for mine in proposed:
+            for base in baselines:
+                for metric in ("recall@10", "ndcg@10"):
+                    ours = mean(r["metrics"].get(metric) for r in runs[mine])
+                    masked = mean(r["metrics"].get(metric) for r in runs[base])
+                    variants = [(r.get("protocol_variants") or {}).get(unmasked_label) or {} for r in runs[base]]
+                    if any("skipped" in v for v in variants):  # e.g. a generative model never lists history
+                        unmasked = masked
+                    else:
+                        unmasked = mean((v.get("metrics") or {}).get(metric) for v in variants) if all(variants) else None
+                    if None in (ours, masked, unmasked):
+                        continue
+                    rows.append({"experiment": exp, "dataset": ds, "proposed": mine, "baseline": base,
+                                 "metric": short(metric), "proposed (masked)": f"{ours:.4f}",
+                                 "baseline masked": f"{masked:.4f}", "baseline unmasked": f"{unmasked:.4f}",
+                                 "gap, both masked": f"{ours - masked:+.4f}",
+                                 "gap, paper's protocol": f"{ours - unmasked:+.4f}",
+                                 "from the asymmetry": f"{masked - unmasked:+.4f}"})
+    return rows
 
 
 def _config_control_pairs(by_group: dict[tuple, list[dict]]) -> list[dict]:

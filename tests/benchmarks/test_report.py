@@ -363,3 +363,88 @@ def test_latency_line_warns_when_rows_were_timed_on_different_devices():
     other = record("Lite-LLM4Rec", "ml-1m", full, {}, device="CPU B", latency={"ms_per_batch_median": 60.0})
     assert "different devices" not in latency_line([cpu, same])
     assert "different devices" in latency_line([cpu, other]) and "CPU A" in latency_line([cpu, other])
+
+
+# ----------------------------------------------------------------------------- stars, convergence, curves
+
+
+def _ranks_with_recall(n_users, recall_at_10, seed):
+    """Ranks of n users of which a `recall_at_10` share rank within the top 10 (at 1..10)."""
+    rng = np.random.default_rng(seed)
+    hits = rng.permutation(n_users) < round(recall_at_10 * n_users)
+    return np.where(hits, rng.integers(1, 11, n_users), rng.integers(30, 200, n_users)).astype(np.float64)
+
+
+def _trained(stopped_by, best_epoch, epochs, values):
+    return {"epochs": epochs, "seconds": float(epochs), "best_epoch": best_epoch, "stopped_by": stopped_by,
+            "history": [{"epoch": e, "loss": 1.0 / e, "seconds": float(e), "valid": {"recall@10": v}}
+                        for e, v in zip(range(1, epochs + 1), values)]}
+
+
+def test_stars_need_the_best_baseline_beaten_and_a_converged_row(tmp_path, monkeypatch):
+    """Two baselines (the best and a weak one), and proposed rows that beat the best (converged, or
+    cut by its epoch cap), beat only the weak one, or lose; on a second dataset the best baseline
+    itself was cut by its budget."""
+    exp_dir = write_experiments(tmp_path / "experiments", {"sig": (
+        "paper_table: table3_overall\nruns: {Strong: {}, Weak: {}, Lite: {}, Lite_cut: {}, Lite_mid: {}, Lite_worse: {}}\n")})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    patience = _trained("early_stopping", 3, 13, [0.1, 0.2, 0.3] + [0.25] * 10)
+    cut = _trained("epochs", 5, 5, [0.1, 0.2, 0.3, 0.35, 0.4])
+    rows = {"Strong": (0.30, None), "Weak": (0.10, None), "Lite": (0.55, "lite_llm4rec"),
+            "Lite_cut": (0.55, "lite_llm4rec"), "Lite_mid": (0.20, "lite_llm4rec"), "Lite_worse": (0.02, "lite_llm4rec")}
+    for dataset in ("ds-a", "ds-b"):
+        for i, (run, (recall, model)) in enumerate(rows.items()):
+            metrics, per_user = ranked(_ranks_with_recall(400, recall, seed=i))
+            rec = record(run, dataset, stats(400, 300, 9000), metrics, experiment="sig", model=model)
+            cut_here = run == "Lite_cut" or (dataset == "ds-b" and run == "Strong")
+            rec["training"] = cut if cut_here else patience
+            write_record(record_path(results, "sig", dataset, run, 0), rec, per_user)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    part_a, part_b = page.split("## ds-b")
+
+    def row(text, run):
+        return next(line for line in text.splitlines() if line.startswith(f"| {run} ") and "| 0." in line)
+
+    def sig_rows(text, run):
+        return [line for line in text.splitlines() if line.startswith(f"| {run} ") and "| R@" in line or
+                line.startswith(f"| {run} ") and "| N@" in line]
+
+    assert row(part_a, "Lite").count("*") == 4
+    for run in ("Lite_cut", "Lite_mid", "Lite_worse", "Strong", "Weak"):
+        assert "*" not in row(part_a, run), run
+    for run in ("Lite", "Lite_cut", "Lite_mid", "Lite_worse"):  # always against the best baseline
+        assert all("| Strong " in line for line in sig_rows(part_a, run)) and len(sig_rows(part_a, run)) == 4
+    assert all("not starred: Lite_cut was cut by its budget" in line for line in sig_rows(part_a, "Lite_cut"))
+    assert "patience (best 3 of 13)" in row(part_a, "Lite") and "epoch cap (best 5 of 5)" in row(part_a, "Lite_cut")
+    assert "not trained" not in row(part_a, "Strong")
+    assert "cut by its budget" not in "".join(sig_rows(part_a, "Lite"))
+    # ds-b: the best baseline stopped at its epoch cap: the page says so beside every comparison
+    assert all("the best baseline Strong was cut by its budget" in line for line in sig_rows(part_b, "Lite"))
+    assert "epoch cap (best 5 of 5)" in row(part_b, "Strong")
+    # the validation curves of every trained row, linked from the page
+    figure = tmp_path / "reports" / "figures" / "table3__sig__ds-a__learning_curves.png"
+    assert figure.is_file() and figure.with_suffix(".pdf").is_file()
+    assert "figures/table3__sig__ds-a__learning_curves.png" in part_a
+
+
+def test_masking_asymmetry_table_from_the_protocol_controls(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t3": "paper_table: table3_overall\nruns: {SASRec: {}, Lite: {}}\n"})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    values = {"SASRec": (0.30, 0.18, "sasrec"), "Lite": (0.25, 0.20, "lite_llm4rec")}
+    for run, (masked, unmasked, model) in values.items():
+        for seed, bump in ((0, 0.0), (1, 0.02)):
+            m = {"recall@10": masked + bump, "recall@20": 0.4, "ndcg@10": masked / 2, "ndcg@20": 0.2}
+            rec = record(run, "ml-1m", stats(100, 50, 2000), m, model=model, seed=seed)
+            rec["protocol_variants"] = {"history masking off": {
+                "evaluation": {"mask_history": False}, "metrics": {**m, "recall@10": unmasked + bump}}}
+            write_record(record_path(results, "t3", "ml-1m", run, seed), rec)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "protocol_controls.md").read_text()
+    section = page.split("## The paper's protocol")[1].split("## ")[0]
+    line = next(x for x in section.splitlines() if x.startswith("| t3 ") and "| Lite " in x and "| R@10 " in x)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # proposed 0.26 (masked), baseline 0.31 masked and 0.19 unmasked (means over the two seeds)
+    assert cells[3] == "SASRec" and cells[5:] == ["0.2600", "0.3100", "0.1900", "-0.0500", "+0.0700", "+0.1200"]
