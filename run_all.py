@@ -70,13 +70,22 @@ def main(argv=None) -> int:
             data_root=args.data_root,
             runs=split(args.runs),
         )
-        if args.shard:
-            plan = shard_plan(plan, *parse_shard(args.shard))
         runner = Runner(args.results_dir, force=args.force, progress=not args.quiet)
+        if args.shard:  # shards must agree on one order, whatever records each finds: no costs
+            plan = shard_plan(plan, *parse_shard(args.shard))
+        else:
+            plan = plan.cheapest_first(runner.expected_seconds)
         if args.list:
+            total = 0.0
             for spec in plan.runs:
                 state = "done" if runner.is_done(spec) and not args.force else runner.skip_note(spec) or "to run"
-                print(f"{spec.key:60s} model={spec.config['model']['name']:20s} {state}")
+                cost = runner.expected_seconds(spec)
+                if state != "done":
+                    total += cost or 0.0
+                shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s"
+                print(f"{spec.key:60s} model={spec.config['model']['name']:20s} {shown:16s} {state}")
+            print(f"expected: ~{total:,.0f} s for the runs to run with a record to estimate from "
+                  "(recorded training and evaluation seconds; 'cost ?' where none)")
             return 0
         run_plan(plan, runner, keep_going=args.keep_going)
     except (ConfigError, DataError) as err:

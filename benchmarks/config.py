@@ -21,6 +21,9 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
     datasets: [...]; seeds: [...]; runs: [...]   # replace the experiments' own lists
     config: {...}                            # a budget over every run of the set (above the
                                              # experiments' own settings, below the command line)
+    priority: [table3_overall/ml-1m-partial/SASRec, table3_overall/*/*]   # within each seed, runs
+                                             # matching an earlier pattern (experiment/dataset/run,
+                                             # fnmatch) go first; the rest follow in the set's order
 """
 from __future__ import annotations
 
@@ -152,7 +155,7 @@ def load_experiment(name_or_path: str) -> tuple[str, dict]:
     return path.stem, exp
 
 
-SET_KEYS = {"description", "experiments", "datasets", "seeds", "config", "runs"}
+SET_KEYS = {"description", "experiments", "datasets", "seeds", "config", "runs", "priority"}
 SET_EXPERIMENT_KEYS = {"datasets"}
 
 

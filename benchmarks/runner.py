@@ -2,6 +2,7 @@
 build the model, train, evaluate, time, and write one record. The same path for every model."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import random
 import time
@@ -28,6 +29,26 @@ from .training import Trainer
 class Plan:
     runs: list[RunSpec]
     experiments: dict[str, dict] = field(default_factory=dict)
+    # run key -> (seed rank, priority tier): the groups within which cheaper runs may go first
+    groups: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    def cheapest_first(self, expected_seconds) -> "Plan":
+        """The same runs with each (seed, priority tier) group ordered by expected cost, cheapest
+        first and unknown costs last (stable): a short window then finishes as many runs of the
+        most valuable tier as it can before starting the next."""
+        def key(item):
+            index, spec = item
+            cost = expected_seconds(spec)
+            return (*self.groups.get(spec.key, (0, 0)), cost is None, cost or 0.0, index)
+
+        ordered = [spec for _, spec in sorted(enumerate(self.runs), key=key)]
+        return Plan(runs=ordered, experiments=self.experiments, groups=self.groups)
+
+
+def priority_tier(spec: RunSpec, patterns: list[str]) -> int:
+    """The index of the first `experiment/dataset/run` pattern the run matches (len(patterns) if none)."""
+    key = f"{spec.experiment}/{spec.dataset}/{spec.run}"
+    return next((i for i, pattern in enumerate(patterns) if fnmatch.fnmatchcase(key, pattern)), len(patterns))
 
 
 def plan_runs(
@@ -44,7 +65,7 @@ def plan_runs(
     """Expand an experiment set (or an explicit list of experiments) into resolved runs, seed by
     seed: every run of the first seed comes before any of the second, so a campaign cut short
     (a time limit, a lost machine) leaves whole tables of one seed rather than one table of
-    three."""
+    three. Within a seed, the set's `priority` patterns put the most valuable runs first."""
     set_entry = cfgmod.load_set(set_name) if set_name else {}
     restrictions = {name: {} for name in experiments} if experiments else set_entry.get("experiments") or {}
     if not restrictions:
@@ -57,6 +78,7 @@ def plan_runs(
     if data_path is not None and datasets is not None and len(datasets) != 1:
         raise ConfigError("--data-path needs exactly one --dataset")
     cli = [cfgmod.parse_override(o) for o in overrides or []]
+    priority = [str(p) for p in set_entry.get("priority") or []]
     loaded = [cfgmod.load_experiment(name) for name in restrictions]
     if runs:
         known = {r for _, exp in loaded for r in exp["runs"]}
@@ -77,8 +99,10 @@ def plan_runs(
                         cli_overrides=cli,
                         data_path=data_path if data_path is not None else dataset_folder(data_root, dataset),
                     )
-                    ordered.append((seed_rank, len(ordered), spec))
-    plan.runs = [spec for *_, spec in sorted(ordered, key=lambda item: item[:2])]
+                    ordered.append((seed_rank, priority_tier(spec, priority), len(ordered), spec))
+    ordered.sort(key=lambda item: item[:3])
+    plan.runs = [spec for *_, spec in ordered]
+    plan.groups = {spec.key: (seed_rank, tier) for seed_rank, tier, _, spec in ordered}
     return plan
 
 
@@ -110,7 +134,7 @@ def shard_plan(plan: Plan, index: int, count: int) -> Plan:
     """Shard `index` of `count`: every count-th run of the plan, starting at run `index` (1-based).
     Runs are independent and each writes its own record, so the shards together run the plan
     exactly once, and their results/ folders merge by copying into one."""
-    return Plan(runs=plan.runs[index - 1::count], experiments=plan.experiments)
+    return Plan(runs=plan.runs[index - 1::count], experiments=plan.experiments, groups=plan.groups)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -171,6 +195,18 @@ class Runner:
         weights) may be here now, and finding out again costs no training."""
         record = read_record(self.path(spec))
         return self.same_run(record, spec) and record.get("status") == "ok"
+
+    def expected_seconds(self, spec: RunSpec) -> float | None:
+        """What this run is expected to cost: the training and evaluation seconds of the record at
+        its path (from any config or device: a guide to order runs by, not a promise), or None
+        where no finished record is there."""
+        record = read_record(self.path(spec))
+        if not record or record.get("status") != "ok":
+            return None
+        latency = record.get("latency") or {}
+        timed = (latency.get("n_batches", 0) + latency.get("warmup_batches", 0)) * latency.get("ms_per_batch_median", 0.0) / 1e3
+        return float((record.get("training") or {}).get("seconds") or 0.0) + \
+            float((record.get("evaluation") or {}).get("seconds") or 0.0) + timed
 
     def skip_note(self, spec: RunSpec) -> str | None:
         """'to retry (skipped: why)' where this run's last attempt was skipped."""

@@ -30,15 +30,16 @@ def test_gpu_set_plans_every_run_of_every_experiment_on_its_datasets_with_three_
         assert spec.config["device"] == "auto"  # cuda where present; --device cuda insists
         # the set's budget reaches every row, over the experiments' CPU budgets (the generative
         # rows' 3 minutes and 64 users, figure 6's 5 minutes and 256 users)
-        assert spec.config["train"]["max_minutes"] == 0.2 and spec.config["eval"]["max_users"] is None
+        assert spec.config["train"]["max_minutes"] is None and spec.config["eval"]["max_users"] is None
+        # convergence, not a budget: the experiments' CPU epoch caps and validation spacing undone
+        assert spec.config["train"]["epochs"] == 300 and spec.config["train"]["patience"] == 10
+        assert spec.config["train"]["eval_every"] == 1
         assert spec.config["data"]["name"] == spec.dataset
     # the experiments' own per-run settings still apply where the set says nothing
     lite = next(s for s in plan.runs if s.run == "Lite-LLM4Rec_sampling" and s.dataset == "amazon-beauty")
     assert lite.config["train"]["weight_decay"] == 0.1 and lite.config["train"]["warmup_ratio"] == 0.1
-    sasrec = next(s for s in plan.runs if s.run == "SASRec")
-    assert sasrec.config["train"]["epochs"] == 300  # a cap: the row stops by patience
     p5 = next(s for s in plan.runs if s.run == "P5")
-    assert p5.config["train"]["epochs"] == 2 and p5.config["latency"]["max_batches"] == 30
+    assert p5.config["train"]["batch_size"] == 32 and p5.config["latency"]["max_batches"] == 30
     figure6 = next(s for s in plan.runs if s.experiment == "figure6_topn_sampled")
     assert figure6.config["eval"]["candidates"] == "sampled" and figure6.config["latency"]["enabled"] is False
 
@@ -49,10 +50,38 @@ def test_runs_go_seed_by_seed():
     assert seeds == sorted(seeds) and seeds[0] == 0 and seeds[-1] == 2
     first = plan_runs(set_name="gpu").runs[: seeds.count(0)]
     assert {(s.experiment, s.dataset) for s in first} == {(e, d) for e, ds in GPU_EXPERIMENTS.items() for d in ds}
-    # within a seed, the set's order of experiments and datasets and the experiments' row order
+    # within a seed: the priority tiers (Table 3's Lite-LLM4Rec_sampling and SASRec on ml-1m-partial,
+    # then on amazon-beauty, then the rest of Table 3), then the set's order
     keys = [s.key for s in first]
-    assert keys.index("table3_overall/ml-1m-partial/MostPopular/seed0") == 0
-    assert keys.index("table3_overall/amazon-beauty/HLLM/seed0") < keys.index("table1_2_4_5_generative/ml-1m-partial/P5/seed0")
+    assert keys[:4] == ["table3_overall/ml-1m-partial/Lite-LLM4Rec_sampling/seed0", "table3_overall/ml-1m-partial/SASRec/seed0",
+                        "table3_overall/amazon-beauty/Lite-LLM4Rec_sampling/seed0", "table3_overall/amazon-beauty/SASRec/seed0"]
+    table3 = [i for i, k in enumerate(keys) if k.startswith("table3_overall/")]
+    assert table3 == list(range(len(table3)))  # every Table 3 row before any other
+    assert keys.index("table3_overall/ml-1m-partial/MostPopular/seed0") == 4
+    assert keys.index("figure4_5_ablations/ml-1m-partial/fixT5/seed0") < keys.index("figure6_topn_sampled/ml-1m-partial/P5/seed0")
+
+
+def test_cheapest_first_within_a_tier_from_recorded_seconds(tmp_path):
+    """Within one seed and priority tier the runs with a record go cheapest first, those without
+    one last; tiers and seeds keep their order."""
+    from benchmarks.records import record_path, write_record
+    from benchmarks.runner import Runner
+
+    plan = plan_runs(set_name="gpu", seeds=[0, 1])
+    costs = {"table3_overall/ml-1m-partial/GRU4Rec": 50.0, "table3_overall/ml-1m-partial/NARM": 10.0,
+             "table3_overall/ml-1m-partial/SASRec": 5.0}
+    for key, seconds in costs.items():
+        exp, dataset, run = key.split("/")
+        write_record(record_path(tmp_path, exp, dataset, run, 0),
+                     {"status": "ok", "training": {"seconds": seconds}, "evaluation": {"seconds": 1.0}})
+    runner = Runner(tmp_path, progress=False)
+    assert runner.expected_seconds(plan.runs[1]) == 6.0  # SASRec: training + evaluation
+    ordered = [s.key for s in plan.cheapest_first(runner.expected_seconds).runs]
+    assert ordered[:2] == [s.key for s in plan.runs[:2]]  # the first two tiers hold one run each
+    rest_of_table3 = [k for k in ordered if k.startswith("table3_overall/") and k.endswith("seed0")][4:]
+    assert rest_of_table3[:2] == ["table3_overall/ml-1m-partial/NARM/seed0", "table3_overall/ml-1m-partial/GRU4Rec/seed0"]
+    assert sorted(ordered) == sorted(s.key for s in plan.runs)
+    assert max(i for i, k in enumerate(ordered) if k.endswith("seed0")) < min(i for i, k in enumerate(ordered) if k.endswith("seed1"))
 
 
 def test_set_keeps_an_experiment_to_its_datasets_and_checks_its_keys(tmp_path, monkeypatch):
@@ -134,7 +163,7 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
     for path in results.rglob("*.json"):
         rec = json.loads(path.read_text())
         assert rec["status"] == "ok" and rec["environment"]["device"] == "cpu"
-        assert rec["config"]["train"]["max_minutes"] == 0.2 and rec["evaluation"]["users"] == "all"
+        assert rec["config"]["train"]["max_minutes"] is None and rec["evaluation"]["users"] == "all"
         assert rec["config"]["data"]["path"] == "data_local/ml-1m-partial"
         assert rec["latency"] is None if "figure6" in path.parts[-3] else rec["latency"]["n_batches"] == 1
     assert run_all.main(["--report-only", "--results-dir", str(results), "--reports-dir", str(reports)]) == 0
@@ -149,5 +178,5 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
     listing = [{"data_local": "elsewhere"}.get(arg, arg) for arg in common] + ["--list"]
     capsys.readouterr()
     assert run_all.main(listing) == 0
-    states = [line.split()[-1] for line in capsys.readouterr().out.splitlines()]
+    states = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if "/seed" in line]
     assert states == ["done"] * 12
