@@ -5,7 +5,7 @@ target, s_1..s_{n-2} the training sequence. The validation history is s_1..s_{n-
 history is s_1..s_{n-1}, so it includes the validation item.
 
 The training samples of the suite's own sequence models come from the training part only, under
-two rules: `sampling_samples` (one random segment per user per epoch, as POD and the paper's
+two rules: `sampling_samples` (one random segment per user per epoch, POD's sampler, the paper's
 `sampling` strategy) and `all_samples` (every training position, the paper's `all`).
 """
 from __future__ import annotations
@@ -107,14 +107,21 @@ def pad_histories(histories: list[np.ndarray], max_len: int | None = None) -> np
 
 
 def sampling_samples(train: list[np.ndarray], window: int, rng: np.random.Generator):
-    """One random contiguous segment of at most window + 1 items per user: (inputs, targets)."""
+    """POD's sampler (lileipisces/POD, `SeqSampler.sample_seq`), one segment per user: over the
+    user's training items t_0..t_{m-1} (the full sequence without its validation and test items),
+    start ~ U{0..m-2}, then end ~ U{start+1..m-1} (both inclusive); the segment t_start..t_end,
+    cut to its last window + 1 items, is the sample: its last item the target, the rest the input.
+    Every training position but the first can be a target, later ones more often, and segments
+    vary in length. Users with fewer than 2 training items give no sample (POD needs 4 items).
+    Returns (inputs, targets)."""
     inputs, targets = [], []
     for seq in train:
-        if len(seq) < 2:
+        m = len(seq)
+        if m < 2:
             continue
-        length = min(len(seq), window + 1)
-        start = int(rng.integers(0, len(seq) - length + 1))
-        segment = seq[start : start + length]
+        start = int(rng.integers(0, m - 1))          # 0 .. m-2
+        end = int(rng.integers(start + 1, m))        # start+1 .. m-1
+        segment = seq[max(start, end - window):end + 1]
         inputs.append(segment[:-1])
         targets.append(segment[-1])
     return inputs, np.array(targets, dtype=np.int64)
