@@ -345,7 +345,7 @@ class HLLM(NeuralRecommender):
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
         """One random segment of at most max_seq_length + 1 training items per user (as
         Lite-LLM4Rec's sampling strategy); every position of it predicts the item after it."""
-        inputs, last = sampling_samples(split.train, self.window, rng)
+        inputs, last, _ = sampling_samples(split.train, self.window, rng)
         targets = [np.append(seq[1:], t) for seq, t in zip(inputs, last)]
         inputs, targets = pad_histories(inputs, self.window), pad_histories(targets, self.window)
         train_items = np.unique(np.concatenate(split.train)) if split.train else np.zeros(0, dtype=np.int64)

@@ -84,19 +84,63 @@ def load_tokenizer(name: str):
     return _from_pretrained(AutoTokenizer.from_pretrained, name, resolve(name))
 
 
-def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | None = None) -> torch.nn.Module:
-    """The backbone's encoder: T5EncoderModel for T5 configs, AutoModel otherwise."""
+# The config keys that hold a backbone's own dropout, by architecture family.
+DROPOUT_KEYS = {
+    "t5": ("dropout_rate",),
+    "bert": ("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    "llama": ("attention_dropout",),
+}
+
+
+def dropout_keys(config) -> tuple[str, ...]:
+    """The config keys of a backbone's own dropout (T5's dropout_rate, BERT-style hidden and
+    attention dropout, Llama's attention dropout); an architecture without any is an error."""
+    family = "t5" if config.model_type in ("t5", "mt5", "umt5") else config.model_type
+    keys = DROPOUT_KEYS.get(family) or tuple(k for k in DROPOUT_KEYS["bert"] if hasattr(config, k))
+    if not keys:
+        from .config import ConfigError
+
+        raise ConfigError(f"no known dropout setting for backbones of type {config.model_type!r}")
+    return keys
+
+
+def backbone_dropout(model: torch.nn.Module) -> dict[str, float]:
+    """The backbone's dropout as its loaded config holds it (what a record states)."""
+    return {key: float(getattr(model.config, key)) for key in dropout_keys(model.config)}
+
+
+def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | None = None,
+                 dropout: float | None = None) -> torch.nn.Module:
+    """The backbone's encoder: T5EncoderModel for T5 configs, AutoModel otherwise. `dropout`
+    (None: the backbone's own) sets every dropout key of its config before the model is built, so
+    the backbone's own dropout layers use it, as its authors' training code would."""
     from transformers import AutoModel, T5EncoderModel
 
     config = load_config(name)
     # each model gets its own config object: T5EncoderModel mutates the one it is given
     is_t5 = config.model_type in ("t5", "mt5", "umt5")
+    if dropout is not None:
+        if not 0.0 <= float(dropout) < 1.0:
+            from .config import ConfigError
+
+            raise ConfigError(f"a backbone dropout must be in [0, 1), got {dropout!r}")
+        for key in dropout_keys(config):
+            setattr(config, key, float(dropout))
     cls = T5EncoderModel if is_t5 else AutoModel
     if not pretrained:
         model = cls.from_config(config) if cls is AutoModel else cls(config)
         return model.to(dtype) if dtype is not None else model
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    return _from_pretrained(cls.from_pretrained, name, resolve(name), **kwargs)
+    return _from_pretrained(cls.from_pretrained, name, resolve(name), config=config, **kwargs)
+
+
+def adds_absolute_positions(model: torch.nn.Module) -> bool:
+    """Whether the backbone adds learned absolute position embeddings to the vectors it is fed
+    (BERT-style encoders, then a LayerNorm); T5 (relative position biases) and Llama (rotary
+    positions) do not."""
+    embeddings = getattr(model, "embeddings", None)
+    return embeddings is not None and hasattr(embeddings, "position_embeddings") and \
+        getattr(model.config, "position_embedding_type", "absolute") == "absolute"
 
 
 def hidden_size(model: torch.nn.Module) -> int:

@@ -352,9 +352,13 @@ STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget
 
 
 def _stages(record: dict) -> list[dict]:
-    """A record's training stages in order (a two-stage model keeps its first under `stage1`)."""
+    """A record's training stages in order (a two-stage model keeps its first under `stage1` and
+    its second's epoch count under `stage2_epochs`, `epochs` being both stages together)."""
     training = record.get("training") or {}
-    return [training["stage1"], training] if training.get("stage1") else [training]
+    if not training.get("stage1"):
+        return [training]
+    second = {**training, "epochs": training.get("stage2_epochs", training.get("epochs"))}
+    return [training["stage1"], second]
 
 
 def trained(record: dict) -> bool:

@@ -113,9 +113,9 @@ def sampling_samples(train: list[np.ndarray], window: int, rng: np.random.Genera
     cut to its last window + 1 items, is the sample: its last item the target, the rest the input.
     Every training position but the first can be a target, later ones more often, and segments
     vary in length. Users with fewer than 2 training items give no sample (POD needs 4 items).
-    Returns (inputs, targets)."""
-    inputs, targets = [], []
-    for seq in train:
+    Returns (inputs, targets, users)."""
+    inputs, targets, users = [], [], []
+    for user, seq in enumerate(train):
         m = len(seq)
         if m < 2:
             continue
@@ -124,27 +124,31 @@ def sampling_samples(train: list[np.ndarray], window: int, rng: np.random.Genera
         segment = seq[max(start, end - window):end + 1]
         inputs.append(segment[:-1])
         targets.append(segment[-1])
-    return inputs, np.array(targets, dtype=np.int64)
+        users.append(user)
+    return inputs, np.array(targets, dtype=np.int64), np.array(users, dtype=np.int64)
 
 
 def all_samples(train: list[np.ndarray], window: int):
-    """Every training position t >= 1 of every user: the previous `window` items -> item t."""
-    inputs, targets = [], []
-    for seq in train:
+    """Every training position t >= 1 of every user: the previous `window` items -> item t.
+    Returns (inputs, targets, users)."""
+    inputs, targets, users = [], [], []
+    for user, seq in enumerate(train):
         for t in range(1, len(seq)):
             inputs.append(seq[max(0, t - window) : t])
             targets.append(seq[t])
-    return inputs, np.array(targets, dtype=np.int64)
+            users.append(user)
+    return inputs, np.array(targets, dtype=np.int64), np.array(users, dtype=np.int64)
 
 
 def next_item_batches(train: list[np.ndarray], strategy: str, window: int, rng: np.random.Generator,
-                      batch_size: int, *, padded: bool = True) -> list:
+                      batch_size: int, *, padded: bool = True, with_users: bool = False) -> list:
     """One shuffled epoch of (inputs, next items) batches under a strategy ("sampling" | "all"):
-    inputs as a padded array (`pad_histories`) or, with padded=False, a list of histories."""
+    inputs as a padded array (`pad_histories`) or, with padded=False, a list of histories; with
+    `with_users`, each batch also holds the samples' user indices (inputs, targets, users)."""
     if strategy == "sampling":
-        inputs, targets = sampling_samples(train, window, rng)
+        inputs, targets, users = sampling_samples(train, window, rng)
     elif strategy == "all":
-        inputs, targets = all_samples(train, window)
+        inputs, targets, users = all_samples(train, window)
     else:
         raise ValueError(f"model.strategy must be 'sampling' or 'all', got {strategy!r}")
     items = pad_histories(inputs, window) if padded else inputs
@@ -152,5 +156,6 @@ def next_item_batches(train: list[np.ndarray], strategy: str, window: int, rng: 
     batches = []
     for i in range(0, len(order), batch_size):
         rows = order[i : i + batch_size]
-        batches.append((items[rows] if padded else [items[j] for j in rows], targets[rows]))
+        batch = (items[rows] if padded else [items[j] for j in rows], targets[rows])
+        batches.append((*batch, users[rows]) if with_users else batch)
     return batches

@@ -2,22 +2,28 @@
 
     item text --Item LLM (offline, cached)--> item vectors            (item_llm.py)
       -> standardised per dimension, scaled to the Recommendation LLM's token-embedding norm
+      -> (only for a Recommendation LLM that adds absolute position embeddings, e.g. MiniLM)
+         standardised per dimension, scaled to its token-embedding norm
     user's last 20 items -> their vectors -> one-layer MLP if widths differ
-      -> Recommendation LLM (an encoder fed the vectors as input embeddings, padding masked)
+      -> Recommendation LLM (an encoder fed the vectors as input embeddings, padding masked,
+         its own dropout as `rec_llm_dropout` sets it)
       -> masked mean pooling -> user vector h_u
-      -> item projection head: logits = W h_u + b over every item, in one step (no beam search)
-    loss: cross-entropy with the next item as the only positive
+      -> item projection head: logits = W h_u over every item (Eq. 5: no bias), in one step
+    loss: cross-entropy with the next item as the only positive and, as the paper's softmax over
+    the items outside the user's history, the user's other training items left out of it
+    (`exclude_history_in_loss`)
 
 Training strategies (`strategy`):
-- `sampling`: each epoch, one random contiguous segment of at most 21 training items per user
-  (20 inputs + 1 target), as in POD.
+- `sampling`: each epoch, one random segment of at most 21 training items per user (20 inputs +
+  1 target), drawn by POD's sampler (benchmarks/split.py).
 - `all`: every training position of every user is a sample, with the previous 20 items as input.
 Only the training part of each sequence (validation and test targets removed by the split) ever
 provides a target.
 
-Second stage (`finetune_item_vectors`): after the first stage converges, the item vectors become
-a trainable embedding table (initialised from the Item LLM) and are fine-tuned together with the
-Recommendation LLM.
+Second stage (`finetune_item_vectors`, on by default as in the paper's Table 3): after the first
+stage converges, the item vectors become a trainable embedding table (initialised from the Item
+LLM) and are fine-tuned together with the Recommendation LLM; it starts from the first stage's
+best weights and keeps them unless validation improves.
 
 Ablations (Figures 4, 5): `fix_rec_llm` (fixT5: the Recommendation LLM frozen), `fix_head`
 (fixHead: the projection head frozen at its initialisation), `rec_llm_init: scratch` (the same
@@ -38,7 +44,8 @@ from .item_llm import item_vectors, masked_mean
 
 
 class LiteLLM4RecNet(nn.Module):
-    def __init__(self, vectors: torch.Tensor, rec_llm: nn.Module, n_items: int, dropout: float):
+    def __init__(self, vectors: torch.Tensor, rec_llm: nn.Module, n_items: int, dropout: float,
+                 head_bias: bool = False):
         super().__init__()
         # frozen in the first stage; `unfreeze_item_vectors` makes it the stage-2 trainable table
         self.item_vectors = nn.Embedding.from_pretrained(vectors, freeze=True, padding_idx=0)
@@ -49,7 +56,7 @@ class LiteLLM4RecNet(nn.Module):
         )
         self.rec_llm = rec_llm
         self.dropout = nn.Dropout(dropout)
-        self.item_projection_head = nn.Linear(rec_width, n_items + 1)
+        self.item_projection_head = nn.Linear(rec_width, n_items + 1, bias=head_bias)
 
     def user_vectors(self, items: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         inputs = self.dropout(self.item_adapter(self.item_vectors(items)))
@@ -101,16 +108,21 @@ class LiteLLM4Rec(NeuralRecommender):
         "item_max_length": 64,            # tokens of item text read by the Item LLM
         "item_batch_size": 64,
         "item_cache_dir": ".cache/item_vectors",
-        "item_vector_norm": "standardize",  # standardize | none (see standardize_item_vectors)
-        "item_vector_scale": "token_embeddings",  # token_embeddings | none (see scale_to_token_embeddings)
+        # auto: applied only when the Recommendation LLM adds absolute position embeddings (MiniLM,
+        # BERT), never for T5 or Llama (see standardize_item_vectors, scale_to_token_embeddings)
+        "item_vector_norm": "auto",       # auto | standardize | none
+        "item_vector_scale": "auto",      # auto | token_embeddings | none
         "rec_llm": "all-MiniLM-L6-v2",    # the paper's default is the t5-small encoder
+        "rec_llm_dropout": None,          # the Recommendation LLM's own dropout (null: its config's)
         "rec_llm_init": "pretrained",     # pretrained | scratch (ablation)
         "strategy": "sampling",           # sampling | all
         "max_seq_length": 20,             # input items per user (the paper's window of 20)
         "dropout": 0.1,                   # on the input vectors and the user vector (see table3_overall.yaml)
+        "head_bias": False,               # the paper's Eq. 5 has none
+        "exclude_history_in_loss": True,  # the paper's softmax over I \ I_u
         "fix_rec_llm": False,             # ablation fixT5
         "fix_head": False,                # ablation fixHead
-        "finetune_item_vectors": False,   # second stage: trainable item vectors
+        "finetune_item_vectors": True,    # second stage: trainable item vectors (the paper's rows)
         "stage2_epochs": None,            # epochs of the second stage; null = train.epochs
     }
     input_unit = "item vectors"
@@ -120,18 +132,24 @@ class LiteLLM4Rec(NeuralRecommender):
         p = params
         self.require_choice("strategy", ("sampling", "all"))
         self.require_choice("rec_llm_init", ("pretrained", "scratch"))
-        self.require_choice("item_vector_norm", ("standardize", "none"))
-        self.require_choice("item_vector_scale", ("token_embeddings", "none"))
+        self.require_choice("item_vector_norm", ("auto", "standardize", "none"))
+        self.require_choice("item_vector_scale", ("auto", "token_embeddings", "none"))
         vectors, self.item_vector_info = item_vectors(
             dataset, p["item_llm"], max_length=p["item_max_length"], pooling=p["item_pooling"],
             batch_size=p["item_batch_size"], cache_dir=p["item_cache_dir"], device=device,
         )
-        if p["item_vector_norm"] == "standardize":
+        rec_llm = backbones.load_encoder(p["rec_llm"], pretrained=p["rec_llm_init"] == "pretrained",
+                                         dropout=p["rec_llm_dropout"])
+        absolute = backbones.adds_absolute_positions(rec_llm)
+        self.input_transforms = []
+        if p["item_vector_norm"] == "standardize" or (p["item_vector_norm"] == "auto" and absolute):
             vectors = standardize_item_vectors(vectors)
-        rec_llm = backbones.load_encoder(p["rec_llm"], pretrained=p["rec_llm_init"] == "pretrained")
-        if p["item_vector_scale"] == "token_embeddings":
+            self.input_transforms.append("standardize")
+        if p["item_vector_scale"] == "token_embeddings" or (p["item_vector_scale"] == "auto" and absolute):
             vectors = scale_to_token_embeddings(vectors, rec_llm)
-        self.module = LiteLLM4RecNet(vectors, rec_llm, self.n_items, float(p["dropout"])).to(device)
+            self.input_transforms.append("scale to token embeddings")
+        self.module = LiteLLM4RecNet(vectors, rec_llm, self.n_items, float(p["dropout"]),
+                                     head_bias=bool(p["head_bias"])).to(device)
         if p["fix_rec_llm"]:
             self.module.rec_llm.requires_grad_(False)
         if p["fix_head"]:
@@ -141,12 +159,29 @@ class LiteLLM4Rec(NeuralRecommender):
     # ---- training (the shared loop in benchmarks/training.py calls these)
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size)
+        if self.params["exclude_history_in_loss"]:
+            self._train_items = split.train  # each sample's user: the items its softmax leaves out
+        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size,
+                                 with_users=True)
 
     def loss(self, batch) -> torch.Tensor:
-        items, targets = (torch.from_numpy(a).to(self.device) for a in batch)
+        items, targets, users = (torch.from_numpy(a).to(self.device) for a in batch)
         logits = self.module(items, items > 0)
+        if self.params["exclude_history_in_loss"]:
+            logits = logits.masked_fill(self._other_history_items(users, targets), float("-inf"))
         return nn.functional.cross_entropy(logits, targets)
+
+    def _other_history_items(self, users: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) True at each sample's user's training items other than its target:
+        the paper's softmax runs over the items the user has not interacted with (and the target).
+        Only training items: validation and test items never reach `fit`."""
+        histories = [self._train_items[u] for u in users.tolist()]
+        rows = np.repeat(np.arange(len(histories)), [len(h) for h in histories])
+        mask = torch.zeros(len(histories), self.n_items + 1, dtype=torch.bool, device=self.device)
+        if len(rows):
+            mask[torch.from_numpy(rows).to(self.device), torch.from_numpy(np.concatenate(histories)).to(self.device)] = True
+        mask[torch.arange(len(histories), device=self.device), targets] = False
+        return mask
 
     def fit(self, split, trainer) -> dict:
         stage1 = trainer.fit(self, split)
@@ -155,10 +190,11 @@ class LiteLLM4Rec(NeuralRecommender):
             self.module.item_vectors.weight.requires_grad_(True)
             stage2_trainer = trainer.with_epochs(self.params["stage2_epochs"])
             stage2 = stage2_trainer.fit(self, split, keep_initial=True)
-            result = {
+            result = {  # the second stage's fields; epochs and seconds of both stages together
                 **stage2,
                 "epochs": stage1["epochs"] + stage2["epochs"],
                 "seconds": stage1["seconds"] + stage2["seconds"],
+                "stage2_epochs": stage2["epochs"],
                 "stage1": stage1,
                 "item_vectors": self.item_vector_info,
             }
@@ -181,4 +217,7 @@ class LiteLLM4Rec(NeuralRecommender):
         p = self.params
         backbones_used = f"item LLM {p['item_llm']}; rec LLM {p['rec_llm']}" + (" (scratch)" if p["rec_llm_init"] == "scratch" else "")
         return {**super().describe(), "item_vectors": self.item_vector_info, "backbones": backbones_used,
-                "rec_llm_width": backbones.hidden_size(self.module.rec_llm)}
+                "rec_llm_width": backbones.hidden_size(self.module.rec_llm),
+                "input_transforms": list(self.input_transforms),
+                "rec_llm_dropout": backbones.backbone_dropout(self.module.rec_llm),
+                "stages": 2 if p["finetune_item_vectors"] else 1}

@@ -66,7 +66,8 @@ def test_sampling_is_pods_sampler(m):
 
     window, draws = 20, 40_000
     seq = np.arange(100, 100 + m)  # item ids that name their position
-    inputs, targets = sampling_samples([seq] * draws, window, np.random.default_rng(7))
+    inputs, targets, users = sampling_samples([seq] * draws, window, np.random.default_rng(7))
+    assert users.tolist() == list(range(draws))
     assert len(inputs) == draws
     counts: dict[tuple[int, int], int] = {}
     for history, target in zip(inputs, targets):
@@ -88,6 +89,6 @@ def test_sampling_is_pods_sampler(m):
 def test_sampling_skips_users_without_two_training_items():
     from benchmarks.split import sampling_samples
 
-    inputs, targets = sampling_samples([np.array([7]), np.array([], dtype=np.int64), np.array([1, 2])], 20,
-                                       np.random.default_rng(0))
-    assert targets.tolist() == [2] and inputs[0].tolist() == [1]
+    inputs, targets, users = sampling_samples([np.array([7]), np.array([], dtype=np.int64), np.array([1, 2])], 20,
+                                              np.random.default_rng(0))
+    assert targets.tolist() == [2] and inputs[0].tolist() == [1] and users.tolist() == [2]

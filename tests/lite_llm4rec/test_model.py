@@ -100,8 +100,9 @@ def test_item_vectors_are_mean_pooled_token_states(toy_dataset, tiny_bert):
 def test_strategies_use_only_training_targets(toy_dataset):
     split = leave_one_out(toy_dataset)
     rng = np.random.default_rng(0)
-    inputs, targets = sampling_samples(split.train, 5, rng)
+    inputs, targets, users = sampling_samples(split.train, 5, rng)
     assert len(targets) == sum(1 for s in split.train if len(s) >= 2)  # one segment per user
+    assert users.tolist() == [u for u, s in enumerate(split.train) if len(s) >= 2]
     for user, (inp, tgt) in enumerate(zip(inputs, targets)):
         seq = split.train[user]
         segment = list(inp) + [tgt]
@@ -109,8 +110,9 @@ def test_strategies_use_only_training_targets(toy_dataset):
         starts = [i for i in range(len(seq)) if list(seq[i : i + len(segment)]) == segment]
         assert starts, "a sampling sample must be a contiguous segment of the training part"
         assert tgt not in (split.valid_targets[user], split.test_targets[user])
-    inputs, targets = all_samples(split.train, 5)
+    inputs, targets, users = all_samples(split.train, 5)
     assert len(targets) == sum(len(s) - 1 for s in split.train)
+    assert users.tolist() == [u for u, s in enumerate(split.train) for _ in range(1, len(s))]
     position = 0
     for user, seq in enumerate(split.train):
         for t in range(1, len(seq)):
@@ -194,13 +196,29 @@ def test_short_training_lowers_the_loss(toy_dataset, tmp_path, tiny_bert, strate
 
 
 def test_second_stage_fine_tunes_item_vectors_and_never_ends_worse(toy_dataset, tmp_path, tiny_bert):
-    model = build(toy_dataset, tmp_path, tiny_bert, finetune_item_vectors=True, stage2_epochs=2)
-    before = snapshot(model.module)
-    trainer = Trainer({**TRAIN, "epochs": 2}, EVAL, seed=0, progress=False)
-    result = model.fit(leave_one_out(toy_dataset), trainer)
-    assert result["stage1"]["epochs"] == 2 and result["epochs"] == 4
-    assert result["best_valid"]["recall@10"] >= result["stage1"]["best_valid"]["recall@10"]
-    assert model.module.item_vectors.weight.requires_grad
+    split = leave_one_out(toy_dataset)
+    trainer = Trainer({**TRAIN, "epochs": 3, "lr": 3e-3}, EVAL, seed=0, progress=False)
+    first_only = build(toy_dataset, tmp_path, tiny_bert, finetune_item_vectors=False)
+    initial = first_only.module.item_vectors.weight.detach().clone()
+    result1 = first_only.fit(split, trainer)
+    assert "stage1" not in result1 and first_only.describe()["stages"] == 1
+    assert torch.equal(first_only.module.item_vectors.weight, initial)  # the first stage never moves them
+
+    model = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=4)  # two stages: the default
+    assert torch.equal(model.module.item_vectors.weight, initial)
+    result = model.fit(split, trainer)
+    assert result["stage1"]["epochs"] == 3 and result["stage2_epochs"] == 4 and result["epochs"] == 7
+    assert result["stage1"]["best_valid"] == result1["best_valid"]  # the same first stage
+    # the second stage starts where the first ended (its epoch 0) and never ends below it
+    assert result["history"][0]["epoch"] == 0
+    assert result["history"][0]["valid"]["recall@10"] == result1["best_valid"]["recall@10"]
+    assert result["best_valid"]["recall@10"] >= result1["best_valid"]["recall@10"]
+    assert model.module.item_vectors.weight.requires_grad and model.describe()["stages"] == 2
+    if result["best_epoch"] > 0:  # a second-stage epoch won: its vectors are not the Item LLM's
+        assert not torch.equal(model.module.item_vectors.weight, initial)
+    else:
+        assert torch.equal(model.module.item_vectors.weight, initial)
+    assert result["best_epoch"] > 0  # on the toy cycle, learning the item table helps
 
 
 def test_missing_backbone_is_a_clear_skip(toy_dataset, tmp_path, tiny_bert, monkeypatch):
@@ -254,3 +272,49 @@ def test_item_vector_cache_key_follows_the_weights_content_not_file_times(tmp_pa
         f.write(b"\x01" * 8)
     assert cache_key(str(folder), "mean", 16, "data") != key
     assert cache_key(str(folder), "mean", 16, "other data") != cache_key(str(folder), "mean", 16, "data")
+
+
+def test_input_transforms_follow_the_rec_llm_positions(toy_dataset, tmp_path, tiny_bert, tiny_t5):
+    """A BERT-style Recommendation LLM adds absolute positions, then normalises: the item vectors
+    are standardised and scaled to its token embeddings. T5 (relative positions) reads them as
+    they are, unless a setting asks."""
+    bert = build(toy_dataset, tmp_path, tiny_bert)
+    assert bert.describe()["input_transforms"] == ["standardize", "scale to token embeddings"]
+    t5 = build(toy_dataset, tmp_path, tiny_bert, rec_llm=tiny_t5)
+    assert t5.describe()["input_transforms"] == []
+    raw = item_llm.item_vectors(toy_dataset, tiny_bert, max_length=16, pooling="mean", batch_size=64,
+                                cache_dir=str(tmp_path / "vectors"), device=torch.device("cpu"))[0]
+    assert torch.allclose(t5.module.item_vectors.weight, raw)
+    forced = build(toy_dataset, tmp_path, tiny_bert, rec_llm=tiny_t5, item_vector_norm="standardize")
+    assert forced.describe()["input_transforms"] == ["standardize"]
+
+
+def test_rec_llm_dropout_is_the_backbones_own(toy_dataset, tmp_path, tiny_bert, tiny_t5):
+    model = build(toy_dataset, tmp_path, tiny_bert, rec_llm_dropout=0.7)
+    layers = [m.p for m in model.module.rec_llm.modules() if isinstance(m, torch.nn.Dropout)]
+    assert layers and all(p == 0.7 for p in layers)
+    assert model.describe()["rec_llm_dropout"] == {"hidden_dropout_prob": 0.7, "attention_probs_dropout_prob": 0.7}
+    assert build(toy_dataset, tmp_path, tiny_bert).describe()["rec_llm_dropout"]["hidden_dropout_prob"] == 0.1
+    t5 = build(toy_dataset, tmp_path, tiny_bert, rec_llm=tiny_t5, rec_llm_dropout=0.3)
+    assert t5.describe()["rec_llm_dropout"] == {"dropout_rate": 0.3}
+    assert all(m.p == 0.3 for m in t5.module.rec_llm.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_head_has_no_bias_and_the_softmax_leaves_out_the_users_other_items(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert)
+    assert model.module.item_projection_head.bias is None
+    assert build(toy_dataset, tmp_path, tiny_bert, head_bias=True).module.item_projection_head.bias is not None
+    split = leave_one_out(toy_dataset)
+    batch = model.training_batches(split, 0, np.random.default_rng(0), 8)[0]
+    items, targets, users = batch
+    mask = model._other_history_items(torch.from_numpy(users), torch.from_numpy(targets))
+    for row, (user, target) in enumerate(zip(users, targets)):
+        expected = set(split.train[user].tolist()) - {int(target)}
+        assert set(torch.nonzero(mask[row]).flatten().tolist()) == expected
+        assert not mask[row, split.valid_targets[user]]  # only training items: never the validation target
+    model.module.eval()
+    masked = model.loss(batch)
+    plain = build(toy_dataset, tmp_path, tiny_bert, exclude_history_in_loss=False)
+    plain.module.load_state_dict(model.module.state_dict())
+    plain.module.eval()
+    assert masked < plain.loss(plain.training_batches(split, 0, np.random.default_rng(0), 8)[0])
