@@ -1,6 +1,6 @@
 """E4SRec-style ID injection into a LoRA-tuned LLM (Li et al., 2023), readable top to bottom.
 
-    SASRec, trained by the suite on the same data and split (RecBole, baselines/recbole_models.py)
+    SASRec, trained by the suite on the same data and split (RecBole, baselines/recbole/)
       -> its item ID embedding table, frozen
     user's last 20 items -> their ID embeddings -> input projection (linear, into the LLM's width)
     LLM input: [instruction tokens] [projected item embeddings] [response tokens]
@@ -40,21 +40,22 @@ from __future__ import annotations
 import filecmp
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from baselines.recbole_data import recbole_config, recbole_dataset, write_atomic_files
-from baselines.recbole_models import ATOMIC_NAME, RecBoleModel
+from baselines.recbole import ATOMIC_NAME, RecBoleModel, RecBoleParams
+from baselines.recbole.compat import import_recbole, load_checkpoint, outputs_under
+from baselines.recbole.data import ItemIndex, recbole_config, recbole_dataset, write_atomic_files
 from benchmarks import backbones
-from benchmarks.config import ConfigError
+from benchmarks.errors import ConfigError
 from benchmarks.latency import section
-from benchmarks.recbole_compat import import_recbole, load_checkpoint, outputs_under
-from benchmarks.split import next_item_batches, pad_histories
-from benchmarks.training import NeuralRecommender, Trainer
-from lite_llm4rec.item_llm import masked_mean
+from benchmarks.models import ModelParams
+from benchmarks.training import Trainer, WindowedNextItemModel, mask_padding_column
+from benchmarks.tensors import masked_mean
 
 ATOMIC_FILES = (f"{ATOMIC_NAME}.inter", f"{ATOMIC_NAME}.item")
 
@@ -97,61 +98,68 @@ class E4SRecNet(nn.Module):
                 user = masked_mean(hidden, real)
         with section("score"):
             logits = self.item_output_projection(user)
-            return logits.index_fill(1, torch.tensor([0], device=logits.device), float("-inf"))
+            return mask_padding_column(logits)
 
 
-class E4SRec(NeuralRecommender):
-    defaults = {
-        "llm": "all-MiniLM-L6-v2",          # E4SRec: LLaMA2-13B
-        "instruction": "Given the user's interaction history, predict the next item the user will interact with.",
-        "response": "Next item:",
-        "pooling": "last",                  # last | mean (over the real positions)
-        "max_seq_length": 20,               # items per user
-        "strategy": "sampling",             # sampling | all (as Lite-LLM4Rec's)
-        "lora_r": 8,
-        "lora_alpha": 16,
-        "lora_dropout": 0.05,
-        "lora_target_modules": None,        # null: peft's default for the architecture
-        "sasrec_source": "auto",            # auto | train | path to a RecBole SASRec checkpoint
-        "sasrec_epochs": 5,                 # when SASRec is trained here (the table3 SASRec budget)
-        "sasrec_batch_size": 256,
-        "sasrec_max_seq_length": 20,
-        "sasrec_config": {},                # RecBole SASRec settings (hidden_size, n_layers...)
-        "run_dir": ".cache/recbole_runs",   # where RecBole runs live (shared with the RecBole rows)
-    }
+@dataclass
+class E4SRecParams(ModelParams):
+    llm: str = "all-MiniLM-L6-v2"            # E4SRec: LLaMA2-13B
+    instruction: str = "Given the user's interaction history, predict the next item the user will interact with."
+    response: str = "Next item:"
+    pooling: str = "last"                    # last | mean (over the real positions)
+    max_seq_length: int = 20                 # items per user
+    strategy: str = "sampling"               # sampling | all (as Lite-LLM4Rec's)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: list | str | None = None   # null: peft's default for the architecture
+    sasrec_source: str = "auto"              # auto | train | path to a RecBole SASRec checkpoint
+    sasrec_epochs: int = 5                   # when SASRec is trained here (the table3 SASRec budget)
+    sasrec_batch_size: int = 256
+    sasrec_max_seq_length: int = 20
+    sasrec_config: dict = field(default_factory=dict)  # RecBole SASRec settings (hidden_size, n_layers...)
+    run_dir: str = ".cache/recbole_runs"     # where RecBole runs live (shared with the RecBole rows)
+
+    def validate(self) -> None:
+        self.choice("pooling", ("last", "mean"))
+        self.choice("strategy", ("sampling", "all"))
+        self.positive_int("max_seq_length", "lora_r", "lora_alpha", "sasrec_epochs", "sasrec_batch_size",
+                          "sasrec_max_seq_length")
+        self.fraction("lora_dropout")
+        if not isinstance(self.sasrec_source, str) or not self.sasrec_source:
+            raise ConfigError("model.sasrec_source must be 'auto', 'train' or a checkpoint path")
+
+
+class E4SRec(WindowedNextItemModel):
+    Params = E4SRecParams
     input_unit = "tokens + item embeddings"
 
-    def __init__(self, params: dict, dataset, device: torch.device):
+    def __init__(self, params: E4SRecParams, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        self.require_choice("pooling", ("last", "mean"))
-        self.require_choice("strategy", ("sampling", "all"))
-        if not isinstance(p["sasrec_source"], str) or not p["sasrec_source"]:
-            raise ConfigError("model.sasrec_source must be 'auto', 'train' or a checkpoint path")
-        self.window = int(p["max_seq_length"])
-        self.run_root = Path(p["run_dir"])
-        tokenizer = backbones.load_tokenizer(p["llm"])
+        self.run_root = Path(p.run_dir)
+        tokenizer = backbones.load_tokenizer(p.llm)
         # the instruction as the model frames a text ([CLS] ... [SEP], <s> ...); the response
         # continues the sequence, so it gets no special tokens of its own
-        self.instruction_ids = torch.tensor(tokenizer(p["instruction"])["input_ids"], dtype=torch.long)
-        self.response_ids = torch.tensor(tokenizer(p["response"], add_special_tokens=False)["input_ids"], dtype=torch.long)
+        self.instruction_ids = torch.tensor(tokenizer(p.instruction)["input_ids"], dtype=torch.long)
+        self.response_ids = torch.tensor(tokenizer(p.response, add_special_tokens=False)["input_ids"], dtype=torch.long)
         self.llm = self._lora_llm(p)
         self.module = None
         self.sasrec_info: dict = {}
 
-    def _lora_llm(self, p: dict) -> nn.Module:
+    def _lora_llm(self, p: E4SRecParams) -> nn.Module:
         from peft import LoraConfig, get_peft_model
 
-        llm = backbones.load_encoder(p["llm"])
-        targets = p["lora_target_modules"]
+        llm = backbones.load_encoder(p.llm)
+        targets = p.lora_target_modules
         if targets is not None and not isinstance(targets, str):  # a list, or one peft string ("all-linear")
             targets = list(targets)
-        config = LoraConfig(r=int(p["lora_r"]), lora_alpha=int(p["lora_alpha"]), lora_dropout=float(p["lora_dropout"]),
+        config = LoraConfig(r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=float(p.lora_dropout),
                             target_modules=targets or None)
         try:
             return get_peft_model(llm, config)  # freezes every weight of the LLM but the adapters
         except ValueError as err:  # e.g. no default target modules for this architecture
-            raise ConfigError(f"LoRA on {p['llm']!r}: {err}; set model.lora_target_modules") from err
+            raise ConfigError(f"LoRA on {p.llm!r}: {err}; set model.lora_target_modules") from err
 
     def build_module(self, item_id_embeddings: torch.Tensor) -> None:
         """The network around the LoRA LLM, given SASRec's item ID embeddings in our item order."""
@@ -160,17 +168,17 @@ class E4SRec(NeuralRecommender):
         item_id_embeddings = item_id_embeddings.detach().float().clone()
         item_id_embeddings[0] = 0.0  # RecBole re-initialises its [PAD] row; padding is masked anyway
         self.module = E4SRecNet(item_id_embeddings, self.llm, self.instruction_ids, self.response_ids,
-                                self.n_items, self.params["pooling"]).to(self.device)
+                                self.n_items, self.params.pooling).to(self.device)
 
     # ---- SASRec item ID embeddings
 
-    def _sasrec_params(self) -> dict:
-        return {"recbole_model": "SASRec", "max_seq_length": int(self.params["sasrec_max_seq_length"]),
-                "loss_type": "CE", "recbole_config": dict(self.params["sasrec_config"] or {}),
-                "pretrain_epochs": None, "run_dir": str(self.run_root)}
+    def _sasrec_params(self) -> RecBoleParams:
+        return RecBoleParams(recbole_model="SASRec", max_seq_length=self.params.sasrec_max_seq_length,
+                             loss_type="CE", recbole_config=dict(self.params.sasrec_config or {}),
+                             pretrain_epochs=None, run_dir=str(self.run_root))
 
     def sasrec_item_embeddings(self, split, trainer) -> tuple[torch.Tensor, dict]:
-        source = self.params["sasrec_source"]
+        source = self.params.sasrec_source
         if source == "train":
             return self._train_sasrec(split, trainer)
         if source == "auto":
@@ -184,11 +192,11 @@ class E4SRec(NeuralRecommender):
         sasrec = RecBoleModel(self._sasrec_params(), self.dataset, self.device)
         # RecBole trains in fp32 with the classic rows' epochs and batch (the LLM stage's batch and
         # precision differ); patience, validation metric and time budget are the run's own
-        cfg = dict(trainer.cfg, precision="fp32", epochs=int(self.params["sasrec_epochs"]),
-                   batch_size=int(self.params["sasrec_batch_size"]), eval_every=1)
+        cfg = dict(trainer.cfg, precision="fp32", epochs=self.params.sasrec_epochs,
+                   batch_size=self.params.sasrec_batch_size, eval_every=1)
         info = sasrec.fit(split, Trainer(cfg, trainer.eval_cfg, seed=trainer.seed, progress=getattr(trainer, "progress", False)))
         weights = sasrec.module.item_embedding.weight.detach().cpu()
-        embeddings = weights[torch.from_numpy(sasrec._to_recbole)]  # row i = our item i
+        embeddings = weights[torch.from_numpy(sasrec.index.to_recbole)]  # row i = our item i
         checkpoints = sorted(Path(info["run_folder"]).glob("checkpoints/SASRec-*.pth"), key=lambda p: p.stat().st_mtime)
         return embeddings, {
             "source": "trained", "checkpoint": str(checkpoints[-1]) if checkpoints else None,
@@ -239,18 +247,11 @@ class E4SRec(NeuralRecommender):
         return {**result, "llm_stage_seconds": result["seconds"], "seconds": time.perf_counter() - start,
                 "sasrec": self.sasrec_info, "trainable_parameters": counts["trainable"], "parameter_counts": counts}
 
-    def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size)
-
     def loss(self, batch) -> torch.Tensor:
         items, targets = (torch.from_numpy(a).to(self.device) for a in batch)
         return nn.functional.cross_entropy(self.module(items, items > 0), targets)
 
     # ---- inference (evaluator and latency timer)
-
-    def prepare(self, histories):
-        items = torch.from_numpy(pad_histories(histories, self.window)).to(self.device)
-        return items, items > 0
 
     def score(self, batch) -> torch.Tensor:
         if self.module is None:
@@ -258,8 +259,7 @@ class E4SRec(NeuralRecommender):
         return self.module(*batch)
 
     def input_length(self, histories) -> np.ndarray:
-        prompt = len(self.instruction_ids) + len(self.response_ids)
-        return np.array([prompt + min(len(h), self.window) for h in histories], dtype=np.float64)
+        return len(self.instruction_ids) + len(self.response_ids) + super().input_length(histories)
 
     def parameter_counts(self) -> dict:
         count = lambda params: sum(p.numel() for p in params)  # noqa: E731
@@ -283,9 +283,9 @@ class E4SRec(NeuralRecommender):
         targets = [targets] if isinstance(targets, str) else sorted(targets)
         return {"parameters": counts["total"], "trainable_parameters": counts.get("trainable"),
                 "parameter_counts": counts,
-                "backbones": f"LLM {p['llm']} + LoRA r={p['lora_r']} on {', '.join(targets)}; "
+                "backbones": f"LLM {p.llm} + LoRA r={p.lora_r} on {', '.join(targets)}; "
                              f"item IDs from SASRec ({self.sasrec_info.get('source', 'not loaded')})",
-                "lora": {"r": int(p["lora_r"]), "alpha": int(p["lora_alpha"]), "dropout": float(p["lora_dropout"]),
+                "lora": {"r": p.lora_r, "alpha": p.lora_alpha, "dropout": float(p.lora_dropout),
                          "target_modules": targets},
                 "prompt_tokens": {"instruction": len(self.instruction_ids), "response": len(self.response_ids)},
                 "sasrec": self.sasrec_info}
@@ -301,13 +301,10 @@ def _same_atomic_data(ours: Path, theirs: Path) -> bool:
 
 def recbole_item_index(dataset, atomic_folder: Path, device: torch.device) -> np.ndarray:
     """to_recbole[i] = RecBole's internal id of our item i (0 -> 0), from the RecBole dataset
-    built from the atomic files in `atomic_folder`, by RecBoleModel's own mapping code."""
-    sasrec = RecBoleModel({"recbole_model": "SASRec", "max_seq_length": 20, "loss_type": "CE",
-                           "recbole_config": {}, "pretrain_epochs": None,
-                           "run_dir": str(atomic_folder / "_check")}, dataset, device)
+    built from the atomic files in `atomic_folder`, by the RecBole rows' own mapping."""
     with outputs_under(atomic_folder / "_log"):
-        sasrec._build_index(recbole_dataset(recbole_config("SASRec", atomic_folder, ATOMIC_NAME)))
-    return sasrec._to_recbole
+        rb_dataset = recbole_dataset(recbole_config("SASRec", atomic_folder, ATOMIC_NAME))
+    return ItemIndex(rb_dataset, dataset.n_items).to_recbole
 
 
 def find_sasrec_checkpoints(dataset, run_root: Path, seed: int | None = None) -> list[Path]:

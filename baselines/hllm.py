@@ -53,6 +53,7 @@ Held-out items are never sampled as negatives: training sees only the items of s
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,12 +63,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from benchmarks import backbones
-from benchmarks.config import ConfigError
+from benchmarks.errors import ConfigError
 from benchmarks.latency import section
 from benchmarks.split import pad_histories, sampling_samples
+from benchmarks.models import ModelParams
 from benchmarks.training import NeuralRecommender
-from lite_llm4rec.item_llm import cache_key, cached_tensor, tensor_sha256
-from lite_llm4rec.model import standardize_item_vectors
+from benchmarks.tensors import cache_key, cached_tensor, standardize_item_vectors, tensor_sha256
 
 ITEM_TOKEN = "[ITEM]"
 ITEM_TOKEN_RULE = "hllm-item-token-v1:appended-last;init=mean-word-embedding"  # part of the cache key
@@ -265,37 +266,43 @@ class HLLMNet(nn.Module):
 # ----------------------------------------------------------------------------- the recommender
 
 
+@dataclass
+class HLLMParams(ModelParams):
+    item_llm: str = "all-MiniLM-L6-v2"       # HLLM: TinyLlama-1.1B or Baichuan2-7B
+    user_llm: str = "all-MiniLM-L6-v2"
+    item_llm_training: str = "end_to_end"    # end_to_end | frozen (embeddings computed once, cached)
+    item_instruction: str = "Compress the following sentence into embedding: "  # HLLM's prompt
+    item_max_length: int = 64                # tokens of instruction + text, [ITEM] included
+    item_batch_size: int = 64                # items per Item LLM call when embedding every item
+    item_cache_dir: str = ".cache/item_vectors"
+    item_norm: str = "standardize"           # standardize | none (HLLM as published; see docstring)
+    user_input_scale: str = "token_embeddings"  # none | token_embeddings (validation; see docstring)
+    item_llm_dropout: float = 0.0            # end to end; HLLM's decoder LLMs have none (see docstring)
+    max_seq_length: int = 20                 # items the User LLM reads
+    num_negatives: int = 256                 # sampled negatives per batch, shared by its positions
+    in_batch_negatives: bool = True          # the batch's other positives are negatives too
+    temperature: float = 0.07                # initial; 1 / temperature is learned, within [1, 100]
+
+    def validate(self) -> None:
+        self.choice("item_llm_training", ("end_to_end", "frozen"))
+        self.choice("item_norm", ("standardize", "none"))
+        self.choice("user_input_scale", ("token_embeddings", "none"))
+        self.positive_int("max_seq_length", "item_batch_size")
+        if int(self.num_negatives) < 0 or (int(self.num_negatives) == 0 and not self.in_batch_negatives):
+            raise ConfigError("HLLM needs negatives: set model.num_negatives > 0 or model.in_batch_negatives: true")
+        if not 0.0 < float(self.temperature) <= 1.0:
+            raise ConfigError(f"model.temperature must be in (0, 1], got {self.temperature!r}")
+        if int(self.item_max_length) < 2:
+            raise ConfigError("model.item_max_length must leave room for text and the [ITEM] token (>= 2)")
+
+
 class HLLM(NeuralRecommender):
-    defaults = {
-        "item_llm": "all-MiniLM-L6-v2",       # HLLM: TinyLlama-1.1B or Baichuan2-7B
-        "user_llm": "all-MiniLM-L6-v2",
-        "item_llm_training": "end_to_end",    # end_to_end | frozen (embeddings computed once, cached)
-        "item_instruction": "Compress the following sentence into embedding: ",  # HLLM's prompt
-        "item_max_length": 64,                # tokens of instruction + text, [ITEM] included
-        "item_batch_size": 64,                # items per Item LLM call when embedding every item
-        "item_cache_dir": ".cache/item_vectors",
-        "item_norm": "standardize",           # standardize | none (HLLM as published; see docstring)
-        "user_input_scale": "token_embeddings",  # none | token_embeddings (validation; see docstring)
-        "item_llm_dropout": 0.0,              # end to end; HLLM's decoder LLMs have none (see docstring)
-        "max_seq_length": 20,                 # items the User LLM reads
-        "num_negatives": 256,                 # sampled negatives per batch, shared by its positions
-        "in_batch_negatives": True,           # the batch's other positives are negatives too
-        "temperature": 0.07,                  # initial; 1 / temperature is learned, within [1, 100]
-    }
+    Params = HLLMParams
     input_unit = "item embeddings"
 
-    def __init__(self, params: dict, dataset, device: torch.device):
+    def __init__(self, params: HLLMParams, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        self.require_choice("item_llm_training", ("end_to_end", "frozen"))
-        self.require_choice("item_norm", ("standardize", "none"))
-        self.require_choice("user_input_scale", ("token_embeddings", "none"))
-        if int(p["num_negatives"]) < 0 or (int(p["num_negatives"]) == 0 and not p["in_batch_negatives"]):
-            raise ConfigError("HLLM needs negatives: set model.num_negatives > 0 or model.in_batch_negatives: true")
-        if not 0.0 < float(p["temperature"]) <= 1.0:
-            raise ConfigError(f"model.temperature must be in (0, 1], got {p['temperature']!r}")
-        if int(p["item_max_length"]) < 2:
-            raise ConfigError("model.item_max_length must leave room for text and the [ITEM] token (>= 2)")
         self.window = int(p["max_seq_length"])
         self.frozen = p["item_llm_training"] == "frozen"
         user_llm = backbones.load_encoder(p["user_llm"])

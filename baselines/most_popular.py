@@ -13,7 +13,7 @@ from benchmarks.models import Recommender
 
 
 class MostPopular(Recommender):
-    defaults = {}
+    """No hyper-parameters."""
 
     def fit(self, split, trainer) -> dict:
         counts = np.bincount(np.concatenate(split.train), minlength=self.n_items + 1).astype(np.float32)

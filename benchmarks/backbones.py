@@ -98,7 +98,7 @@ def dropout_keys(config) -> tuple[str, ...]:
     family = "t5" if config.model_type in ("t5", "mt5", "umt5") else config.model_type
     keys = DROPOUT_KEYS.get(family) or tuple(k for k in DROPOUT_KEYS["bert"] if hasattr(config, k))
     if not keys:
-        from .config import ConfigError
+        from .errors import ConfigError
 
         raise ConfigError(f"no known dropout setting for backbones of type {config.model_type!r}")
     return keys
@@ -121,7 +121,7 @@ def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | Non
     is_t5 = config.model_type in ("t5", "mt5", "umt5")
     if dropout is not None:
         if not 0.0 <= float(dropout) < 1.0:
-            from .config import ConfigError
+            from .errors import ConfigError
 
             raise ConfigError(f"a backbone dropout must be in [0, 1), got {dropout!r}")
         for key in dropout_keys(config):

@@ -35,6 +35,9 @@ from pathlib import Path
 
 import yaml
 
+from .errors import ConfigError
+from .models import resolve_model_params
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
 DATASETS_FILE = PACKAGE_DIR / "datasets.yaml"
@@ -45,10 +48,6 @@ SETS_FILE = EXPERIMENTS_DIR / "sets.yaml"
 # files by the data source's loader.
 FREE_FORM = {("model",), ("data", "files")}
 EXPERIMENT_KEYS = {"description", "paper_table", "datasets", "seeds", "config", "per_dataset", "runs"}
-
-
-class ConfigError(ValueError):
-    """A configuration mistake: unknown key, bad value, unknown experiment or dataset."""
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -211,8 +210,6 @@ def resolve_run(
     """Layer defaults < dataset preset < experiment < per-dataset < run < the run's per-dataset
     < set < CLI. The set sits above the experiments: it states a budget for all of them (the GPU
     set's time cap and all users), which the experiments' CPU budgets must not undo."""
-    from .models import resolve_model_params  # late import: models imports this module
-
     cfg = defaults()
     cfg = merge(cfg, {"data": dataset_section(dataset)}, where=" in datasets.yaml")
     cfg = merge(cfg, exp.get("config") or {}, where=f" in experiment {experiment!r}")

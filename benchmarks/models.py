@@ -12,37 +12,86 @@ never need to know what kind of model they hold:
   produce a ranked list (beam search). Such models set `output = "topk"`.
 - `input_length(histories)`: tokens or vectors the model reads per user (Table 5).
 
-Models are registered by name with `@register("name")`; `build_model` resolves the model's own
-hyper-parameters (its `defaults`, overridden by the config's `model` section; unknown keys are
-errors) and constructs it.
+Models are registered by name with `@register("name")`. Each model declares its hyper-parameters
+as a dataclass (`Params`, a subclass of `ModelParams`: typed fields with their defaults, checked
+once in `validate`); `resolve_model_params` fills a config's `model` section with them (unknown
+keys are errors) and `build_model` constructs the model with the validated object.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
-from .config import ConfigError
+from .errors import ConfigError, SkipRun
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ConfigError", "MODEL_REGISTRY", "ModelParams", "Recommender", "SkipRun", "build_model",
+           "model_class", "register", "resolve_model_params"]
 
 # name -> "module:Class". Imported lazily so that a run only pays for the libraries it uses.
 MODEL_REGISTRY: dict[str, str] = {
     "most_popular": "baselines.most_popular:MostPopular",
     "lite_llm4rec": "lite_llm4rec.model:LiteLLM4Rec",
-    "recbole": "baselines.recbole_models:RecBoleModel",
+    "recbole": "baselines.recbole:RecBoleModel",
     "e4srec": "baselines.e4srec:E4SRec",
     "hllm": "baselines.hllm:HLLM",
-    "p5": "baselines.generative:GenerativeRecommender",
+    "p5": "baselines.generative:P5",
     "pod": "baselines.generative:POD",
     "lightlm": "baselines.generative:LightLM",
-    "p5_encoder_only": "baselines.generative:PromptEncoderRecommender",
+    "p5_encoder_only": "baselines.generative:P5WithoutDecoder",
 }
 
 
-class SkipRun(Exception):
-    """Raised by a model that cannot run here (e.g. its weights are not available); the runner
-    records the run as skipped with the reason, never silently replacing the model."""
+@dataclasses.dataclass
+class ModelParams:
+    """A model's hyper-parameters: subclasses are dataclasses whose fields (with defaults) are the
+    keys a config may set under `model:`; `validate` checks them once, at construction."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError for a value outside what the model accepts."""
+
+    def choice(self, key: str, choices: tuple) -> None:
+        if getattr(self, key) not in choices:
+            raise ConfigError(f"model.{key} must be one of {', '.join(map(repr, choices))}, "
+                              f"got {getattr(self, key)!r}")
+
+    def positive_int(self, *keys: str, allow_none: bool = False) -> None:
+        for key in keys:
+            value = getattr(self, key)
+            if value is None and allow_none:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
+
+    def fraction(self, *keys: str) -> None:
+        for key in keys:
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ConfigError(f"model.{key} must be a number in [0, 1), got {value!r}")
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __getitem__(self, key: str):  # dict-style reading, for models written against a dict
+        return getattr(self, key)
+
+
+def params_class(cls) -> type[ModelParams]:
+    """A model class's Params; a class that declares only a `defaults` dict (a plugin written
+    before Params existed) gets an untyped dataclass of those keys."""
+    legacy = cls.__dict__.get("defaults")
+    if legacy is not None and "Params" not in cls.__dict__:
+        fields = [(k, Any, dataclasses.field(default_factory=lambda v=v: v)) for k, v in legacy.items()]
+        cls.Params = dataclasses.make_dataclass(f"{cls.__name__}Params", fields, bases=(ModelParams,))
+    return cls.Params
 
 
 def register(name: str):
@@ -63,19 +112,13 @@ class Recommender:
     # True for a model whose own decoding never lists the user's history items (so the history
     # masking control cannot change its numbers)
     never_lists_history: ClassVar[bool] = False
-    defaults: ClassVar[dict] = {}  # the model's hyper-parameters and their default values
+    Params: ClassVar[type[ModelParams]] = ModelParams  # the model's hyper-parameters
 
-    def __init__(self, params: dict, dataset, device: torch.device):
+    def __init__(self, params: ModelParams, dataset, device: torch.device):
         self.params = params
         self.dataset = dataset
         self.n_items = dataset.n_items
         self.device = device
-
-    def require_choice(self, key: str, choices: tuple) -> None:
-        """A model setting outside its choices fails at construction, before any work."""
-        if self.params[key] not in choices:
-            raise ConfigError(f"model.{key} must be one of {', '.join(map(repr, choices))}, "
-                              f"got {self.params[key]!r}")
 
     def fit(self, split, trainer) -> dict:
         """Train; return a dict for the record (epochs, best_epoch, seconds, history...)."""
@@ -110,21 +153,24 @@ def model_class(name: str) -> type[Recommender]:
 
 
 def resolve_model_params(model_section: dict) -> dict:
-    """The model section with the model's defaults filled in; unknown keys are errors."""
+    """The model section with the model's defaults filled in and checked; unknown keys are errors."""
     name = model_section.get("name")
-    cls = model_class(name)
-    params = dict(cls.defaults)
-    unknown = sorted(set(model_section) - set(params) - {"name"})
+    params = model_params(model_class(name), model_section)
+    return {"name": name, **params.as_dict()}
+
+
+def model_params(cls, model_section: dict) -> ModelParams:
+    params_cls = params_class(cls)
+    known = {f.name for f in dataclasses.fields(params_cls)}
+    unknown = sorted(set(model_section) - known - {"name"})
     if unknown:
         raise ConfigError(
-            f"unknown key(s) for model {name!r}: {', '.join('model.' + u for u in unknown)}; "
-            f"known: {', '.join(sorted(params)) or '(none)'}"
+            f"unknown key(s) for model {model_section.get('name')!r}: {', '.join('model.' + u for u in unknown)}; "
+            f"known: {', '.join(sorted(known)) or '(none)'}"
         )
-    params.update({k: v for k, v in model_section.items() if k != "name"})
-    return {"name": name, **params}
+    return params_cls(**{k: v for k, v in model_section.items() if k != "name"})
 
 
 def build_model(model_section: dict, dataset, device: torch.device) -> Recommender:
-    params = resolve_model_params(model_section)
-    cls = model_class(params["name"])
-    return cls({k: v for k, v in params.items() if k != "name"}, dataset, device)
+    cls = model_class(model_section.get("name"))
+    return cls(model_params(cls, model_section), dataset, device)

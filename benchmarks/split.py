@@ -82,7 +82,7 @@ def hold_out_items(split: Split, fraction: float, seed: int) -> Split:
     and the test histories stay as they are: a user keeps their targets, a held-out item may be
     the next item to recommend, and at test time it exists like any other item. The runner then
     reports the users whose test target is a held-out item (benchmarks/runner.py)."""
-    from .config import ConfigError
+    from .errors import ConfigError
 
     if not 0.0 < float(fraction) < 1.0:
         raise ConfigError(f"split.holdout_items must be a fraction in (0, 1), got {fraction!r}")

@@ -19,13 +19,14 @@ from transformers import get_scheduler
 
 from .evaluate import evaluate, evaluation_settings, user_subset
 from .models import Recommender
+from .split import next_item_batches, pad_histories
 
 
 class EarlyStopping:
     """The suite's one stopping rule, the paper's: a validation counts as a gain only when it beats
     the best value so far (a tie is no gain); training stops after `patience` validations in a row
     without a gain, and the weights of the best validation are the model's. The suite's own loop
-    and the RecBole rows (baselines/recbole_models.py) both decide through this object."""
+    and the RecBole rows (baselines/recbole/) both decide through this object."""
 
     def __init__(self, patience: int, best: float = -math.inf):
         if int(patience) < 1:
@@ -86,6 +87,35 @@ class NeuralRecommender(Recommender):
         total = sum(p.numel() for p in self.module.parameters())
         trainable = sum(p.numel() for p in self.module.parameters() if p.requires_grad)
         return {"parameters": total, "trainable_parameters": trainable}
+
+
+def mask_padding_column(logits: torch.Tensor) -> torch.Tensor:
+    """Scores with column 0 (padding, never an item) at -inf."""
+    return logits.index_fill(-1, torch.zeros(1, dtype=torch.long, device=logits.device), float("-inf"))
+
+
+class WindowedNextItemModel(NeuralRecommender):
+    """A model that reads each user's last `max_seq_length` items as an id matrix (0-padded on
+    the right) with its mask, and trains on next-item samples drawn by its `strategy`
+    (benchmarks/split.py). Its Params have `max_seq_length` and `strategy`; a model that needs
+    each sample's user sets `batch_users` (batches are then (items, targets, users))."""
+
+    batch_users = False
+
+    @property
+    def window(self) -> int:
+        return self.params.max_seq_length
+
+    def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
+        return next_item_batches(split.train, self.params.strategy, self.window, rng, batch_size,
+                                 with_users=self.batch_users)
+
+    def prepare(self, histories):
+        items = torch.from_numpy(pad_histories(histories, self.window)).to(self.device)
+        return items, items > 0
+
+    def input_length(self, histories) -> np.ndarray:
+        return np.array([min(len(h), self.window) for h in histories], dtype=np.float64)
 
 
 class Trainer:

@@ -31,16 +31,19 @@ architecture randomly initialised).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from benchmarks import backbones
 from benchmarks.latency import section
-from benchmarks.split import next_item_batches, pad_histories
-from benchmarks.training import NeuralRecommender
+from benchmarks.models import ModelParams
+from benchmarks.tensors import masked_mean, standardize_item_vectors
+from benchmarks.training import WindowedNextItemModel, mask_padding_column
 
-from .item_llm import item_vectors, masked_mean
+from .item_llm import item_vectors
 
 
 class LiteLLM4RecNet(nn.Module):
@@ -67,29 +70,7 @@ class LiteLLM4RecNet(nn.Module):
         with section("encode"):
             user = self.user_vectors(items, mask)
         with section("score"):
-            logits = self.item_projection_head(self.dropout(user))
-            # column 0 is padding: never a prediction
-            return logits.masked_fill(self._padding_column(logits), float("-inf"))
-
-    @staticmethod
-    def _padding_column(logits: torch.Tensor) -> torch.Tensor:
-        column = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
-        column[0] = True
-        return column
-
-
-def standardize_item_vectors(vectors: torch.Tensor) -> torch.Tensor:
-    """Per-dimension z-scores over the real items (row 0, padding, stays zero).
-
-    Mean-pooled sentence-encoder states share a large common direction (anisotropy): on
-    ml-100k, MiniLM item vectors vary across items by 0.22 per dimension around a norm of 5.6.
-    Fed raw, the Recommendation LLM's user vectors barely differ between users and training
-    collapsed them to one popularity vector (measured spread 1e-5). Standardising keeps every
-    difference between items and removes only the shared offset and scale."""
-    items = vectors[1:]
-    out = torch.zeros_like(vectors)
-    out[1:] = (items - items.mean(0)) / items.std(0).clamp(min=1e-6)
-    return out
+            return mask_padding_column(self.item_projection_head(self.dropout(user)))
 
 
 def scale_to_token_embeddings(vectors: torch.Tensor, rec_llm: nn.Module) -> torch.Tensor:
@@ -101,74 +82,78 @@ def scale_to_token_embeddings(vectors: torch.Tensor, rec_llm: nn.Module) -> torc
     return vectors * scale
 
 
-class LiteLLM4Rec(NeuralRecommender):
-    defaults = {
-        "item_llm": "all-MiniLM-L6-v2",   # the paper's default is t5-small (experiment files name it)
-        "item_pooling": "mean",           # mean over real tokens; "pooler" for BERT's pooler output
-        "item_max_length": 64,            # tokens of item text read by the Item LLM
-        "item_batch_size": 64,
-        "item_cache_dir": ".cache/item_vectors",
-        # auto: applied only when the Recommendation LLM adds absolute position embeddings (MiniLM,
-        # BERT), never for T5 or Llama (see standardize_item_vectors, scale_to_token_embeddings)
-        "item_vector_norm": "auto",       # auto | standardize | none
-        "item_vector_scale": "auto",      # auto | token_embeddings | none
-        "rec_llm": "all-MiniLM-L6-v2",    # the paper's default is the t5-small encoder
-        "rec_llm_dropout": None,          # the Recommendation LLM's own dropout (null: its config's)
-        "rec_llm_init": "pretrained",     # pretrained | scratch (ablation)
-        "strategy": "sampling",           # sampling | all
-        "max_seq_length": 20,             # input items per user (the paper's window of 20)
-        "dropout": 0.1,                   # on the input vectors and the user vector (see table3_overall.yaml)
-        "head_bias": False,               # the paper's Eq. 5 has none
-        "exclude_history_in_loss": True,  # the paper's softmax over I \ I_u
-        "fix_rec_llm": False,             # ablation fixT5
-        "fix_head": False,                # ablation fixHead
-        "finetune_item_vectors": True,    # second stage: trainable item vectors (the paper's rows)
-        "stage2_epochs": None,            # epochs of the second stage; null = train.epochs
-    }
+@dataclass
+class LiteLLM4RecParams(ModelParams):
+    item_llm: str = "all-MiniLM-L6-v2"       # the paper's default is t5-small (experiment files name it)
+    item_pooling: str = "mean"               # mean over real tokens; "pooler" for BERT's pooler output
+    item_max_length: int = 64                # tokens of item text read by the Item LLM
+    item_batch_size: int = 64
+    item_cache_dir: str = ".cache/item_vectors"
+    # auto: applied only when the Recommendation LLM adds absolute position embeddings (MiniLM,
+    # BERT), never for T5 or Llama (see standardize_item_vectors, scale_to_token_embeddings)
+    item_vector_norm: str = "auto"           # auto | standardize | none
+    item_vector_scale: str = "auto"          # auto | token_embeddings | none
+    rec_llm: str = "all-MiniLM-L6-v2"        # the paper's default is the t5-small encoder
+    rec_llm_dropout: float | None = None     # the Recommendation LLM's own dropout (null: its config's)
+    rec_llm_init: str = "pretrained"         # pretrained | scratch (ablation)
+    strategy: str = "sampling"               # sampling | all
+    max_seq_length: int = 20                 # input items per user (the paper's window of 20)
+    dropout: float = 0.1                     # on the input vectors and the user vector (see table3_overall.yaml)
+    head_bias: bool = False                  # the paper's Eq. 5 has none
+    exclude_history_in_loss: bool = True     # the paper's softmax over the items outside the user's history
+    fix_rec_llm: bool = False                # ablation fixT5
+    fix_head: bool = False                   # ablation fixHead
+    finetune_item_vectors: bool = True       # second stage: trainable item vectors (the paper's rows)
+    stage2_epochs: int | None = None         # epochs of the second stage; null = train.epochs
+
+    def validate(self) -> None:
+        self.choice("strategy", ("sampling", "all"))
+        self.choice("rec_llm_init", ("pretrained", "scratch"))
+        self.choice("item_vector_norm", ("auto", "standardize", "none"))
+        self.choice("item_vector_scale", ("auto", "token_embeddings", "none"))
+        self.positive_int("max_seq_length", "item_max_length", "item_batch_size")
+        self.positive_int("stage2_epochs", allow_none=True)
+        self.fraction("dropout")
+
+
+class LiteLLM4Rec(WindowedNextItemModel):
+    Params = LiteLLM4RecParams
     input_unit = "item vectors"
 
-    def __init__(self, params: dict, dataset, device: torch.device):
+    def __init__(self, params: LiteLLM4RecParams, dataset, device: torch.device):
         super().__init__(params, dataset, device)
         p = params
-        self.require_choice("strategy", ("sampling", "all"))
-        self.require_choice("rec_llm_init", ("pretrained", "scratch"))
-        self.require_choice("item_vector_norm", ("auto", "standardize", "none"))
-        self.require_choice("item_vector_scale", ("auto", "token_embeddings", "none"))
+        self.batch_users = p.exclude_history_in_loss
         vectors, self.item_vector_info = item_vectors(
-            dataset, p["item_llm"], max_length=p["item_max_length"], pooling=p["item_pooling"],
-            batch_size=p["item_batch_size"], cache_dir=p["item_cache_dir"], device=device,
+            dataset, p.item_llm, max_length=p.item_max_length, pooling=p.item_pooling,
+            batch_size=p.item_batch_size, cache_dir=p.item_cache_dir, device=device,
         )
-        rec_llm = backbones.load_encoder(p["rec_llm"], pretrained=p["rec_llm_init"] == "pretrained",
-                                         dropout=p["rec_llm_dropout"])
+        rec_llm = backbones.load_encoder(p.rec_llm, pretrained=p.rec_llm_init == "pretrained", dropout=p.rec_llm_dropout)
         absolute = backbones.adds_absolute_positions(rec_llm)
         self.input_transforms = []
-        if p["item_vector_norm"] == "standardize" or (p["item_vector_norm"] == "auto" and absolute):
+        if p.item_vector_norm == "standardize" or (p.item_vector_norm == "auto" and absolute):
             vectors = standardize_item_vectors(vectors)
             self.input_transforms.append("standardize")
-        if p["item_vector_scale"] == "token_embeddings" or (p["item_vector_scale"] == "auto" and absolute):
+        if p.item_vector_scale == "token_embeddings" or (p.item_vector_scale == "auto" and absolute):
             vectors = scale_to_token_embeddings(vectors, rec_llm)
             self.input_transforms.append("scale to token embeddings")
-        self.module = LiteLLM4RecNet(vectors, rec_llm, self.n_items, float(p["dropout"]),
-                                     head_bias=bool(p["head_bias"])).to(device)
-        if p["fix_rec_llm"]:
+        self.module = LiteLLM4RecNet(vectors, rec_llm, self.n_items, float(p.dropout), head_bias=p.head_bias).to(device)
+        if p.fix_rec_llm:
             self.module.rec_llm.requires_grad_(False)
-        if p["fix_head"]:
+        if p.fix_head:
             self.module.item_projection_head.requires_grad_(False)
-        self.window = int(p["max_seq_length"])
 
     # ---- training (the shared loop in benchmarks/training.py calls these)
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        if self.params["exclude_history_in_loss"]:
-            self._train_items = split.train  # each sample's user: the items its softmax leaves out
-        return next_item_batches(split.train, self.params["strategy"], self.window, rng, batch_size,
-                                 with_users=True)
+        self._train_items = split.train  # each sample's user: the items its softmax leaves out
+        return super().training_batches(split, epoch, rng, batch_size)
 
     def loss(self, batch) -> torch.Tensor:
-        items, targets, users = (torch.from_numpy(a).to(self.device) for a in batch)
+        items, targets, *users = (torch.from_numpy(a).to(self.device) for a in batch)
         logits = self.module(items, items > 0)
-        if self.params["exclude_history_in_loss"]:
-            logits = logits.masked_fill(self._other_history_items(users, targets), float("-inf"))
+        if self.params.exclude_history_in_loss:
+            logits = logits.masked_fill(self._other_history_items(users[0], targets), float("-inf"))
         return nn.functional.cross_entropy(logits, targets)
 
     def _other_history_items(self, users: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -186,9 +171,9 @@ class LiteLLM4Rec(NeuralRecommender):
     def fit(self, split, trainer) -> dict:
         stage1 = trainer.fit(self, split)
         result = {**stage1, "item_vectors": self.item_vector_info}
-        if self.params["finetune_item_vectors"]:
+        if self.params.finetune_item_vectors:
             self.module.item_vectors.weight.requires_grad_(True)
-            stage2_trainer = trainer.with_epochs(self.params["stage2_epochs"])
+            stage2_trainer = trainer.with_epochs(self.params.stage2_epochs)
             stage2 = stage2_trainer.fit(self, split, keep_initial=True)
             result = {  # the second stage's fields; epochs and seconds of both stages together
                 **stage2,
@@ -202,22 +187,15 @@ class LiteLLM4Rec(NeuralRecommender):
 
     # ---- inference (evaluator and latency timer)
 
-    def prepare(self, histories):
-        items = torch.from_numpy(pad_histories(histories, self.window)).to(self.device)
-        return items, items > 0
-
     def score(self, batch) -> torch.Tensor:
         items, mask = batch
         return self.module(items, mask)
 
-    def input_length(self, histories) -> np.ndarray:
-        return np.array([min(len(h), self.window) for h in histories], dtype=np.float64)
-
     def describe(self) -> dict:
         p = self.params
-        backbones_used = f"item LLM {p['item_llm']}; rec LLM {p['rec_llm']}" + (" (scratch)" if p["rec_llm_init"] == "scratch" else "")
+        backbones_used = f"item LLM {p.item_llm}; rec LLM {p.rec_llm}" + (" (scratch)" if p.rec_llm_init == "scratch" else "")
         return {**super().describe(), "item_vectors": self.item_vector_info, "backbones": backbones_used,
                 "rec_llm_width": backbones.hidden_size(self.module.rec_llm),
                 "input_transforms": list(self.input_transforms),
                 "rec_llm_dropout": backbones.backbone_dropout(self.module.rec_llm),
-                "stages": 2 if p["finetune_item_vectors"] else 1}
+                "stages": 2 if p.finetune_item_vectors else 1}

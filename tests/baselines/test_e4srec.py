@@ -154,8 +154,8 @@ def trained_sasrec(tmp_path_factory, tiny_bert):
 
 
 def test_sasrec_embeddings_are_mapped_to_our_item_ids(trained_sasrec):
-    from baselines.recbole_data import recbole_config, recbole_dataset, write_atomic_files
-    from benchmarks.recbole_compat import import_recbole, load_checkpoint
+    from baselines.recbole.data import recbole_config, recbole_dataset, write_atomic_files
+    from baselines.recbole.compat import import_recbole, load_checkpoint
 
     model, result, dataset = trained_sasrec["model"], trained_sasrec["result"], trained_sasrec["dataset"]
     info = result["sasrec"]
@@ -217,7 +217,7 @@ def test_auto_prefers_the_checkpoint_of_the_same_seed(trained_sasrec, tmp_path):
     import os
     import shutil
 
-    from benchmarks.recbole_compat import import_recbole, load_checkpoint
+    from baselines.recbole.compat import import_recbole, load_checkpoint
 
     runs = tmp_path / "runs"
     shutil.copytree(trained_sasrec["root"] / "runs", runs)

@@ -4,9 +4,9 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import recbole_compat
+from baselines.recbole import compat as recbole_compat
 from benchmarks.data.dataset import SequenceDataset
-from baselines.recbole_data import NO_ATTRIBUTE, recbole_config, recbole_dataset, write_atomic_files
+from baselines.recbole.data import NO_ATTRIBUTE, recbole_config, recbole_dataset, write_atomic_files
 
 
 def toy_dataset():

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.recbole_data import recbole_config
-from baselines.recbole_models import SUPPORTED_MODELS
+from baselines.recbole import SUPPORTED_MODELS
+from baselines.recbole.checks import recbole_evaluate, recbole_split
+from baselines.recbole.data import recbole_config
 from benchmarks import config as cfgmod
 from benchmarks.config import ConfigError
 from benchmarks.data import load_dataset
@@ -81,8 +82,8 @@ def trained(tmp_path_factory):
                 info = model.fit(split, trainer())
                 out["models"][name] = {
                     "model": model, "info": info,
-                    "recbole_split": model.recbole_split(),
-                    "recbole_metrics": model.recbole_evaluate(),
+                    "recbole_split": recbole_split(model),
+                    "recbole_metrics": recbole_evaluate(model),
                 }
     finally:
         torch.set_num_threads(threads)
@@ -239,7 +240,7 @@ def attribute_free_dataset(n_users=12, n_items=10, with_attributes=False, length
 
 
 def test_bad_configs_fail_before_any_training(tmp_path, monkeypatch):
-    from baselines import recbole_models
+    from baselines.recbole import model as recbole_models
 
     def no_training(*args, **kwargs):
         raise AssertionError("training started")

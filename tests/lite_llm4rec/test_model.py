@@ -10,7 +10,7 @@ from benchmarks.models import SkipRun, build_model
 from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
 from lite_llm4rec import item_llm
-from lite_llm4rec.item_llm import masked_mean
+from benchmarks.tensors import masked_mean
 from benchmarks.split import all_samples, sampling_samples
 
 TRAIN = {"epochs": 3, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_decay": 0.0,
@@ -230,7 +230,7 @@ def test_missing_backbone_is_a_clear_skip(toy_dataset, tmp_path, tiny_bert, monk
 
 
 def test_standardized_item_vectors_keep_padding_zero_and_differences():
-    from lite_llm4rec.model import standardize_item_vectors
+    from benchmarks.tensors import standardize_item_vectors
 
     raw = torch.cat([torch.zeros(1, 8), 5.0 + 0.1 * torch.randn(50, 8)])  # a shared offset
     out = standardize_item_vectors(raw)
@@ -259,7 +259,7 @@ def test_item_vector_cache_key_follows_the_weights_content_not_file_times(tmp_pa
     import os
     import shutil
 
-    from lite_llm4rec.item_llm import cache_key
+    from benchmarks.tensors import cache_key
 
     folder = tmp_path / "copy"
     shutil.copytree(tiny_bert, folder)

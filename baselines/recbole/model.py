@@ -4,7 +4,7 @@ trained by RecBole's own model and trainer code and measured by the suite's eval
 What comes from RecBole and what from the suite:
 
 - Data and split are ours. Our processed dataset is written as RecBole atomic files
-  (`baselines/recbole_data.py`: our item ids, the position in the user's sequence as timestamp),
+  (`baselines/recbole/data.py`: our item ids, the position in the user's sequence as timestamp),
   and RecBole is configured so that its split is our leave-one-out: `eval_args` split
   `{'LS': 'valid_and_test'}`, order `TO`, group_by user, mode full, no filtering. `fit` checks,
   user by user, that RecBole's validation and test targets and histories are exactly ours before
@@ -15,7 +15,7 @@ What comes from RecBole and what from the suite:
   them. Validation and early stopping are the suite's: every validation RecBole's trainer asks
   for is the suite's evaluator on our validation split (full ranking, history masked, full
   precision: `Trainer.validate`), decided by the suite's stopping rule, and RecBole's best
-  checkpoint follows that decision (`_suite_validated`). RecBole's own validation would rank
+  checkpoint follows that decision (`trainer.suite_validated`). RecBole's own validation would rank
   history items too (see `recbole_evaluate`) and round to 4 decimals.
 - Test metrics and latency are ours: `score` returns `full_sort_predict` scores with the columns
   put in our item-id order, so the shared evaluator (history masking, ties against the target)
@@ -29,7 +29,7 @@ The suite's config maps onto RecBole's as follows (everything else is RecBole's 
     model.loss_type        -> loss_type (CE: train_neg_sample_args None; BPR: one uniform negative)
     model.pretrain_epochs  -> S3Rec's pretrain_epochs (null: RecBole's default)
     train.epochs           -> epochs
-    train.patience         -> stopping_step (patience - 1: RecBole counts one more, see _suite_validated)
+    train.patience         -> stopping_step (patience - 1: RecBole counts one more, see trainer.suite_validated)
     train.batch_size       -> train_batch_size
     train.eval_every       -> eval_step
     train.valid_metric     -> valid_metric (recall@10 -> Recall@10)
@@ -52,20 +52,23 @@ import math
 import re
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from baselines.recbole_data import recbole_config, write_atomic_files
-from benchmarks.config import ConfigError
-from benchmarks.models import Recommender
-from benchmarks.recbole_compat import import_recbole, load_checkpoint, outputs_under
+from benchmarks.errors import ConfigError
+from benchmarks.models import ModelParams, Recommender
 from benchmarks.split import pad_histories
+
+from .compat import import_recbole, load_checkpoint, outputs_under
+from .data import ItemIndex, recbole_config, write_atomic_files
+from .trainer import TimeBudgetSpent, metric_name, suite_validated
 
 SUPPORTED_MODELS = ("GRU4Rec", "SASRec", "BERT4Rec", "NARM", "STAMP", "S3Rec", "FDSA")
 NEEDS_ATTRIBUTES = {"FDSA": "selected_features", "S3Rec": "item_attribute"}
-ATTRIBUTE_FIELD = "attributes"  # the .item column written by recbole_data
+ATTRIBUTE_FIELD = "attributes"  # the .item column written by data.write_atomic_files
 ATOMIC_NAME = "suite_data"  # not a RecBole preset name: no dataset yaml of RecBole's applies
 LOSS_TYPES = ("CE", "BPR")  # every supported model accepts both (see their RecBole yaml files)
 MIN_INTERACTIONS = 4  # RecBole's leave-one-out gives a user with 3 interactions no validation row
@@ -107,81 +110,47 @@ _PROTOCOL_KEYS = {
 }
 
 
-class _TimeBudgetSpent(Exception):
-    """Raised from RecBole's epoch callback when train.max_minutes is crossed."""
-
-
-def _suite_validated(trainer_class):
-    """RecBole's trainer class for a model, with its validation replaced by the suite's.
-
-    RecBole's `fit` calls `_valid_epoch` after every `eval_step` epochs and feeds the score to its
-    `early_stopping`, which counts a score >= the best as a gain and stops after more than
-    `stopping_step` validations without one. The suite's rule (`benchmarks.training.EarlyStopping`)
-    decides instead: `suite_validate` returns the suite's metric when it is a gain and -inf when
-    it is not, so RecBole's checkpoint is saved exactly at the suite's best validations, and with
-    `stopping_step = patience - 1` RecBole stops exactly when the suite's rule says to."""
-
-    class SuiteValidatedTrainer(trainer_class):
-        suite_validate = None  # set by RecBoleModel.fit: () -> (score for RecBole, metrics)
-
-        def _valid_epoch(self, valid_data, show_progress=False):
-            return self.suite_validate()
-
-    SuiteValidatedTrainer.__name__ = f"SuiteValidated{trainer_class.__name__}"
-    return SuiteValidatedTrainer
-
-
 def _json_safe(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def _metric_name(ours: str) -> str:
-    """Our train.valid_metric (recall@10, ndcg@20) as RecBole names it (Recall@10, NDCG@20)."""
-    name, _, k = str(ours).partition("@")
-    names = {"recall": "Recall", "ndcg": "NDCG"}
-    if name.lower() not in names or not k.isdigit():
-        raise ConfigError(f"train.valid_metric {ours!r} has no RecBole equivalent (recall@K or ndcg@K)")
-    return f"{names[name.lower()]}@{k}"
+@dataclass
+class RecBoleParams(ModelParams):
+    recbole_model: str | None = None         # one of SUPPORTED_MODELS
+    max_seq_length: int = 20                 # MAX_ITEM_LIST_LENGTH: the last N items of a history are read
+    loss_type: str = "CE"                    # every supported model takes CE (RecBole's default for all seven)
+    recbole_config: dict = field(default_factory=dict)  # extra RecBole settings (hidden sizes, learning_rate...)
+    pretrain_epochs: int | None = None       # S3Rec only: pre-training epochs (null: RecBole's default, 500)
+    run_dir: str = ".cache/recbole_runs"     # where each run's RecBole outputs go
+
+    def validate(self) -> None:
+        if self.recbole_model not in SUPPORTED_MODELS:
+            raise ConfigError(f"model.recbole_model {self.recbole_model!r} is not supported; supported RecBole "
+                              f"models: {', '.join(SUPPORTED_MODELS)}")
+        self.positive_int("max_seq_length")
+        if self.recbole_model == "BERT4Rec" and self.max_seq_length < 2:
+            raise ConfigError("model.max_seq_length must be >= 2 for BERT4Rec (one position holds [MASK])")
+        self.choice("loss_type", LOSS_TYPES)
+        if self.pretrain_epochs is not None and self.recbole_model != "S3Rec":
+            raise ConfigError(f"model.pretrain_epochs is for S3Rec only; {self.recbole_model} has no pre-training stage")
+        self.positive_int("pretrain_epochs", allow_none=True)
+        if self.recbole_config is None:
+            self.recbole_config = {}
+        if not isinstance(self.recbole_config, dict):
+            raise ConfigError(f"model.recbole_config must be a mapping, got {type(self.recbole_config).__name__}")
 
 
 class RecBoleModel(Recommender):
-    defaults = {
-        "recbole_model": None,  # one of SUPPORTED_MODELS
-        "max_seq_length": 20,  # MAX_ITEM_LIST_LENGTH: the last N items of a history are read
-        "loss_type": "CE",  # every supported model takes CE (RecBole's default for all seven)
-        "recbole_config": {},  # extra RecBole settings (hidden sizes, learning_rate...)
-        "pretrain_epochs": None,  # S3Rec only: pre-training epochs (null: RecBole's default, 500)
-        "run_dir": ".cache/recbole_runs",  # where each run's RecBole outputs go
-    }
+    Params = RecBoleParams
     input_unit = "items"
 
-    def __init__(self, params: dict, dataset, device: torch.device):
+    def __init__(self, params: RecBoleParams, dataset, device: torch.device):
         super().__init__(params, dataset, device)
-        self.name = params["recbole_model"]
-        if self.name not in SUPPORTED_MODELS:
-            raise ConfigError(
-                f"model.recbole_model {self.name!r} is not supported; supported RecBole models: "
-                f"{', '.join(SUPPORTED_MODELS)}"
-            )
-        self.max_seq_length = params["max_seq_length"]
-        if isinstance(self.max_seq_length, bool) or not isinstance(self.max_seq_length, int) \
-                or self.max_seq_length < 1:
-            raise ConfigError(f"model.max_seq_length must be a positive integer, got {self.max_seq_length!r}")
-        if self.name == "BERT4Rec" and self.max_seq_length < 2:
-            raise ConfigError("model.max_seq_length must be >= 2 for BERT4Rec (one position holds [MASK])")
-        self.loss_type = params["loss_type"]
-        if self.loss_type not in LOSS_TYPES:
-            raise ConfigError(f"model.loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
-        self.pretrain_epochs = params["pretrain_epochs"]
-        if self.pretrain_epochs is not None:
-            if self.name != "S3Rec":
-                raise ConfigError(f"model.pretrain_epochs is for S3Rec only; {self.name} has no pre-training stage")
-            if isinstance(self.pretrain_epochs, bool) or not isinstance(self.pretrain_epochs, int) \
-                    or self.pretrain_epochs < 1:
-                raise ConfigError(f"model.pretrain_epochs must be a positive integer, got {self.pretrain_epochs!r}")
-        self.extra = params["recbole_config"] or {}
-        if not isinstance(self.extra, dict):
-            raise ConfigError(f"model.recbole_config must be a mapping, got {type(self.extra).__name__}")
+        self.name = params.recbole_model
+        self.max_seq_length = params.max_seq_length
+        self.loss_type = params.loss_type
+        self.pretrain_epochs = params.pretrain_epochs
+        self.extra = params.recbole_config
         if self.name in NEEDS_ATTRIBUTES:
             attrs = dataset.item_attributes
             if attrs is None or not any(len(a) for a in attrs[1:]):
@@ -197,7 +166,7 @@ class RecBoleModel(Recommender):
                 "interactions: RecBole's leave-one-out gives them no validation item, so its split "
                 "would not equal ours (raise data.k_core to 4 or more)"
             )
-        self.run_root = Path(params["run_dir"])
+        self.run_root = Path(params.run_dir)
         self._check_recbole_keys()
         self.module = None
         self.config = None
@@ -265,11 +234,11 @@ class RecBoleModel(Recommender):
             settings.update({
                 "epochs": int(train["epochs"]),
                 # RecBole stops after more than stopping_step validations without a gain; the suite
-                # after `patience` of them (see _suite_validated)
+                # after `patience` of them (see trainer.suite_validated)
                 "stopping_step": int(train["patience"]) - 1,
                 "train_batch_size": int(train["batch_size"]),
                 "eval_step": int(train["eval_every"]),
-                "valid_metric": _metric_name(train["valid_metric"]),
+                "valid_metric": metric_name(train["valid_metric"]),
             })
         return settings
 
@@ -288,7 +257,7 @@ class RecBoleModel(Recommender):
     def _run_folder(self, trainer) -> Path:
         key = {
             "data": self.dataset.content_hash,
-            "model": {k: v for k, v in self.params.items() if k != "run_dir"},
+            "model": {k: v for k, v in self.params.as_dict().items() if k != "run_dir"},
             "train": trainer.cfg,
             "ks": list(trainer.eval_cfg.get("ks", [10, 20])),
             "seed": trainer.seed,
@@ -300,7 +269,7 @@ class RecBoleModel(Recommender):
 
     # ------------------------------------------------------------------ data
 
-    def _recbole_data(self, config):
+    def recbole_data(self, config):
         """RecBole's dataset and its train/valid/test dataloaders for `config`."""
         from recbole.data import create_dataset, data_preparation
         from recbole.utils import init_seed
@@ -310,33 +279,6 @@ class RecBoleModel(Recommender):
         train_data, valid_data, test_data = data_preparation(config, rb_dataset)
         return rb_dataset, train_data, valid_data, test_data
 
-    def _build_index(self, rb_dataset) -> None:
-        """Our item id <-> RecBole's internal item id (0 is padding in both)."""
-        token_id = rb_dataset.field2token_id["item_id"]
-        n = self.n_items
-        if rb_dataset.item_num != n + 1:
-            raise RuntimeError(f"RecBole sees {rb_dataset.item_num - 1} items, our dataset has {n}")
-        to_recbole = np.zeros(n + 1, dtype=np.int64)
-        to_recbole[1:] = [token_id[str(i)] for i in range(1, n + 1)]
-        from_recbole = np.zeros(n + 1, dtype=np.int64)
-        from_recbole[to_recbole] = np.arange(n + 1)
-        self._to_recbole = to_recbole
-        self._from_recbole = from_recbole
-        self._columns = torch.from_numpy(to_recbole).to(self.device)
-        self._user_of_token = np.array(
-            [-1] + [int(t) - 1 for t in rb_dataset.field2id_token["user_id"][1:]], dtype=np.int64)
-
-    def _eval_rows(self, loader) -> dict[str, np.ndarray]:
-        """One validation or test dataloader's rows in our ids: users, targets, histories."""
-        inter = loader._dataset.inter_feat
-        lengths = inter["item_length"].numpy().astype(np.int64)
-        lists = self._from_recbole[inter["item_id_list"].numpy()]
-        return {
-            "users": self._user_of_token[inter["user_id"].numpy()],
-            "targets": self._from_recbole[inter["item_id"].numpy()],
-            "histories": [lists[r, :lengths[r]] for r in range(len(lengths))],
-        }
-
     def _check_split(self, split, valid_data, test_data) -> None:
         """RecBole's validation and test rows are ours, user by user (targets and histories)."""
         L = self.max_seq_length
@@ -345,7 +287,7 @@ class RecBoleModel(Recommender):
             ("validation", valid_data, split.valid_targets, split.valid_histories),
             ("test", test_data, split.test_targets, split.test_histories),
         ):
-            rows = self._eval_rows(loader)
+            rows = self.index.rows(loader)
             users = rows["users"]
             if len(users) != n_users or not np.array_equal(np.sort(users), np.arange(n_users)):
                 raise RuntimeError(f"RecBole's {name} split does not have exactly one row per user")
@@ -365,7 +307,7 @@ class RecBoleModel(Recommender):
         stopping rule. Each validation RecBole's trainer asks for is the suite's evaluator on our
         validation split (`Trainer.validate`: full ranking, history masked, full precision), fed
         to the suite's `EarlyStopping`; RecBole's own early stopping and best checkpoint then
-        follow that decision (see `_suite_validated`)."""
+        follow that decision (see `trainer.suite_validated`)."""
         import_recbole()
         from recbole.utils import get_model, get_trainer, init_seed
 
@@ -391,8 +333,9 @@ class RecBoleModel(Recommender):
                 config = self._build_config(folder, train_cfg, seed, ks=ks, stage="pretrain")
             else:
                 config = self._build_config(folder, train_cfg, seed, ks=ks)
-            rb_dataset, train_data, valid_data, test_data = self._recbole_data(config)
-            self._build_index(rb_dataset)
+            rb_dataset, train_data, valid_data, test_data = self.recbole_data(config)
+            self.index = ItemIndex(rb_dataset, self.n_items)
+            self._columns = torch.from_numpy(self.index.to_recbole).to(self.device)
             # RecBole splits the whole data itself: its rows must be our leave-one-out, test rows
             # included (checked against the dataset, not the training split, which has no test part)
             self._check_split(leave_one_out(self.dataset), valid_data, test_data)
@@ -409,7 +352,7 @@ class RecBoleModel(Recommender):
             metric = str(train_cfg["valid_metric"])
             stopping = EarlyStopping(train_cfg["patience"])
             history: list[dict] = []
-            rb_trainer = _suite_validated(get_trainer(config["MODEL_TYPE"], self.name))(config, model)
+            rb_trainer = suite_validated(get_trainer(config["MODEL_TYPE"], self.name))(config, model)
 
             def validate() -> tuple[float, dict]:
                 epoch = len(rb_trainer.train_loss_dict)  # epochs trained so far (RecBole counts from 0)
@@ -430,13 +373,13 @@ class RecBoleModel(Recommender):
 
             def after_validation(epoch_idx, valid_score):
                 if budget and time.perf_counter() - start > 60 * float(budget):
-                    raise _TimeBudgetSpent
+                    raise TimeBudgetSpent
 
             stopped = "epochs"
             try:
                 rb_trainer.fit(train_data, valid_data, verbose=True, saved=True,
                                show_progress=False, callback_fn=after_validation)
-            except _TimeBudgetSpent:
+            except TimeBudgetSpent:
                 stopped = "time_budget"
             finally:
                 rb_trainer.tensorboard.close()
@@ -509,7 +452,7 @@ class RecBoleModel(Recommender):
             raise ValueError("RecBole's sequential models need at least one history item per user")
         padded = pad_histories(histories, self.max_seq_length)
         items = np.zeros((len(histories), self.max_seq_length), dtype=np.int64)
-        items[:, : padded.shape[1]] = self._to_recbole[padded]
+        items[:, : padded.shape[1]] = self.index.to_recbole[padded]
         from recbole.data.interaction import Interaction
 
         return Interaction({
@@ -549,48 +492,3 @@ class RecBoleModel(Recommender):
             info["input_length_note"] = "counts the [MASK] token RecBole's BERT4Rec appends"
         return info
 
-    # ------------------------------------------------------------------ cross-checks (tests)
-
-    def recbole_split(self) -> dict:
-        """RecBole's own train/valid/test rows for this run, in our user indices and item ids:
-        {"train": {user: [targets in order]}, "valid"/"test": {users, targets, histories}}."""
-        self._require_fit()
-        with outputs_under(self.run_folder):
-            _, train_data, valid_data, test_data = self._recbole_data(self.config)
-        inter = train_data._dataset.inter_feat
-        users = self._user_of_token[inter["user_id"].numpy()]
-        targets = self._from_recbole[inter["item_id"].numpy()]
-        train: dict[int, list[int]] = {}
-        for u, t in zip(users.tolist(), targets.tolist()):
-            train.setdefault(u, []).append(t)
-        return {"train": train, "valid": self._eval_rows(valid_data), "test": self._eval_rows(test_data)}
-
-    def recbole_evaluate(self) -> dict:
-        """RecBole's own evaluator on the trained model, valid and test (12 decimals instead of
-        RecBole's 4). For sequential models RecBole's full-sort evaluation does not mask history:
-        `Trainer._full_sort_batch_eval` gets `history_index=None` from FullSortEvalDataLoader, so
-        only column 0 ([PAD]) is set to -inf."""
-        from recbole.utils import get_trainer
-
-        self._require_fit()
-        places = self.config["metric_decimal_place"]
-        self.config["metric_decimal_place"] = 12
-        try:
-            with outputs_under(self.run_folder):
-                _, _, valid_data, test_data = self._recbole_data(self.config)
-                rb_trainer = get_trainer(self.config["MODEL_TYPE"], self.name)(self.config, self.module)
-                try:
-                    result = {
-                        part: {k: float(v) for k, v in rb_trainer.evaluate(data, load_best_model=False).items()}
-                        for part, data in (("valid", valid_data), ("test", test_data))
-                    }
-                finally:
-                    rb_trainer.tensorboard.close()
-        finally:
-            self.config["metric_decimal_place"] = places
-        self.module.eval()
-        return result
-
-    def _require_fit(self) -> None:
-        if self.module is None or self.config is None:
-            raise RuntimeError("fit the model first")

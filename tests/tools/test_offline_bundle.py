@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from benchmarks import offline_bundle
+from tools import offline_bundle
 
 
 def fake_wheel(folder, name, body):

@@ -1,7 +1,7 @@
 """What an offline GPU machine needs, packed into one ignored folder that travels with the checkout.
 
-    python -m benchmarks.offline_bundle data_local            # here: needs PyPI and ../shared/datasets
-    python3 -m benchmarks.offline_bundle --unpack data_local  # there: unpack, then check RecBole imports
+    python -m tools.offline_bundle data_local            # here: needs PyPI and ../shared/datasets
+    python3 -m tools.offline_bundle --unpack data_local  # there: unpack, then check RecBole imports
 
 Packing writes, under the folder:
 - `datasets.tgz`: the real data sets (ml-1m-partial and amazon-beauty) read from ../shared/datasets;
@@ -30,7 +30,7 @@ from pathlib import Path
 
 DATASETS = ("ml-1m-partial", "amazon-beauty")
 # RecBole and what it imports that the GPU image does not have; pandas < 3 (with its two needs)
-# because RecBole 1.2.1 breaks under pandas 3 (see recbole_compat.check_pandas)
+# because RecBole 1.2.1 breaks under pandas 3 (see baselines/recbole/compat.py, check_pandas)
 PACKAGES = ("recbole==1.2.1", "colorlog==4.7.2", "colorama==0.4.4", "texttable==1.7.2",
             "thop==0.1.1.post2209072238", "pandas==2.3.3", "pytz", "tzdata")
 # what the suite's RecBole path imports (the trainer pulls in scikit-learn and tensorboard, which
@@ -122,7 +122,7 @@ def preflight(folder: Path) -> str | None:
     """There, after unpacking: import RecBole's modules the way the runs will (the suite's
     compatibility fixes first, the unpacked packages on the path) in a fresh interpreter. Returns
     the error, e.g. a module the image lacks, or None; a campaign should not start without it."""
-    code = ("from benchmarks.recbole_compat import import_recbole\nimport importlib\nimport_recbole()\n"
+    code = ("from baselines.recbole.compat import import_recbole\nimport importlib\nimport_recbole()\n"
             f"for name in {RECBOLE_MODULES!r}:\n    importlib.import_module(name)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve() / "site"),
                                                                       os.environ.get("PYTHONPATH")]))}

@@ -4,13 +4,15 @@ RecBole must see exactly our data: the same users, items and order. So the `.int
 our re-indexed ids and, as timestamp, each interaction's position in the user's sequence (RecBole
 sorts by time, and positions reproduce our order with no ties). The `.item` file holds item
 attributes as a token sequence; an item without attributes gets the explicit token `[none]`,
-because an empty cell would arrive as a missing value (see benchmarks/recbole_compat.py).
+because an empty cell would arrive as a missing value (see compat.py).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.recbole_compat import import_recbole, isolated_config
+import numpy as np
+
+from .compat import import_recbole, isolated_config
 
 NO_ATTRIBUTE = "[none]"
 
@@ -68,3 +70,31 @@ def recbole_dataset(config):
     from recbole.data import create_dataset
 
     return create_dataset(config)
+
+
+class ItemIndex:
+    """Our ids <-> RecBole's internal ids, from a RecBole dataset built from our atomic files (0 is
+    padding in both): `to_recbole[i]` is RecBole's id of our item i, `from_recbole` the inverse,
+    `user_of_token[t]` our user index of RecBole's user id t."""
+
+    def __init__(self, rb_dataset, n_items: int):
+        token_id = rb_dataset.field2token_id["item_id"]
+        if rb_dataset.item_num != n_items + 1:
+            raise RuntimeError(f"RecBole sees {rb_dataset.item_num - 1} items, our dataset has {n_items}")
+        self.to_recbole = np.zeros(n_items + 1, dtype=np.int64)
+        self.to_recbole[1:] = [token_id[str(i)] for i in range(1, n_items + 1)]
+        self.from_recbole = np.zeros(n_items + 1, dtype=np.int64)
+        self.from_recbole[self.to_recbole] = np.arange(n_items + 1)
+        self.user_of_token = np.array([-1] + [int(t) - 1 for t in rb_dataset.field2id_token["user_id"][1:]],
+                                      dtype=np.int64)
+
+    def rows(self, loader) -> dict[str, np.ndarray]:
+        """One validation or test dataloader's rows in our ids: users, targets, histories."""
+        inter = loader._dataset.inter_feat
+        lengths = inter["item_length"].numpy().astype(np.int64)
+        lists = self.from_recbole[inter["item_id_list"].numpy()]
+        return {
+            "users": self.user_of_token[inter["user_id"].numpy()],
+            "targets": self.from_recbole[inter["item_id"].numpy()],
+            "histories": [lists[r, :lengths[r]] for r in range(len(lengths))],
+        }
