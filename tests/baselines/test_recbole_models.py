@@ -105,10 +105,9 @@ def test_each_model_trains_with_recbole_and_scores_through_our_evaluator(trained
 
     result = evaluate(model, split.test_histories, split.test_targets, ks=(10, 20), mask_history=True)
     assert set(result.metrics) == {"recall@10", "ndcg@10", "recall@20", "ndcg@20"}
-    # ranks over the unmasked items only (never below 1, never past the items left after masking),
-    # and the metrics are exactly the per-user values of those ranks, averaged
-    n_items = trained["dataset"].n_items
-    left = np.array([n_items - len(set(h.tolist()) - {t}) for h, t in zip(split.test_histories, split.test_targets)])
+    # ranks among the items left after masking; the metrics are the per-user values of the ranks, averaged
+    left = np.array([trained["dataset"].n_items - len(set(h.tolist()) - {t})
+                     for h, t in zip(split.test_histories, split.test_targets)])
     assert (result.ranks >= 1).all() and (result.ranks <= left).all()
     for metric, values in metrics_from_ranks(result.ranks, (10, 20)).items():
         assert result.metrics[metric] == pytest.approx(values.mean(), abs=1e-12)
