@@ -157,14 +157,22 @@ def test_timed_path_equals_a_bare_generate_call(toy, tiny_bert):
     assert torch.equal(timed, bare_ids)
 
 
-def test_latency_sections_add_up_to_the_total(toy, tiny_bert):
+def test_latency_sections_account_for_the_measured_total(toy, tiny_bert):
+    """The model's named sections, timed inside `recommend`, against the total the timer measures
+    around the whole call on its own clock: they fit inside it and cover nearly all of it ("other",
+    the rest, is the per-user decoding rules and the call itself)."""
     _, split = toy
     model = build("pod", toy, tiny_bert, num_beams=K)
     model.module.eval()
     lat = measure_latency(model, split.test_histories, batch_size=4, top_k=K, warmup_batches=0, max_batches=1)
-    sections = lat["sections_ms_median"]
-    assert {"encode", "beam_search", "decode", "other"} <= set(sections)
-    assert sum(sections.values()) == pytest.approx(lat["ms_per_batch_median"], rel=1e-6)
+    sections = dict(lat["sections_ms_median"])
+    other = sections.pop("other")
+    assert set(sections) == {"encode", "beam_search", "decode"}
+    named, total = sum(sections.values()), lat["ms_per_batch_median"]
+    assert all(ms > 0 for ms in sections.values())
+    assert named <= total and 0.0 <= other <= total
+    assert named >= 0.9 * total, (sections, total)
+    assert other == pytest.approx(total - named, rel=1e-6, abs=1e-9)  # "other" is the remainder, no more
     assert sections["beam_search"] > sections["decode"]
 
 

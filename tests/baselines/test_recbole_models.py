@@ -16,9 +16,10 @@ from benchmarks import config as cfgmod
 from benchmarks.config import ConfigError
 from benchmarks.data import load_dataset
 from benchmarks.data.dataset import SequenceDataset
-from benchmarks.evaluate import evaluate
+from benchmarks.evaluate import evaluate, metrics_from_ranks
 from benchmarks.latency import measure_latency
 from benchmarks.models import build_model
+from benchmarks.records import read_per_user
 from benchmarks.runner import Runner, plan_runs
 from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
@@ -105,7 +106,13 @@ def test_each_model_trains_with_recbole_and_scores_through_our_evaluator(trained
 
     result = evaluate(model, split.test_histories, split.test_targets, ks=(10, 20), mask_history=True)
     assert set(result.metrics) == {"recall@10", "ndcg@10", "recall@20", "ndcg@20"}
-    assert all(0.0 <= v <= 1.0 for v in result.metrics.values())
+    # ranks among the items left after masking; the metrics are the per-user values of the ranks, averaged
+    left = np.array([trained["dataset"].n_items - len(set(h.tolist()) - {t})
+                     for h, t in zip(split.test_histories, split.test_targets)])
+    assert (result.ranks >= 1).all() and (result.ranks <= left).all()
+    for metric, values in metrics_from_ranks(result.ranks, (10, 20)).items():
+        assert result.metrics[metric] == pytest.approx(values.mean(), abs=1e-12)
+    assert result.metrics["ndcg@10"] <= result.metrics["recall@10"] <= result.metrics["recall@20"]
     scores = model.score(model.prepare(split.test_histories[:5]))
     assert scores.shape == (5, trained["dataset"].n_items + 1)
     assert torch.isinf(scores[:, 0]).all() and torch.isfinite(scores[:, 1:]).all()
@@ -314,7 +321,13 @@ def test_run_path_end_to_end_through_the_runner(tmp_path, toy_ml1m, monkeypatch)
     assert record["status"] == "ok" and record["model"] == "recbole"
     assert record["training"]["epochs"] == 1 and record["model_info"]["recbole_model"] == "STAMP"
     assert record["latency"]["n_batches"] == 2 and record["evaluation"]["mask_history"] is True
-    assert 0.0 <= record["metrics"]["recall@10"] <= 1.0
+    # the record's metrics are the mean per-user values of the ranks kept beside it, for all 60 users
+    per_user = read_per_user(Runner(tmp_path / "results").path(spec))
+    assert len(per_user["rank"]) == 60 and record["evaluation"]["n_users"] == 60
+    for metric in ("recall@10", "ndcg@10", "recall@20", "ndcg@20"):
+        assert record["metrics"][metric] == pytest.approx(per_user[metric].mean(), abs=1e-12)
+    unmasked = record["protocol_variants"]["history masking off"]["metrics"]
+    assert all(unmasked[m] <= record["metrics"][m] for m in unmasked)  # masking can only help the target
     assert set(os.listdir(tmp_path)) <= {".cache", "results", "datacache", "classic.yaml", "toy-ml1m"}
     assert list((tmp_path / ".cache" / "recbole_runs").iterdir())
     assert not set(os.listdir(tmp_path)) & set(RUNTIME_FOLDERS)

@@ -73,9 +73,62 @@ def test_bad_values_and_unknown_names():
         cfgmod.load_set("nope")
 
 
-def test_every_shipped_experiment_resolves():
+def _settings(layer: dict, path: tuple = ()) -> dict:
+    """{dotted key: value} of what a config layer sets. Under `model:` a value is taken whole (a
+    model parameter such as recbole_config is replaced, not merged, by a later layer)."""
+    out = {}
+    for key, value in (layer or {}).items():
+        here = path + (key,)
+        if isinstance(value, dict) and not (len(here) == 2 and here[0] == "model"):
+            out.update(_settings(value, here))
+        else:
+            out[".".join(here)] = value
+    return out
+
+
+def _at(cfg: dict, dotted: str):
+    for key in dotted.split("."):
+        cfg = cfg[key]
+    return cfg
+
+
+def test_every_shipped_experiment_resolves_to_what_it_sets_over_the_defaults():
+    """Every run of every shipped experiment, on its own datasets and on every dataset its
+    per-dataset sections name (the sets run them there): each resolves, holds every key of the
+    defaults and of its model's defaults, and carries each value its experiment sets."""
+    from benchmarks.data import LOADERS
+    from benchmarks.models import model_class
+
+    defaults, presets = cfgmod.defaults(), cfgmod.dataset_presets()
+    resolved = 0
     for name in cfgmod.list_experiments():
         exp_name, exp = cfgmod.load_experiment(name)
-        for run in exp["runs"]:
-            for dataset in exp["datasets"]:
-                cfgmod.resolve_run(exp_name, exp, run, dataset, 0)
+        assert exp_name == name and exp["runs"], name
+        named = set(exp.get("per_dataset") or {})
+        named |= {d for entry in exp["runs"].values() for d in ((entry or {}).get("per_dataset") or {})}
+        assert set(exp["datasets"]) | named <= set(presets), (name, sorted(named - set(presets)))
+        for run, entry in exp["runs"].items():
+            entry = dict(entry or {})
+            run_per_dataset = entry.pop("per_dataset", None) or {}
+            for dataset in sorted(set(exp["datasets"]) | named):
+                spec = cfgmod.resolve_run(exp_name, exp, run, dataset, 0)
+                cfg = spec.config
+                assert (spec.experiment, spec.run, spec.dataset, spec.seed, cfg["seed"]) == (name, run, dataset, 0, 0)
+                assert set(cfg) == set(defaults)
+                for section, keys in defaults.items():
+                    if isinstance(keys, dict) and section != "model":
+                        assert set(cfg[section]) == set(keys), (name, run, section)
+                assert cfg["data"]["name"] == dataset and cfg["data"]["source"] in LOADERS
+                model = cfg["model"]
+                assert set(model) == {"name"} | set(model_class(model["name"]).defaults), (name, run)
+                expected = _settings({"data": presets[dataset]})
+                for layer in (exp.get("config"), (exp.get("per_dataset") or {}).get(dataset), entry,
+                              run_per_dataset.get(dataset)):
+                    expected.update(_settings(layer))
+                for key, value in expected.items():
+                    assert _at(cfg, key) == value, (name, run, dataset, key)
+                for key, value in model_class(model["name"]).defaults.items():  # the rest: the model's defaults
+                    if f"model.{key}" not in expected:
+                        assert model[key] == value, (name, run, key)
+                resolved += 1
+    assert resolved >= 40

@@ -600,6 +600,8 @@ def test_path_required(tmp_path):
 # ----------------------------------------------------------------------------------------------
 # real data (../shared/datasets next to the repository; the embedded ml-100k always)
 # ----------------------------------------------------------------------------------------------
+# The same checks on synthetic files in these formats, which run everywhere:
+# test_data_real_formats.py.
 
 
 def _timed_load(tmp_path, data):

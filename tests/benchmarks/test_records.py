@@ -1,6 +1,7 @@
 """Provenance where there is no git: the code's content hash, the same for a checkout on disk and
 for its commit read with git, and the commit named by $SUITE_GIT_COMMIT checked against it."""
 import subprocess
+from pathlib import Path
 
 from benchmarks import records, report
 
@@ -81,3 +82,74 @@ def test_per_user_ranks_round_trip_compactly_with_every_metric_recomputed(tmp_pa
     save_file({"rank": np.array([3.0]), "recall@10": np.array([1.0]), "user_index": np.array([4])},
               str(records.per_user_path(old)))
     assert records.read_per_user(old)["user_index"].tolist() == [4]
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def _only_files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_write_that_fails_midway_leaves_the_old_record_whole_and_no_temporary_file(tmp_path):
+    import pytest
+
+    path = tmp_path / "exp" / "ml-1m" / "Toy__seed0.json"
+    records.write_record(path, {"status": "ok", "metrics": {"recall@10": 0.25}})
+    old = path.read_bytes()
+
+    def half_then_fail(tmp):
+        assert Path(tmp) != path and Path(tmp).parent == path.parent  # beside it, then renamed over it
+        assert path.read_bytes() == old  # readers see the old record while the new one is written
+        with open(tmp, "w") as handle:
+            handle.write('{"record_format": 1, "status": "o')
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        records.atomic_write(path, half_then_fail)
+    assert path.read_bytes() == old and records.read_record(path)["metrics"] == {"recall@10": 0.25}
+    assert _only_files(path.parent) == [path.name]
+
+
+def test_write_record_interrupted_in_its_json_write_keeps_the_old_record(tmp_path, monkeypatch):
+    """A disk that fills up half-way through the record's own write (the JSON text is made
+    before anything is written, so only the write itself can fail part-way)."""
+    import builtins
+
+    import numpy as np
+    import pytest
+
+    path = tmp_path / "Toy__seed0.json"
+    ranks = {"rank": np.array([1.0, 4.0, 30.0])}
+    records.write_record(path, {"config": {"eval": {"ks": [10]}}, "status": "ok", "run": "first"}, ranks)
+    old_json = path.read_bytes()
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+            return False
+
+        def write(self, text):
+            self.handle.write(text[: len(text) // 2])
+            self.handle.flush()
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(records, "open", lambda file, mode="r", *a, **k: FullDisk(builtins.open(file, mode, *a, **k)),
+                        raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        records.write_record(path, {"config": {"eval": {"ks": [10]}}, "status": "ok", "run": "second"}, ranks)
+    monkeypatch.undo()
+    assert path.read_bytes() == old_json and records.read_record(path)["run"] == "first"
+    assert records.read_per_user(path)["rank"].tolist() == [1, 4, 11]  # rewritten whole (ranks past K=10 read 11)
+    assert _only_files(tmp_path) == sorted([path.name, records.per_user_path(path).name])
+    # an object json cannot serialise fails before any file is touched
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        records.write_record(path, {"status": "ok", "run": "third", "model": object()})
+    assert path.read_bytes() == old_json and _only_files(tmp_path) == sorted([path.name, records.per_user_path(path).name])
+    assert [p.name for p, _ in records.iter_records(tmp_path)] == [path.name]

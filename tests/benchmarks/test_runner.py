@@ -88,7 +88,8 @@ def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
         assert off["metrics"][k] <= rec["metrics"][k] <= sampled["metrics"][k]
     assert sampled["metrics"]["recall@10"] > rec["metrics"]["recall@10"] or rec["metrics"]["recall@10"] == 1.0
     # the toy model learns the cycle; popularity cannot
-    pop = json.loads((folder / "MostPopular__seed0.json").read_text())
+    mp_record = (folder / "MostPopular__seed0.json").read_bytes()
+    pop = json.loads(mp_record)
     assert rec["metrics"]["recall@10"] > pop["metrics"]["recall@10"] + 0.3
     skipped = json.loads((folder / "Imaginary__seed0.json").read_text())
     assert skipped["status"] == "skipped" and "imaginary-llm" in skipped["skip_reason"]
@@ -97,12 +98,27 @@ def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
     assert "skipped: weights for 'imaginary-llm'" in page
     assert "The paper's numbers are not shown" in page  # toy data is not the paper's ml-1m
     # resume: a second run redoes nothing
-    mtimes = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
+    stamps = written(folder)
     assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
-    assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == mtimes
-    # a changed config re-runs only what changed, and --force re-runs everything
-    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "-o", "latency.max_batches=1")) == 0
-    assert json.loads((folder / "Toy__seed0.json").read_text())["latency"]["n_batches"] == 1
+    assert written(folder) == stamps
+    # a changed config re-runs only what changed: Toy's row, not MostPopular (nor the skip)
+    write_experiment(tmp_path, exp.read_text().replace("dim: 8}", "dim: 12}"))
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
+    after = written(folder)
+    assert {p.name for p in after if after[p] != stamps[p]} == {"Toy__seed0.json", "Toy__seed0.per_user.safetensors"}
+    assert set(after) == set(stamps)
+    assert json.loads((folder / "Toy__seed0.json").read_text())["config"]["model"] == {"name": "toy_next_item", "dim": 12}
+    assert (folder / "MostPopular__seed0.json").read_bytes() == mp_record
+    # --force re-runs everything: every finished record is written anew (the skip is retried,
+    # skipped again for the same reason, and its record stands)
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--force")) == 0
+    forced = written(folder)
+    assert {p.name for p in forced if forced[p] == after[p]} == {"Imaginary__seed0.json"}
+
+
+def written(folder):
+    """Each file's (inode, mtime): a record rewritten through a temporary file gets a new inode."""
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
 
 
 def test_same_seed_same_metrics_and_interrupted_run_leaves_no_record(tmp_path, toy_ml1m, monkeypatch):
