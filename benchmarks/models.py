@@ -87,11 +87,15 @@ class ModelParams:
 def params_class(cls) -> type[ModelParams]:
     """A model class's Params; a class that declares only a `defaults` dict (a plugin written
     before Params existed) gets an untyped dataclass of those keys."""
-    legacy = cls.__dict__.get("defaults")
-    if legacy is not None and "Params" not in cls.__dict__:
-        fields = [(k, Any, dataclasses.field(default_factory=lambda v=v: v)) for k, v in legacy.items()]
-        cls.Params = dataclasses.make_dataclass(f"{cls.__name__}Params", fields, bases=(ModelParams,))
-    return cls.Params
+    for klass in cls.__mro__:  # the nearest class that declares either
+        if "Params" in klass.__dict__:
+            return klass.Params
+        legacy = klass.__dict__.get("defaults")
+        if legacy is not None:
+            fields = [(k, Any, dataclasses.field(default_factory=lambda v=v: v)) for k, v in legacy.items()]
+            klass.Params = dataclasses.make_dataclass(f"{klass.__name__}Params", fields, bases=(ModelParams,))
+            return klass.Params
+    return ModelParams
 
 
 def register(name: str):

@@ -90,12 +90,12 @@ def test_training_batches_never_hold_a_validation_or_test_item(reserved_data, ti
     dataset, split, reserved, root = reserved_data
     torch.manual_seed(0)
     model = build_model({"name": name, **models(tiny_bert, root)[name]}, dataset, torch.device("cpu"))
-    strategies = ["sampling", "all"] if "strategy" in model.params else [None]
+    strategies = ["sampling", "all"] if hasattr(model.params, "strategy") else [None]
     training = split.for_training()
     seen: set[int] = set()
     for strategy in strategies:
         if strategy is not None:
-            model.params["strategy"] = strategy
+            model.params.strategy = strategy
         rng = np.random.default_rng(0)
         for epoch in range(3):
             batches = model.training_batches(training, epoch, rng, 8)
