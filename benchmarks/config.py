@@ -19,7 +19,7 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
       - {page: table3, title: "Table 3: overall accuracy", what: ..., paper_key: table3_overall}
 
 A page is fed by the experiment that declares it and by every experiment whose `paper_table`
-names the page's `paper_key` or the declaring experiment. Pages no experiment file runs yet
+names the page's `paper_key` or the declaring experiment. Pages no experiment file feeds yet
 are declared in experiments/pages.yaml (`report:` alone).
 
 Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.py --set`:
