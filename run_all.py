@@ -47,7 +47,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from benchmarks.report import build_reports
+    from benchmarks.reports import build_reports
 
     if args.report_only:
         for path in build_reports(args.results_dir, args.reports_dir):

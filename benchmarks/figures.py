@@ -1,6 +1,7 @@
 """Figures for the reports (matplotlib and seaborn, drawn off-screen), each saved as PNG for the
-markdown pages and PDF for papers. Every function takes a small tidy table that `report.py`
-built from the records, so nothing here reads results/ itself.
+markdown pages and PDF for papers. Every function takes a small tidy table that the reports
+(benchmarks/reports/charts.py and views.py) built from the records, so nothing here reads
+results/ itself.
 
 - `latency_breakdown`: Figure 2's view, the share of each model's time per batch spent in each
   named section (beam search, decoding, ...), with the total milliseconds beside each bar.
@@ -47,7 +48,7 @@ def save(fig, stem: Path) -> list[Path]:
     return [png, pdf]
 
 
-def _ordered_sections(names) -> list[str]:
+def ordered_sections(names) -> list[str]:
     known = [s for s in SECTION_ORDER if s in names and s != "other"]
     rest = sorted(s for s in names if s not in SECTION_ORDER)
     return known + rest + (["other"] if "other" in names else [])
@@ -63,7 +64,7 @@ def latency_breakdown(sections: pd.DataFrame, totals: dict[str, float], title: s
     """
     _style()
     models = list(dict.fromkeys(sections["model"]))
-    names = _ordered_sections(set(sections["section"]))
+    names = ordered_sections(set(sections["section"]))
     wide = sections.pivot_table(index="model", columns="section", values="ms", aggfunc="sum").reindex(
         index=models, columns=names).fillna(0.0)
     shares = wide.div(wide.sum(axis=1).replace(0.0, np.nan), axis=0).fillna(0.0)

@@ -2,7 +2,7 @@
 significance tests over users against the best baseline (the paper's `*`, p < 0.05).
 
 Everything here takes plain numbers or arrays, so it can be checked against scipy and by hand;
-`report.py` loads the records and the per-user arrays.
+`benchmarks/reports/` loads the records and the per-user arrays.
 
 - Over seeds: the interval is the t-interval mean ± t(0.975, n-1) · sd / sqrt(n), with sd the
   sample standard deviation (ddof=1). One seed gives no interval: the value is shown with n=1.

@@ -3,7 +3,8 @@ for its commit read with git, and the commit named by $SUITE_GIT_COMMIT checked 
 import subprocess
 from pathlib import Path
 
-from benchmarks import records, report
+from benchmarks import records
+from benchmarks.reports import index as report
 
 
 def git(root, *args):

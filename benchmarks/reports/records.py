@@ -1,0 +1,218 @@
+"""The records as the reports read them: every finished record under results/ loaded once,
+brought to the current record format, and read through small typed accessors (`Record`) and one
+table of their scalar fields (`RecordSet.frame`), so that no page reaches into a record's nested
+dicts itself.
+
+Old records. Every record carries `record_format` (benchmarks/records.py writes it; 1 so far). A
+record made before a field existed is brought up to date here, once, by `upgrade`, one step per
+format version; the pages never ask how old a record is. Within format 1 an old record is told
+by the field it lacks:
+
+- a sampled-candidates evaluation of a top-k (generative) model that does not state its
+  `topk_lists` rule was made under the old rule (a full-ranking list filtered to the candidates,
+  not a beam constrained to them): such a protocol control reads as skipped, with the reason;
+- a two-stage training without `stage2_epochs` counts its `epochs` for the second stage;
+- a latency measurement without `dtype` reads "n/a"; an evaluation without `candidates` was a
+  full ranking.
+
+A change to what the runner records that the reports cannot tell by a missing field bumps
+RECORD_FORMAT and adds its step here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .. import records as records_mod
+from ..evaluate import TOPK_SAMPLED_RULE
+
+OLD_TOPK_RULE = ("recorded before top-k lists were constrained to the sampled candidates (its list was a "
+                 "full-ranking list filtered to them); re-run to measure")
+
+
+def upgrade(raw: dict) -> dict:
+    """The record in the current format (a new dict; the record as read is left alone)."""
+    record = dict(raw)
+    if record.get("record_format", 1) <= 1:
+        record = _format_1(record)
+    record["record_format"] = records_mod.RECORD_FORMAT
+    return record
+
+
+def _format_1(record: dict) -> dict:
+    generative = "decoding" in (record.get("model_info") or {})
+    variants = {}
+    for control, variant in (record.get("protocol_variants") or {}).items():
+        settings = variant.get("evaluation") or {}
+        if (generative and settings.get("candidates") == "sampled"
+                and settings.get("topk_lists") != TOPK_SAMPLED_RULE):
+            variant = {"skipped": OLD_TOPK_RULE}
+        variants[control] = variant
+    if "protocol_variants" in record:
+        record["protocol_variants"] = variants
+    training = record.get("training") or {}
+    if training.get("stage1") and "stage2_epochs" not in training:
+        record["training"] = {**training, "stage2_epochs": training.get("epochs")}
+    if record.get("latency") and "dtype" not in record["latency"]:
+        record["latency"] = {**record["latency"], "dtype": "n/a"}
+    if record.get("evaluation") and "candidates" not in record["evaluation"]:
+        record["evaluation"] = {**record["evaluation"], "candidates": "full"}
+    return record
+
+
+class Record:
+    """One record, read-only: the fields the reports use, each with its value when absent."""
+
+    __slots__ = ("raw", "path")
+
+    def __init__(self, raw: dict, path: Path | None = None):
+        self.raw = upgrade(raw)
+        self.path = path  # the per-user arrays sit beside it
+
+    def __repr__(self) -> str:
+        return f"Record({self.experiment}/{self.dataset}/{self.run}/seed{self.seed})"
+
+    def _block(self, name: str) -> dict:
+        return self.raw.get(name) or {}
+
+    # identity and outcome
+    experiment = property(lambda self: self.raw["experiment"])
+    run = property(lambda self: self.raw["run"])
+    dataset = property(lambda self: self.raw["dataset"])
+    seed = property(lambda self: self.raw["seed"])
+    model = property(lambda self: self.raw.get("model"))
+    status = property(lambda self: self.raw.get("status"))
+    ok = property(lambda self: self.raw.get("status") == "ok")
+    skipped = property(lambda self: self.raw.get("status") == "skipped")
+    skip_reason = property(lambda self: self.raw.get("skip_reason"))
+    paper_table = property(lambda self: self.raw.get("paper_table"))
+
+    # what ran
+    config = property(lambda self: self._block("config"))
+    model_config = property(lambda self: self.config.get("model") or {})
+    valid_metric = property(lambda self: (self.config.get("train") or {}).get("valid_metric", "recall@10"))
+    ks = property(lambda self: self.config["eval"]["ks"])
+    model_info = property(lambda self: self._block("model_info"))
+    backbones = property(lambda self: self.model_info.get("backbones"))
+
+    # the data
+    data = property(lambda self: self.raw["data"])
+    stats = property(lambda self: self.data["stats"])
+    paper_name = property(lambda self: self.data.get("paper_name"))
+    source = property(lambda self: self.data["source"])
+    content_hash = property(lambda self: self.data["content_hash"])
+    source_hash = property(lambda self: self.data.get("source_hash") or "")
+
+    # what was measured
+    evaluation = property(lambda self: self._block("evaluation"))
+    metrics = property(lambda self: self._block("metrics"))
+    latency = property(lambda self: self._block("latency"))
+    sections = property(lambda self: self.latency.get("sections_ms_median") or {})
+    input_length = property(lambda self: self._block("input_length"))
+    training = property(lambda self: self._block("training"))
+    protocol_variants = property(lambda self: self._block("protocol_variants"))
+    cold_start = property(lambda self: self.raw.get("cold_start"))
+
+    # where it ran
+    git = property(lambda self: self._block("environment").get("git") or {})
+    commit = property(lambda self: self.git.get("commit") or "unknown")
+    libraries = property(lambda self: self._block("environment").get("libraries") or {})
+
+    @property
+    def stages(self) -> list[dict]:
+        """The training stages in order (a two-stage model keeps its first under `stage1` and its
+        second's epoch count under `stage2_epochs`, `epochs` being both stages together)."""
+        training = self.training
+        if not training.get("stage1"):
+            return [training]
+        return [training["stage1"], {**training, "epochs": training["stage2_epochs"]}]
+
+    @property
+    def trained(self) -> bool:
+        return any(stage.get("history") for stage in self.stages)
+
+    @property
+    def beam_search_share(self) -> float | None:
+        """The share of the named sections' time spent in beam search (derived, not recorded)."""
+        sections = self.sections
+        total = sum(sections.values())
+        return sections["beam_search"] / total if "beam_search" in sections and total > 0 else None
+
+    def number(self, path: tuple) -> float | None:
+        """The number at a path of keys (("metrics", "recall@10"), ...); ("derived", name) is a
+        property computed from the record. None where it is absent or not a number."""
+        if path[0] == "derived":
+            value = getattr(self, path[1])
+        else:
+            value = self.raw
+            for key in path:
+                if not isinstance(value, dict) or key not in value:
+                    return None
+                value = value[key]
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def per_user(self) -> dict | None:
+        """The per-user arrays beside the record, or None where there are none."""
+        if self.path is None or not records_mod.per_user_path(self.path).is_file():
+            return None
+        return records_mod.read_per_user(self.path)
+
+
+def as_record(record: Record | dict) -> Record:
+    return record if isinstance(record, Record) else Record(record)
+
+
+FRAME_COLUMNS = ["experiment", "dataset", "run", "seed", "model", "status", "candidates", "mask_history",
+                 "users", "cold_start", "device_name", "batch_size", "ms_per_batch", "recall@10"]
+
+
+class RecordSet:
+    """Every record of a results folder, in path order, and a table of their scalar fields."""
+
+    def __init__(self, records: Iterable[Record]):
+        self.records = list(records)
+        self.frame = pd.DataFrame([_row(r) for r in self.records], columns=FRAME_COLUMNS)
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __bool__(self) -> bool:
+        return bool(self.records)
+
+    @property
+    def ok(self) -> list[Record]:
+        return [r for r in self.records if r.ok]
+
+    def by_experiment(self) -> dict[str, dict[str, list[Record]]]:
+        """experiment -> dataset -> records (in path order)."""
+        out: dict[str, dict[str, list[Record]]] = {}
+        for rec in self.records:
+            out.setdefault(rec.experiment, {}).setdefault(rec.dataset, []).append(rec)
+        return out
+
+    def by_run(self, ok_only: bool = True) -> dict[tuple[str, str, str], list[Record]]:
+        """(experiment, dataset, run) -> its (finished) records."""
+        out: dict[tuple[str, str, str], list[Record]] = {}
+        for rec in self.records:
+            if rec.ok or not ok_only:
+                out.setdefault((rec.experiment, rec.dataset, rec.run), []).append(rec)
+        return out
+
+
+def _row(rec: Record) -> dict:
+    ev, lat = rec.evaluation, rec.latency
+    return {"experiment": rec.experiment, "dataset": rec.dataset, "run": rec.run, "seed": rec.seed,
+            "model": rec.model, "status": rec.status, "candidates": ev.get("candidates"),
+            "mask_history": bool(ev.get("mask_history")), "users": str(ev.get("users", "")),
+            "cold_start": bool(rec.cold_start), "device_name": lat.get("device_name", "n/a"),
+            "batch_size": lat.get("batch_size", 32), "ms_per_batch": lat.get("ms_per_batch_median"),
+            "recall@10": rec.metrics.get("recall@10")}
+
+
+def load_records(results_dir: str | Path) -> RecordSet:
+    return RecordSet(Record(raw, path) for path, raw in records_mod.iter_records(results_dir))

@@ -1,0 +1,174 @@
+"""One table of a page: one experiment on one dataset, one row per run (the experiment's order,
+then any other run with records), a cell per column: the mean over seeds with its 95% interval
+(benchmarks/statistics.py). A row without a finished record says "not run", or "skipped:
+<reason>" from a skip record; nothing is filled in from elsewhere. Beside the numbers: how each
+row's training ended (`stopped by`), its seeds, backbones, device and evaluated users."""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .. import figures
+from ..config import ReportPage
+from ..statistics import SeedSummary, format_summary, summarize_seeds
+from .records import Record
+
+METRIC_LABELS = {"recall": "R", "ndcg": "N"}
+METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
+DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3}
+STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget": "time budget"}
+
+
+def short(metric: str) -> str:
+    """recall@10 -> R@10 (table columns)."""
+    name, _, k = metric.partition("@")
+    return f"{METRIC_LABELS.get(name, name)}@{k}" if k else metric
+
+
+def long_name(metric: str) -> str:
+    """recall@10 -> Recall@10 (axis labels)."""
+    name, _, k = metric.partition("@")
+    return f"{METRIC_NAMES.get(name, name)}@{k}"
+
+
+def _metric_order(key: str):
+    name, _, k = key.partition("@")
+    return (name != "recall", name, int(k) if k.isdigit() else 10**9, k)
+
+
+def metric_columns(records: list[Record]) -> list[str]:
+    keys: list[str] = []
+    for rec in records:
+        for key in rec.metrics:
+            if key not in keys:
+                keys.append(key)
+    if not keys:  # nothing ran: the columns the config asked for
+        ks = next((r.ks for r in records if r.config), [10, 20])
+        keys = [f"{m}@{k}" for m in ("recall", "ndcg") for k in ks]
+    return sorted(keys, key=_metric_order)
+
+
+@dataclass
+class Column:
+    label: str
+    path: tuple           # where the number sits in a record (Record.number)
+    digits: int
+
+
+@dataclass
+class GroupTable:
+    """One experiment on one dataset: the formatted table and the numbers behind it."""
+
+    frame: pd.DataFrame
+    values: dict[str, dict[str, SeedSummary | None]]   # run -> column label -> summary
+    ok: dict[str, list[Record]]                        # run -> finished records
+    metrics: list[str]                                 # metric keys shown (recall@10, ...)
+
+
+def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list[Column]:
+    """The page's column groups (ReportPage.columns) spelled out for these records."""
+    ok = [r for r in records if r.ok]
+    cols: list[Column] = []
+    for group in page.columns:
+        if group == "metrics":
+            cols += [Column(short(m), ("metrics", m), DIGITS["metric"]) for m in metrics]
+        elif group == "latency":
+            cols.append(Column("ms/batch", ("latency", "ms_per_batch_median"), DIGITS["ms"]))
+        elif group == "latency_detail":
+            cols.append(Column("ms/batch p90", ("latency", "ms_per_batch_p90"), DIGITS["ms"]))
+        elif group == "input_length":
+            cols.append(Column("input length", ("input_length", "mean"), DIGITS["length"]))
+        elif group == "training":
+            cols += [Column("epochs", ("training", "epochs"), DIGITS["epochs"]),
+                     Column("train s", ("training", "seconds"), DIGITS["seconds"])]
+        elif group == "cold_start":  # the same run's other users, beside the cold-start users' metrics
+            cols += [Column(f"{short(m)} other users", ("cold_start", "metrics_other_users", m), DIGITS["metric"])
+                     for m in metrics]
+        elif group == "sections":
+            names = figures.ordered_sections({s for r in ok for s in r.sections})
+            cols += [Column(f"{figures.SECTION_LABELS.get(s, s)} ms", ("latency", "sections_ms_median", s), DIGITS["ms"])
+                     for s in names]
+            if "beam_search" in names:
+                cols.append(Column("beam search share", ("derived", "beam_search_share"), DIGITS["share"]))
+    return cols
+
+
+def stopped_by_cell(records: list[Record]) -> str:
+    """How each seed's training ended: 'patience (best 12 of 22)', 'epoch cap (best 5 of 5)'..."""
+    cells = []
+    for rec in records:
+        if not rec.trained:
+            cells.append("not trained")
+            continue
+        parts = [f"{STOP_LABELS.get(stage.get('stopped_by'), stage.get('stopped_by') or 'unknown')} "
+                 f"(best {stage.get('best_epoch')} of {stage.get('epochs')})" for stage in rec.stages]
+        cells.append(" then ".join(parts) if len(parts) > 1 else parts[0])
+    unique = list(dict.fromkeys(cells))
+    return unique[0] if len(unique) == 1 else "; ".join(f"seed {r.seed}: {c}" for r, c in zip(records, cells))
+
+
+def _missing_row(records: list[Record], cols: list[Column]) -> dict:
+    skipped = [r for r in records if r.skipped]
+    note = f"skipped: {skipped[0].skip_reason}" if skipped else "not run"
+    return {c.label: note if i == 0 else "" for i, c in enumerate(cols)}
+
+
+def _details(page: ReportPage, ok: list[Record]) -> dict:
+    """The cells beside the numbers: training end, seeds, backbones, device, unit, users."""
+    row = {}
+    if "metrics" in page.columns:
+        row["stopped by"] = stopped_by_cell(ok)
+    row["seeds"] = f"n={len(ok)}: " + ", ".join(str(r.seed) for r in ok)
+    if any(r.backbones for r in ok):
+        row["backbones"] = ok[0].model_info.get("backbones", "")
+    if "latency_detail" in page.columns:
+        row["device"] = ", ".join(sorted({r.latency.get("device_name", "n/a") for r in ok}))
+        row["dtype"] = ", ".join(sorted({str(r.latency.get("dtype", "n/a")) for r in ok}))
+    if "input_length" in page.columns and "metrics" not in page.columns:
+        row["unit"] = ok[0].input_length.get("unit", "")  # what Tables 1 and 5 count
+    row["users"] = ok[0].evaluation.get("users", "")
+    return row
+
+
+def group_table(page: ReportPage, exp: dict, records: list[Record], stars: dict[tuple[str, str], bool] | None = None,
+                rows_wanted: set[str] | None = None) -> GroupTable:
+    """One row per run of the experiment (in the experiment's order, then any others); with
+    `rows_wanted` (the paper's rows, for a page that prints a selection), only those rows when the
+    experiment has any. `stars`: (run, metric) -> whether the cell gets its `*`."""
+    metrics = metric_columns(records)
+    if page.metrics:
+        metrics = [m for m in metrics if short(m) in page.metrics]
+    cols = columns(page, records, metrics)
+    by_run: dict[str, list[Record]] = defaultdict(list)
+    for rec in records:
+        by_run[rec.run].append(rec)
+    run_names = list(exp.get("runs") or {})
+    run_names += [r for r in by_run if r not in run_names]
+    if rows_wanted is not None:
+        run_names = [r for r in run_names if r in rows_wanted] or run_names
+    rows, values, ok_by_run = [], {}, {}
+    for run in run_names:
+        recs = by_run.get(run, [])
+        ok = sorted((r for r in recs if r.ok), key=lambda r: r.seed)
+        row = {"model": run}
+        if not ok:
+            rows.append({**row, **_missing_row(recs, cols)})
+            continue
+        ok_by_run[run] = ok
+        values[run] = {}
+        for col in cols:
+            summary = summarize_seeds(r.number(col.path) for r in ok)
+            values[run][col.label] = summary
+            cell = format_summary(summary, col.digits)
+            if stars and col.path[0] == "metrics" and stars.get((run, col.path[1])):
+                cell += "*"
+            row[col.label] = cell
+        rows.append({**row, **_details(page, ok)})
+    frame = pd.DataFrame(rows).fillna("")
+    if "unit" in frame.columns:  # beside the number it qualifies
+        order = [c for c in frame.columns if c != "unit"]
+        order.insert(order.index("input length") + 1, "unit")
+        frame = frame[order]
+    return GroupTable(frame, values, ok_by_run, metrics)
