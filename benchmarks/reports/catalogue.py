@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import config as cfgmod
-from ..config import ReportPage
+from ..pages import ReportPage
 from .records import Record
 
 

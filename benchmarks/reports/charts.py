@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import figures
-from ..config import ReportPage
+from ..pages import ReportPage
 from .records import Record
 from .significance import converged
 from .tables import GroupTable, long_name, short

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from ..config import BACKBONE_KEYS, ReportPage
+from ..pages import BACKBONE_KEYS, ReportPage
 from ..statistics import format_summary
 from .records import Record
 from .tables import GroupTable

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .. import figures
-from ..config import ReportPage
+from ..pages import ReportPage
 from ..statistics import SeedSummary, format_summary, summarize_seeds
 from .records import Record
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Rebuild reports/ from results/ and fail unless it is byte for byte the committed reports/.
-# Usage (from the repository root): scripts/check_reports_unchanged.sh [python]
+# Usage (from the repository root): tools/check_reports_unchanged.sh [python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${1:-python}"
-nice -n 19 "$PYTHON" run_all.py --report-only > /dev/null
+"$PYTHON" run_all.py --report-only > /dev/null
 changes="$(git status --porcelain --untracked-files=all -- reports)"
 if [ -n "$changes" ]; then
     echo "reports/ differs from the committed pages:"
