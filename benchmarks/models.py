@@ -77,6 +77,12 @@ class ModelParams:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"model.{key} must be a number in [0, 1), got {value!r}")
 
+    @classmethod
+    def defaults(cls) -> dict:
+        """Every field's default value (unvalidated: a required choice may default to None)."""
+        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cls)}
+
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 

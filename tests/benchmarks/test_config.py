@@ -97,7 +97,7 @@ def test_every_shipped_experiment_resolves_to_what_it_sets_over_the_defaults():
     per-dataset sections name (the sets run them there): each resolves, holds every key of the
     defaults and of its model's defaults, and carries each value its experiment sets."""
     from benchmarks.data import LOADERS
-    from benchmarks.models import model_class
+    from benchmarks.models import model_class, params_class
 
     defaults, presets = cfgmod.defaults(), cfgmod.dataset_presets()
     resolved = 0
@@ -120,14 +120,15 @@ def test_every_shipped_experiment_resolves_to_what_it_sets_over_the_defaults():
                         assert set(cfg[section]) == set(keys), (name, run, section)
                 assert cfg["data"]["name"] == dataset and cfg["data"]["source"] in LOADERS
                 model = cfg["model"]
-                assert set(model) == {"name"} | set(model_class(model["name"]).defaults), (name, run)
+                model_defaults = params_class(model_class(model["name"])).defaults()
+                assert set(model) == {"name"} | set(model_defaults), (name, run)
                 expected = _settings({"data": presets[dataset]})
                 for layer in (exp.get("config"), (exp.get("per_dataset") or {}).get(dataset), entry,
                               run_per_dataset.get(dataset)):
                     expected.update(_settings(layer))
                 for key, value in expected.items():
                     assert _at(cfg, key) == value, (name, run, dataset, key)
-                for key, value in model_class(model["name"]).defaults.items():  # the rest: the model's defaults
+                for key, value in model_defaults.items():  # the rest: the model's defaults
                     if f"model.{key}" not in expected:
                         assert model[key] == value, (name, run, key)
                 resolved += 1
