@@ -53,7 +53,8 @@ def main(argv=None) -> int:
         for path in build_reports(args.results_dir, args.reports_dir):
             print(f"[report] {path}")
         return 0
-    from benchmarks.runner import Runner, parse_shard, plan_runs, run_plan, shard_plan
+    from benchmarks.planning import parse_shard, plan_runs, shard_plan
+    from benchmarks.runner import Runner, run_plan
 
     overrides = list(args.override)
     if args.device:

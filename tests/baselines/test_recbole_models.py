@@ -20,7 +20,8 @@ from benchmarks.evaluate import evaluate, metrics_from_ranks
 from benchmarks.latency import measure_latency
 from benchmarks.models import build_model
 from benchmarks.records import read_per_user
-from benchmarks.runner import Runner, plan_runs
+from benchmarks.planning import plan_runs
+from benchmarks.runner import Runner
 from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
 from tests.conftest import write_ml1m

@@ -7,7 +7,8 @@ import pytest
 import run_all
 from benchmarks import records as recmod
 from benchmarks.config import load_experiment, resolve_run, parse_override
-from benchmarks.runner import Runner, SkipRun, plan_runs
+from benchmarks.planning import plan_runs
+from benchmarks.runner import Runner, SkipRun
 from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
 from benchmarks.models import build_model, register, Recommender

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from benchmarks.models import register
-from benchmarks.runner import Runner, plan_runs
+from benchmarks.planning import plan_runs
+from benchmarks.runner import Runner
 from tests.benchmarks.toy_models import ToyNextItem
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import run_all
 from benchmarks.config import ConfigError, load_experiment
-from benchmarks.runner import parse_shard, plan_runs, shard_plan
+from benchmarks.planning import parse_shard, plan_runs, shard_plan
 
 
 GPU_EXPERIMENTS = {"table3_overall": ("ml-1m-partial", "amazon-beauty"),
