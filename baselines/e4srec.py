@@ -134,9 +134,8 @@ class E4SRec(WindowedNextItemModel):
     Params = E4SRecParams
     input_unit = "tokens + item embeddings"
 
-    def __init__(self, params: E4SRecParams, dataset, device: torch.device):
-        super().__init__(params, dataset, device)
-        p = params
+    def build(self) -> None:
+        p = self.params
         self.run_root = Path(p.run_dir)
         tokenizer = backbones.load_tokenizer(p.llm)
         # the instruction as the model frames a text ([CLS] ... [SEP], <s> ...); the response

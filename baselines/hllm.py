@@ -300,9 +300,8 @@ class HLLM(NeuralRecommender):
     Params = HLLMParams
     input_unit = "item embeddings"
 
-    def __init__(self, params: HLLMParams, dataset, device: torch.device):
-        super().__init__(params, dataset, device)
-        p = params
+    def build(self) -> None:
+        p, dataset, device = self.params, self.dataset, self.device
         self.window = int(p["max_seq_length"])
         self.frozen = p["item_llm_training"] == "frozen"
         user_llm = backbones.load_encoder(p["user_llm"])

@@ -129,6 +129,10 @@ class Recommender:
         self.dataset = dataset
         self.n_items = dataset.n_items
         self.device = device
+        self.build()
+
+    def build(self) -> None:
+        """Construct the model from `self.params` (validated), `self.dataset` and `self.device`."""
 
     def fit(self, split, trainer) -> dict:
         """Train; return a dict for the record (epochs, best_epoch, seconds, history...)."""

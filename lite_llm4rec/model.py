@@ -120,9 +120,8 @@ class LiteLLM4Rec(WindowedNextItemModel):
     Params = LiteLLM4RecParams
     input_unit = "item vectors"
 
-    def __init__(self, params: LiteLLM4RecParams, dataset, device: torch.device):
-        super().__init__(params, dataset, device)
-        p = params
+    def build(self) -> None:
+        p, dataset, device = self.params, self.dataset, self.device
         self.batch_users = p.exclude_history_in_loss
         vectors, self.item_vector_info = item_vectors(
             dataset, p.item_llm, max_length=p.item_max_length, pooling=p.item_pooling,

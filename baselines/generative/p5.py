@@ -75,9 +75,8 @@ class P5(NeuralRecommender):
     never_lists_history = True  # see "Lists" in the package docstring
     input_unit = "tokens"
 
-    def __init__(self, params: P5Params, dataset, device: torch.device):
-        super().__init__(params, dataset, device)
-        p = params
+    def build(self) -> None:
+        p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length
         self.tokenizer = backbones.load_tokenizer(p.backbone)
         self.seq2seq, self.encoder, self.special = load_seq2seq(

@@ -49,9 +49,8 @@ class P5WithoutDecoder(NeuralRecommender):
     Params = P5WithoutDecoderParams
     input_unit = "tokens"
 
-    def __init__(self, params: P5WithoutDecoderParams, dataset, device: torch.device):
-        super().__init__(params, dataset, device)
-        p = params
+    def build(self) -> None:
+        p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length
         self.tokenizer = backbones.load_tokenizer(p.backbone)
         texts = (random_indexing(dataset.n_items, p.indexing_seed) if p.item_text == "id"
