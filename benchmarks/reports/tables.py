@@ -104,7 +104,11 @@ def stopped_by_cell(records: list[Record]) -> str:
             continue
         parts = [f"{STOP_LABELS.get(stage.get('stopped_by'), stage.get('stopped_by') or 'unknown')} "
                  f"(best {stage.get('best_epoch')} of {stage.get('epochs')})" for stage in rec.stages]
-        cells.append(" then ".join(parts) if len(parts) > 1 else parts[0])
+        cell = " then ".join(parts) if len(parts) > 1 else parts[0]
+        pretrain = (rec.raw.get("training") or {}).get("pretrain")
+        if pretrain:  # a pre-training stage without validation (S3Rec): its epochs are a cap
+            cell = f"pre-trained {pretrain.get('epochs')} epochs (a cap), then {cell}"
+        cells.append(cell)
     unique = list(dict.fromkeys(cells))
     return unique[0] if len(unique) == 1 else "; ".join(f"seed {r.seed}: {c}" for r, c in zip(records, cells))
 

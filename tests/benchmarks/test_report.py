@@ -402,6 +402,8 @@ def test_stars_need_the_best_baseline_beaten_and_a_converged_row(tmp_path, monke
             rec = record(run, dataset, stats(400, 300, 9000), metrics, experiment="sig", model=model)
             cut_here = run == "Lite_cut" or (dataset == "ds-b" and run == "Strong")
             rec["training"] = cut if cut_here else patience
+            if run == "Weak":  # S3Rec-like: a pre-training stage with no validation, cut at its epochs
+                rec["training"] = {**patience, "pretrain": {"epochs": 7, "seconds": 1.0}}
             write_record(record_path(results, "sig", dataset, run, 0), rec, per_user)
     build_reports(results, tmp_path / "reports")
     page = (tmp_path / "reports" / "table3.md").read_text()
@@ -422,6 +424,7 @@ def test_stars_need_the_best_baseline_beaten_and_a_converged_row(tmp_path, monke
     assert all("not starred: Lite_cut was cut by its budget" in line for line in sig_rows(part_a, "Lite_cut"))
     assert "patience (best 3 of 13)" in row(part_a, "Lite") and "epoch cap (best 5 of 5)" in row(part_a, "Lite_cut")
     assert "not trained" not in row(part_a, "Strong")
+    assert "pre-trained 7 epochs (a cap), then patience (best 3 of 13)" in row(part_a, "Weak")
     assert "cut by its budget" not in "".join(sig_rows(part_a, "Lite"))
     # ds-b: the best baseline stopped at its epoch cap: the page says so beside every comparison
     assert all("the best baseline Strong was cut by its budget" in line for line in sig_rows(part_b, "Lite"))
