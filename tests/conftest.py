@@ -85,3 +85,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    """A tiny random Llama decoder converted from a GGUF file by the suite's own conversion path
+    (the one that prepares SmolLM2), as a local Hugging Face folder."""
+    from benchmarks import backbones
+    from tests.tiny_gguf import write_tiny_llama_gguf
+
+    root = tmp_path_factory.mktemp("tiny-llama")
+    gguf_file = write_tiny_llama_gguf(root / "tiny-llama.gguf")
+    return str(backbones.convert_gguf(gguf_file, "tiny-llama", "a tiny random Llama (tests)", root=root / "prepared"))
