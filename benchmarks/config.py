@@ -293,6 +293,22 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# Config keys added after records existed whose default reproduces exactly what those records did:
+# a record without the key is the same run as one with the key at this value. (A key whose default
+# changed what runs do, e.g. eval.protocol_controls, measuring more, is not listed: its old records
+# are other runs.)
+NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None}
+
+
+def with_new_defaults(recorded: dict) -> dict:
+    """A recorded config with the NEUTRAL_NEW_KEYS it lacks filled with their neutral values."""
+    filled = copy.deepcopy(recorded)
+    for (section, key), value in NEUTRAL_NEW_KEYS.items():
+        if isinstance(filled.get(section), dict):
+            filled[section].setdefault(key, value)
+    return filled
+
+
 def identity_hash(cfg: dict) -> str:
     """The config hash without `data.path`: where the source files lie is not what the run is
     (a record made on a GPU machine from a copied folder is the same run; the record's data

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import RunSpec, config_hash, identity_hash
+from .config import RunSpec, config_hash, identity_hash, with_new_defaults
 from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .errors import ConfigError
 from .evaluate import EvalResult, control_variant, evaluate, evaluation_settings, sample_candidates, user_subset
@@ -68,7 +68,7 @@ class Runner:
             return False
         if record.get("config_hash") == config_hash(spec.config):
             return True
-        if identity_hash(record["config"]) != identity_hash(spec.config):
+        if identity_hash(with_new_defaults(record["config"])) != identity_hash(spec.config):
             return False
         data = spec.config["data"]
         key = json.dumps(data, sort_keys=True)

@@ -166,7 +166,8 @@ class Trainer:
         scheduler = get_scheduler(
             cfg["lr_schedule"],
             optimizer,
-            num_warmup_steps=int(math.ceil(float(cfg["warmup_ratio"]) * total_steps)),
+            num_warmup_steps=(int(cfg["warmup_steps"]) if cfg.get("warmup_steps") is not None
+                              else int(math.ceil(float(cfg["warmup_ratio"]) * total_steps))),
             num_training_steps=total_steps,
         )
         metric = cfg["valid_metric"]

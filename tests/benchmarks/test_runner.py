@@ -370,3 +370,25 @@ def test_runner_never_hands_test_targets_to_fit_or_early_stopping(tmp_path, toy_
     for user, train in enumerate(split.train):
         assert np.array_equal(train, full.test_histories[user][:-1])
         assert full.test_targets[user] not in train and full.valid_targets[user] not in train
+
+
+def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_path, toy_ml1m):
+    """train.warmup_steps was added with a default (null) that reproduces what earlier records did:
+    a record without it is done; a record that differs in a key that changes a run is not."""
+    from benchmarks.records import read_record, write_record
+
+    exp = write_experiment(tmp_path)
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    spec = next(s for s in plan.runs if s.run == "MostPopular")
+    runner = Runner(tmp_path / "results", progress=False)
+    runner.run(spec)
+    path = runner.path(spec)
+    old = read_record(path)
+    del old["config"]["train"]["warmup_steps"]
+    old["config_hash"] = "an older hash"
+    write_record(path, old)
+    assert runner.is_done(spec)
+    old["config"]["train"]["warmup_ratio"] = 0.5
+    write_record(path, old)
+    assert not runner.is_done(spec)
