@@ -187,6 +187,31 @@ def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | Non
     return _from_pretrained(cls.from_pretrained, name, resolve(name), config=config, **kwargs)
 
 
+# Architectures whose layers are causal decoders (each position sees only the ones before it).
+CAUSAL_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi", "phi3",
+                "gpt2", "gpt_neox", "gptj", "opt", "falcon", "olmo", "olmo2", "smollm3", "stablelm"}
+
+
+def is_causal(model: torch.nn.Module) -> bool:
+    """Whether the backbone is a causal (decoder-only) LLM."""
+    return getattr(model.config, "model_type", None) in CAUSAL_TYPES
+
+
+def feed_forward_modules(model: torch.nn.Module) -> list[str] | str:
+    """LoRA targets on a backbone's feed-forward layers, as E4SRec puts them: Llama-style
+    gate/up/down projections, or BERT-style intermediate and output dense layers (a regular
+    expression, since `output.dense` alone would also name the attention output)."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    if {"gate_proj", "up_proj", "down_proj"} <= names:
+        return ["gate_proj", "up_proj", "down_proj"]
+    if any(name.endswith("intermediate.dense") for name, _ in model.named_modules()):
+        return r".*layer\.\d+\.(intermediate|output)\.dense"
+    from .errors import ConfigError
+
+    raise ConfigError(f"no known feed-forward layers in a {model.config.model_type!r} backbone; "
+                      "set model.lora_target_modules")
+
+
 def adds_absolute_positions(model: torch.nn.Module) -> bool:
     """Whether the backbone adds learned absolute position embeddings to the vectors it is fed
     (BERT-style encoders, then a LayerNorm); T5 (relative position biases) and Llama (rotary

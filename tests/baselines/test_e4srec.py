@@ -1,5 +1,6 @@
-"""E4SRec on tiny random backbones: only LoRA adapters train inside the LLM, the prompt layout
-(instruction, items, response; padding moved to the end), encoder and decoder LLMs, SASRec item
+"""E4SRec on tiny random backbones: only LoRA adapters (on the feed-forward layers) train inside the
+LLM, the prompt layout (instruction, items, response; padding moved to the end), every prefix in
+one pass of a causal LLM equal to one pass per prefix, encoder and decoder LLMs, SASRec item
 embeddings from RecBole mapped to our item ids (trained, reused, refused when the data differ),
 and the trainable-parameter count in the result."""
 import json
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.e4srec import find_sasrec_checkpoints, recbole_item_index
+from baselines.e4srec import find_sasrec_checkpoints, recbole_item_index, sasrec_item_embeddings
 from benchmarks import config as cfgmod
 from benchmarks.config import ConfigError
 from benchmarks.models import build_model
@@ -27,23 +28,6 @@ EVAL = {"ks": [10, 20], "mask_history": True, "batch_size": 64}
 SMALL_SASREC = {"hidden_size": 16, "n_layers": 1, "n_heads": 1, "inner_size": 32}
 
 
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory) -> str:
-    """A randomly initialised 2-layer Llama (width 32) with MiniLM's tokenizer: a decoder LLM."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
-
-    from benchmarks import backbones
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(backbones.resolve("all-MiniLM-L6-v2"))
-    torch.manual_seed(1234)
-    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=128)
-    LlamaModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def build(dataset, tmp_path, llm, **params):
@@ -85,11 +69,12 @@ def test_lora_adapters_are_the_only_trainable_llm_weights(toy_dataset, tmp_path,
         optimizer.step()
     moved = {n for n, p in net.named_parameters() if not torch.equal(before[n], p)}
     assert moved == trainable  # every trainable weight moved and nothing else did
-    # the count the record gets: LoRA A (r x 32) and B (32 x r) on query and value of 2 layers
+    # the count the record gets: LoRA on the feed-forward layers of 2 layers, intermediate (32 -> 64:
+    # A r x 32, B 64 x r) and output (64 -> 32: A r x 64, B 32 x r); no bias on the output projection
     counts = model.parameter_counts()
-    assert counts["lora"] == 2 * 2 * (4 * 32 + 32 * 4)
+    assert counts["lora"] == 2 * (4 * 32 + 64 * 4 + 4 * 64 + 32 * 4)
     assert counts["input_projection"] == 16 * 32 + 32
-    assert counts["item_output_projection"] == 32 * (toy_dataset.n_items + 1) + toy_dataset.n_items + 1
+    assert counts["item_output_projection"] == 32 * (toy_dataset.n_items + 1)
     assert counts["trainable"] == counts["lora"] + counts["input_projection"] + counts["item_output_projection"]
     assert counts["llm_frozen"] > 10 * counts["lora"]
 
@@ -122,7 +107,8 @@ def test_scores_do_not_depend_on_padding_for_encoder_and_decoder(toy_dataset, tm
     assert alone.shape == (1, toy_dataset.n_items + 1) and torch.isinf(alone[0, 0])
     assert torch.allclose(alone[0, 1:], padded[0, 1:], atol=1e-5)
     assert not torch.allclose(padded[0, 1:], padded[1, 1:])
-    assert model.describe()["lora"]["target_modules"] == (["q_proj", "v_proj"] if backbone == "tiny_llama" else ["query", "value"])
+    assert model.describe()["lora"]["target_modules"] == (
+        ["down_proj", "gate_proj", "up_proj"] if backbone == "tiny_llama" else [r".*layer\.\d+\.(intermediate|output)\.dense"])
 
 
 def test_mean_pooling_option_and_config_errors(toy_dataset, tmp_path, tiny_bert):
@@ -203,7 +189,7 @@ def test_auto_and_path_reuse_the_checkpoint_of_the_same_data_only(trained_sasrec
     assert [str(p) for p in found] == [trained_sasrec["result"]["sasrec"]["checkpoint"]]
     for source, how in (("auto", "reused (auto)"), (str(found[0]), "checkpoint given")):
         model = build(dataset, root, tiny_bert, sasrec_source=source)
-        embeddings, info = model.sasrec_item_embeddings(leave_one_out(dataset), None)  # no trainer: nothing trains
+        embeddings, info = sasrec_item_embeddings(model.params, dataset, model.device, leave_one_out(dataset), None)
         assert info["source"] == how and info["checkpoint"] == str(found[0])
         assert torch.equal(embeddings[1:], trained[1:])  # row 0 (padding) is zeroed by build_module
     # another dataset (other users' walks) never picks this checkpoint up, and refuses it by path
@@ -213,9 +199,11 @@ def test_auto_and_path_reuse_the_checkpoint_of_the_same_data_only(trained_sasrec
     other = load_dataset(other_data, verbose=False)
     assert find_sasrec_checkpoints(other, root / "runs") == []
     with pytest.raises(ConfigError, match="other data"):
-        build(other, root, tiny_bert, sasrec_source=str(found[0])).sasrec_item_embeddings(leave_one_out(other), None)
+        model = build(other, root, tiny_bert, sasrec_source=str(found[0]))
+        sasrec_item_embeddings(model.params, other, model.device, leave_one_out(other), None)
     with pytest.raises(ConfigError, match="not a RecBole checkpoint"):
-        build(other, root, tiny_bert, sasrec_source=str(tmp_path / "missing.pth")).sasrec_item_embeddings(None, None)
+        model = build(other, root, tiny_bert, sasrec_source=str(tmp_path / "missing.pth"))
+        sasrec_item_embeddings(model.params, other, model.device, None, None)
 
 
 def test_auto_prefers_the_checkpoint_of_the_same_seed(trained_sasrec, tmp_path):
@@ -244,3 +232,28 @@ def test_cold_start_split_is_refused(toy_dataset, tmp_path, tiny_bert):
     model = build(toy_dataset, tmp_path, tiny_bert)
     with pytest.raises(ConfigError, match="cold start"):
         model.fit(hold_out_items(leave_one_out(toy_dataset), 0.1, seed=0), None)
+
+
+def test_every_prefix_in_one_pass_equals_one_pass_per_prefix(toy_dataset, tmp_path, tiny_llama):
+    """On a causal LLM a user's prefixes are scored in one pass (the response once per prefix, each
+    copy seeing only its prefix); the scores and the loss equal those of one prompt per prefix."""
+    model = with_random_ids(build(toy_dataset, tmp_path, tiny_llama, lora_r=2, lora_alpha=2))
+    assert model.one_pass and model.params.strategy == "prefixes"
+    model.module.eval()
+    split = leave_one_out(toy_dataset)
+    items, targets = model.training_batches(split, 0, np.random.default_rng(0), 4)[0]
+    lengths = (items > 0).sum(1)
+    assert (lengths == (targets > 0).sum(1)).all() and lengths.max() == 8  # the window's last 8 targets
+    with torch.no_grad():
+        one_pass = model.module.prefix_logits(torch.from_numpy(items), lengths.tolist())
+        for row in range(len(items)):
+            prefixes = [items[row, :t] for t in range(1, lengths[row] + 1)]
+            each = model.score(model.prepare(prefixes))
+            assert torch.allclose(one_pass[row, :lengths[row], 1:], each[:, 1:], atol=1e-4)
+        fused = model.loss((items, targets))
+        model.one_pass = False
+        assert torch.allclose(model.loss((items, targets)), fused, atol=1e-5)
+    # every target is the item after its prefix: the batch is the user's own window
+    for row in range(len(items)):
+        n = lengths[row]
+        assert (targets[row, : n - 1] == items[row, 1:n]).all()

@@ -90,7 +90,8 @@ def test_training_batches_never_hold_a_validation_or_test_item(reserved_data, ti
     dataset, split, reserved, root = reserved_data
     torch.manual_seed(0)
     model = build_model({"name": name, **models(tiny_bert, root)[name]}, dataset, torch.device("cpu"))
-    strategies = ["sampling", "all"] if hasattr(model.params, "strategy") else [None]
+    own = getattr(model.params, "strategy", None)  # the model's default (E4SRec: prefixes), then the shared ones
+    strategies = [own] + [s for s in ("sampling", "all") if s != own] if own else [None]
     training = split.for_training()
     seen: set[int] = set()
     for strategy in strategies:
