@@ -212,6 +212,14 @@ def feed_forward_modules(model: torch.nn.Module) -> list[str] | str:
                       "set model.lora_target_modules")
 
 
+BERT_STYLE_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert"}
+
+
+def config_adds_absolute_positions(config) -> bool:
+    """`adds_absolute_positions` read from a config alone (without loading the weights)."""
+    return config.model_type in BERT_STYLE_TYPES and getattr(config, "position_embedding_type", "absolute") == "absolute"
+
+
 def adds_absolute_positions(model: torch.nn.Module) -> bool:
     """Whether the backbone adds learned absolute position embeddings to the vectors it is fed
     (BERT-style encoders, then a LayerNorm); T5 (relative position biases) and Llama (rotary

