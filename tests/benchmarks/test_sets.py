@@ -13,7 +13,8 @@ from benchmarks.planning import parse_shard, plan_runs, shard_plan
 GPU_EXPERIMENTS = {"table3_overall": ("ml-1m-partial", "amazon-beauty"),
                    "table1_2_4_5_generative": ("ml-1m-partial",),
                    "figure4_5_ablations": ("ml-1m-partial", "amazon-beauty"),
-                   "figure6_topn_sampled": ("ml-1m-partial",)}
+                   "figure6_topn_sampled": ("ml-1m-partial",),
+                   "table6_item_llm": ("ml-1m-partial",), "table7_rec_llm": ("ml-1m-partial",)}
 
 
 def test_gpu_set_plans_every_run_of_every_experiment_on_its_datasets_with_three_seeds():
