@@ -42,6 +42,9 @@ def parse_args(argv=None):
     parser.add_argument("--results-dir", default="results")
     parser.add_argument("--reports-dir", default="reports")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--checkpoint-minutes", type=float, metavar="M",
+                        help="save a training checkpoint every M minutes (at an epoch's end) under "
+                             ".cache/checkpoints; a later call resumes an unfinished run from it")
     return parser.parse_args(argv)
 
 
@@ -71,7 +74,8 @@ def main(argv=None) -> int:
             data_root=args.data_root,
             runs=split(args.runs),
         )
-        runner = Runner(args.results_dir, force=args.force, progress=not args.quiet)
+        runner = Runner(args.results_dir, force=args.force, progress=not args.quiet,
+                        checkpoint_minutes=args.checkpoint_minutes)
         if args.shard:  # shards must agree on one order, whatever records each finds: no costs
             plan = shard_plan(plan, *parse_shard(args.shard))
         else:

@@ -21,7 +21,7 @@ from .evaluate import EvalResult, control_variant, evaluate, evaluation_settings
 from .latency import device_description, measure_latency
 from .models import SkipRun, build_model
 from .planning import Plan
-from .records import git_commit, library_versions, now, read_record, record_path, write_record
+from .records import code_hash, git_commit, library_versions, now, read_record, record_path, write_record
 from .split import hold_out_items, leave_one_out
 from .training import Trainer
 
@@ -44,10 +44,13 @@ def seed_everything(seed: int) -> None:
 
 
 class Runner:
-    def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True):
+    def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True, *,
+                 checkpoint_minutes: float | None = None, checkpoint_dir: str | Path = ".cache/checkpoints"):
         self.results_dir = Path(results_dir)
         self.force = force
         self.progress = progress
+        self.checkpoint_minutes = checkpoint_minutes  # None: no training checkpoints (Trainer)
+        self.checkpoint_dir = Path(checkpoint_dir)
         self._datasets: dict[str, SequenceDataset] = {}
         self._source_hashes: dict[str, str | None] = {}
 
@@ -149,9 +152,17 @@ class Runner:
         }
         return RunContext(spec, cfg, device, dataset, split, base)
 
+    def checkpoint_path(self, spec: RunSpec) -> Path:
+        """Where a run's training checkpoints go: named by the run, its config and the code, so a
+        checkpoint is only ever resumed by the same run of the same code."""
+        name = f"{spec.experiment}__{spec.dataset}__{spec.run}__seed{spec.seed}"
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{code_hash()}.pt"
+
     def train(self, ctx: "RunContext") -> dict:
         """The model's fit on the training split (no test part) with the shared trainer."""
-        trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress)
+        trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress,
+                          checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes)
         t0 = time.perf_counter()
         training = ctx.model.fit(ctx.split.for_training(), trainer) or {}
         training.setdefault("seconds", time.perf_counter() - t0)
@@ -204,6 +215,9 @@ class Runner:
         if cold_start is not None:
             record["cold_start"] = cold_start
         write_record(self.path(ctx.spec), record, per_user)
+        checkpoint = self.checkpoint_path(ctx.spec)
+        for path in checkpoint.parent.glob(checkpoint.name + "*"):  # this run's stages: no longer needed
+            path.unlink()
         return record
 
     def record_skip(self, ctx: "RunContext", reason: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -119,19 +120,42 @@ class WindowedNextItemModel(NeuralRecommender):
 
 
 class Trainer:
-    def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True):
+    """The shared loop. With `checkpoint` (a file path) and `checkpoint_minutes`, the state of a
+    long training (weights, optimiser, schedule, random generators, the stopping rule's state and
+    the curve so far) is saved at the end of an epoch every so many minutes, and a later `fit` of
+    the same run resumes from it: a run longer than one sitting (or one call to a GPU machine)
+    finishes over several. A finished fit leaves a final checkpoint (its best weights and result),
+    so a two-stage model resumes in its second stage; the runner removes the files once the run's
+    record is written."""
+
+    def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
+                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None):
         autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
         self.seed = seed
         self.progress = progress
+        self.checkpoint = Path(checkpoint) if checkpoint is not None and checkpoint_minutes is not None else None
+        self.checkpoint_minutes = checkpoint_minutes
 
     def with_epochs(self, epochs: int | None) -> "Trainer":
         """The same trainer with another epoch budget (None keeps it), for a second stage."""
         cfg = dict(self.cfg)
         if epochs is not None:
             cfg["epochs"] = int(epochs)
-        return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress)
+        stage = self.checkpoint.with_name(self.checkpoint.name + ".stage2") if self.checkpoint else None
+        return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress, checkpoint=stage,
+                       checkpoint_minutes=self.checkpoint_minutes)
+
+    def _save(self, state: dict) -> None:
+        from .records import atomic_write
+
+        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+
+    def _load(self) -> dict | None:
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return None
+        return torch.load(self.checkpoint, map_location="cpu", weights_only=False)  # the suite's own file
 
     def validate(self, model: Recommender, split) -> dict:
         """The validation metrics early stopping reads, for every trained model: the suite's
@@ -175,14 +199,33 @@ class Trainer:
         best_state, history = None, []
         start = time.perf_counter()
         stopped = "epochs"
-        if keep_initial:
+        first_epoch, resumes = 1, 0
+        saved = self._load()
+        if saved is not None and saved.get("finished"):  # this stage ended in an earlier sitting
+            model.module.load_state_dict(saved["model"])
+            model.module.eval()
+            return saved["result"]
+        if saved is not None:
+            model.module.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            rng.bit_generator.state = saved["rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            stopping.__dict__.update(saved["stopping"])
+            best_state, history = saved["best_state"], saved["history"]
+            start -= saved["seconds"]
+            first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
+            first_batches = None  # drawn with a fresh generator: the saved one goes on instead
+        elif keep_initial:
             initial = self.validate(model, split)
             stopping.update(initial[metric], epoch=0)
             best_state = _snapshot(model.module)
             history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
+        last_save = time.perf_counter()
         budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
-        for epoch in range(1, epochs + 1):
-            batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng, batch_size)
+        for epoch in range(first_epoch, epochs + 1):
+            batches = first_batches if epoch == 1 and first_batches is not None else \
+                model.training_batches(split, epoch - 1, rng, batch_size)
             model.module.train()
             losses = []
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
@@ -221,10 +264,17 @@ class Trainer:
                 break
             if stopped == "time_budget":
                 break
+            if self.checkpoint is not None and time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
+                self._save({"model": _snapshot(model.module), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(), "stopping": dict(stopping.__dict__),
+                            "best_state": best_state, "history": history, "epoch": epoch,
+                            "seconds": time.perf_counter() - start, "resumes": resumes})
+                last_save = time.perf_counter()
         if best_state is not None:
             model.module.load_state_dict(best_state)
         model.module.eval()
-        return {
+        result = {
             "epochs": sum(1 for entry in history if entry["epoch"] > 0),
             "best_epoch": stopping.best_epoch,
             "best_valid": {metric: stopping.best},
@@ -232,3 +282,8 @@ class Trainer:
             "seconds": time.perf_counter() - start,
             "history": history,
         }
+        if resumes:
+            result["resumed"] = resumes  # sittings after the first
+        if self.checkpoint is not None:
+            self._save({"finished": True, "model": _snapshot(model.module), "result": result})
+        return result

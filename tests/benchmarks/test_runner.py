@@ -392,3 +392,40 @@ def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_pa
     old["config"]["train"]["warmup_ratio"] = 0.5
     write_record(path, old)
     assert not runner.is_done(spec)
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sitting(tmp_path, toy_ml1m, monkeypatch):
+    """A run cut after its third epoch (checkpoints every epoch) is resumed by the next call: it
+    trains only the epochs left and ends with the same weights, curve and metrics as a run that
+    was never cut; its checkpoints are gone once the record is written."""
+    import benchmarks.training as training
+
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 6, patience: 10, lr: 0.05},"
+                                     " latency: {enabled: false}}\nruns:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    spec = plan.runs[0]
+    whole = Runner(tmp_path / "whole", progress=False).run(spec)
+
+    epochs_trained, real_validate = [], Trainer.validate
+
+    def cut_after_three(self, model, split):
+        epochs_trained.append(1)
+        if len(epochs_trained) == 4:
+            raise KeyboardInterrupt  # the fourth validation never happens: a killed sitting
+        return real_validate(self, model, split)
+
+    runner = Runner(tmp_path / "cut", progress=False, checkpoint_minutes=0, checkpoint_dir=tmp_path / "ckpt")
+    monkeypatch.setattr(training.Trainer, "validate", cut_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(spec)
+    assert not runner.is_done(spec) and len(list((tmp_path / "ckpt").glob("*.pt"))) == 1
+    monkeypatch.setattr(training.Trainer, "validate", real_validate)
+    seen = []
+    monkeypatch.setattr(training.Trainer, "validate", lambda self, m, s: seen.append(1) or real_validate(self, m, s))
+    resumed = runner.run(spec)
+    assert len(seen) == 3  # epochs 4, 5 and 6 only
+    assert resumed["training"]["resumed"] == 1 and resumed["training"]["epochs"] == 6
+    assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx([h["loss"] for h in whole["training"]["history"]])
+    assert resumed["metrics"] == pytest.approx(whole["metrics"])
+    assert not list((tmp_path / "ckpt").glob("*"))
