@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -117,6 +118,19 @@ class WindowedNextItemModel(NeuralRecommender):
 
     def input_length(self, histories) -> np.ndarray:
         return np.array([min(len(h), self.window) for h in histories], dtype=np.float64)
+
+
+def training_throughput(step_flops: float, steps: int, rows: int, seconds: float, precision: str, device) -> dict:
+    """Where a training's time goes: batch rows and steps per second (training and validation
+    together, this sitting), the first step's work (forward and backward, FlopCounterMode) and the
+    share of the device's measured matrix-multiply peak at the training precision it reaches."""
+    from .latency import matmul_peak
+
+    peak = matmul_peak(device, torch.bfloat16 if precision == "bf16" else torch.float32)
+    achieved = step_flops * steps / max(seconds, 1e-9) / 1e12
+    return {"rows_per_second": rows / max(seconds, 1e-9), "steps_per_second": steps / max(seconds, 1e-9),
+            "gflop_per_step": step_flops / 1e9, "achieved_tflops": achieved, "peak": peak,
+            "share_of_peak": achieved / peak["tflops"] if peak["tflops"] > 0 else None}
 
 
 class Trainer:
@@ -222,6 +236,7 @@ class Trainer:
             best_state = _snapshot(model.module)
             history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
         last_save = time.perf_counter()
+        step_flops, steps, rows, sitting_start = None, 0, 0, time.perf_counter()
         budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
         for epoch in range(first_epoch, epochs + 1):
             batches = first_batches if epoch == 1 and first_batches is not None else \
@@ -235,12 +250,19 @@ class Trainer:
                     # below and recorded with how many of its batches ran
                     stopped = "time_budget"
                     break
-                with autocast(cfg["precision"], model.device):
-                    loss = model.loss(batch).float()
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # the first step's work is counted (forward and backward), for the throughput
+                counting = FlopCounterMode(display=False) if step_flops is None else contextlib.nullcontext()
+                with counting:
+                    with autocast(cfg["precision"], model.device):
+                        loss = model.loss(batch).float()
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                if step_flops is None:
+                    step_flops = float(counting.get_total_flops())
+                steps += 1
+                rows += len(batch[0]) if hasattr(batch[0], "__len__") else 1
                 if cfg["max_grad_norm"]:
                     torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
                 optimizer.step()
@@ -282,6 +304,9 @@ class Trainer:
             "seconds": time.perf_counter() - start,
             "history": history,
         }
+        if steps:
+            result["throughput"] = training_throughput(step_flops, steps, rows, time.perf_counter() - sitting_start,
+                                                       cfg["precision"], model.device)
         if resumes:
             result["resumed"] = resumes  # sittings after the first
         if self.checkpoint is not None:

@@ -429,3 +429,23 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sit
     assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx([h["loss"] for h in whole["training"]["history"]])
     assert resumed["metrics"] == pytest.approx(whole["metrics"])
     assert not list((tmp_path / "ckpt").glob("*"))
+
+
+def test_training_records_its_throughput_and_share_of_peak(tmp_path, toy_dataset):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    name, exp = load_experiment(str(write_experiment(tmp_path)))
+    cfg = resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override("train.epochs=2")]).config
+    model = build_model(cfg["model"], toy_dataset, __import__("torch").device("cpu"))
+    split = leave_one_out(toy_dataset)
+    batch = model.training_batches(split, 0, np.random.default_rng(0), int(cfg["train"]["batch_size"]))[0]
+    with FlopCounterMode(display=False) as counter:
+        model.loss(batch).backward()  # forward and backward of one step
+    model.module.zero_grad()
+    result = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
+    work = result["throughput"]
+    assert work["gflop_per_step"] * 1e9 == counter.get_total_flops() > 0
+    steps = 2 * len(model.training_batches(split, 0, np.random.default_rng(0), int(cfg["train"]["batch_size"])))
+    assert work["steps_per_second"] * result["seconds"] == pytest.approx(steps, rel=0.05)
+    assert work["peak"]["dtype"] == "float32" and 0 < work["share_of_peak"] == pytest.approx(
+        work["achieved_tflops"] / work["peak"]["tflops"])
