@@ -36,9 +36,10 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -46,6 +47,7 @@ import yaml
 from .errors import ConfigError
 from .models import resolve_model_params
 from .pages import ReportPage, report_pages
+from .variants import RUN_NEUTRAL_KEYS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
@@ -68,14 +70,21 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _parsed(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return copy.deepcopy(data)  # callers may change what they get; the cache keeps its own
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str):
+    """YAML parsed once per text: planning resolves every run against the defaults, the presets
+    and its experiment three times (as run, as the experiment states it, with the set)."""
+    return yaml.safe_load(text)
 
 
 def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> dict:
@@ -221,7 +230,8 @@ def load_set(name: str) -> dict:
 
 @dataclass
 class RunSpec:
-    """One run: an experiment row on one dataset with one seed, fully resolved."""
+    """One run: an experiment row on one dataset with one seed, fully resolved; and how its
+    config differs from what the experiment file alone resolves to (benchmarks/variants.py)."""
 
     experiment: str
     run: str
@@ -229,6 +239,12 @@ class RunSpec:
     seed: int
     config: dict
     paper_table: str | None
+    differs: dict = field(default_factory=dict)   # dotted key -> [the experiment's value, this run's]
+    set_name: str | None = None                   # the set whose config makes some of the differences
+    set_keys: tuple[str, ...] = ()                # the settings the set's config changes
+    tag: str | None = None                        # --tag: a variant by this name, whatever differs
+    reference_data: dict | None = None            # the experiment's own data section (files to compare)
+    experiment_file: str | None = None            # the file, where the experiment was given by its path
 
     @property
     def key(self) -> str:
@@ -294,7 +310,8 @@ def config_hash(cfg: dict) -> str:
 
 
 def identity_hash(cfg: dict) -> str:
-    """The config hash without `data.path`: where the source files lie is not what the run is
-    (a record made on a GPU machine from a copied folder is the same run; the record's data
-    source hash says which files were read)."""
-    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path"}})
+    """The config hash without `data.path` and the run-neutral keys (variants.RUN_NEUTRAL_KEYS):
+    where the source files lie is not what the run is (a record made on a GPU machine from a
+    copied folder is the same run; the record's data source hash says which files were read)."""
+    neutral = {key.split(".", 1)[1] for key in RUN_NEUTRAL_KEYS if key.startswith("data.")}
+    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path" and k not in neutral}})
