@@ -12,9 +12,10 @@ from .planning import Plan
 from .variants import describe
 
 
-def _first_sentence(text: str) -> str:
+def _first_sentence(text: str, limit: int = 90) -> str:
     text = " ".join(str(text or "").split())
-    return text.split(". ")[0].rstrip(".") if text else ""
+    first = text.split(". ")[0].split(": ")[0].rstrip(".") if text else ""
+    return first if len(first) <= limit else first[:limit - 3].rstrip() + "..."
 
 
 def catalogue(*, models: bool, experiments: bool, datasets: bool) -> None:
@@ -66,7 +67,7 @@ def _datasets() -> None:
         else:
             where = f"{path}{'' if Path(path).exists() else ' (not here: give --data-path)'}"
         needs = ", ".join({**loader.required_files, **(preset.get("files") or {})}.values())
-        print(f"  {name:15s} {preset['source']:14s} {needs:40s} {where}")
+        print(f"  {name:15s} {preset['source']:14s} {where}; files: {needs}")
 
 
 def plan_listing(plan: Plan, runner, *, force: bool) -> None:

@@ -101,10 +101,14 @@ def parse_record_name(name: str) -> tuple[str, int, str | None] | None:
 
 
 def describe(differs: dict[str, list], limit: int = 6) -> str:
-    """'train.epochs 300 -> 2; data.source_hash 1a2b.. -> 3c4d..' (the first `limit`, then a count)."""
-    items = [f"{key} {_short(ref)} -> {_short(mine)}" for key, (ref, mine) in differs.items()]
+    """'train.epochs 300 -> 2; data.source_hash 1a2b.. -> 3c4d..' (the first `limit`, then a
+    count); the settings a record lacks (it was made before they existed) named apart."""
+    items = [f"{key} {_short(ref)} -> {_short(mine)}" for key, (ref, mine) in differs.items() if mine != ABSENT]
     if len(items) > limit:
         items = items[:limit] + [f"and {len(items) - limit} more"]
+    lacking = [key for key, (_, mine) in differs.items() if mine == ABSENT]
+    if lacking:
+        items.append(f"made before {', '.join(lacking)} existed")
     return "; ".join(items) or "nothing (tagged by --tag)"
 
 

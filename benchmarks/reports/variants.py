@@ -18,6 +18,8 @@ from ..variants import describe, differences
 from .records import Record
 from .tables import columns, details, metric_columns, missing_row, short, summary_cells
 
+DIFFERS = "differs from the experiment file"
+
 
 def record_differences(rec: Record, exp: dict) -> str:
     """What makes this record a variant: as recorded, or against the experiment file as it is."""
@@ -52,7 +54,7 @@ def variant_table(page: ReportPage, exp: dict, variants: list[Record]) -> pd.Dat
             row.update(details(page, ok))
         else:
             row.update(missing_row(recs, cols))
-        differs = list(dict.fromkeys(record_differences(r, exp) for r in recs))
-        row["differs from the experiment file"] = " | ".join(differs)
+        row[DIFFERS] = " | ".join(dict.fromkeys(record_differences(r, exp) for r in recs))
         rows.append(row)
-    return pd.DataFrame(rows).fillna("")
+    frame = pd.DataFrame(rows).fillna("")
+    return frame[[c for c in frame.columns if c != DIFFERS] + [DIFFERS]]  # the widest cell last
