@@ -167,7 +167,10 @@ def run(args) -> int:
         return 1 if failures else 0
     if args.model:
         listing.quick_table(plan, runner)
-        print("The reports (reports/quick.md among them): python run_all.py --report-only")
+        folders = "".join(f" --{name.replace('_', '-')} {value}" for name, value in
+                          (("results_dir", args.results_dir), ("reports_dir", args.reports_dir))
+                          if value != parser().get_default(name))
+        print(f"Its page, {args.reports_dir}/quick.md, beside the others: python run_all.py --report-only{folders}")
     else:
         report(args)
         if not to_train:

@@ -94,6 +94,8 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
 def quick_table(plan: Plan, runner) -> None:
     """The records of the runs just made (or found), as a small table of metrics and latency."""
     from .records import read_record
+    from .reports.records import Record
+    from .reports.tables import stopped_by_cell
 
     rows = []
     for spec in plan.runs:
@@ -108,8 +110,7 @@ def quick_table(plan: Plan, runner) -> None:
             for key in sorted(metrics, key=lambda k: (not k.startswith("recall"), int(k.split("@")[1]))):
                 row[key.replace("recall", "R").replace("ndcg", "N")] = f"{metrics[key]:.4f}"
             row["ms/batch"] = f"{latency['ms_per_batch_median']:.2f}" if latency else "n/a"
-            training = record.get("training") or {}
-            row["stopped by"] = f"{training.get('stopped_by') or 'not trained'} ({training.get('epochs', 0)} epochs)"
+            row["stopped by"] = stopped_by_cell([Record(record)])
         row["record"] = str(path)
         rows.append(row)
     print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))
