@@ -81,6 +81,7 @@ def seeds(text: str | None) -> list[int] | None:
 
 def check_args(args) -> None:
     """Every value that can be checked before planning (the rest: config.py, planning.py)."""
+    from .config import parse_override
     from .variants import check_tag
 
     for option, value in (("--data-path", args.data_path), ("--data-root", args.data_root)):
@@ -88,6 +89,9 @@ def check_args(args) -> None:
             raise ConfigError(f"{option} {value!r} does not exist")
     if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
         raise ConfigError(f"--data-root {args.data_root!r} is not a folder")
+    for option, value in (("--results-dir", args.results_dir), ("--reports-dir", args.reports_dir)):
+        if Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"{option} {value!r} is a file, not a folder")
     if args.tag is not None:
         check_tag(args.tag)
     for tag in names(args.with_variants) or []:
@@ -97,7 +101,6 @@ def check_args(args) -> None:
     if args.model and (args.experiments or args.runs):
         raise ConfigError("--model runs one model by itself: give it without --experiments or --runs")
     for text in args.override:
-        from .config import parse_override
         parse_override(text)
     seeds(args.seeds)
 

@@ -56,7 +56,7 @@ class Runner:
         self._datasets: dict[str, SequenceDataset] = {}
         self._source_hashes: dict[str, str | None] = {}
         self._recorded_hashes: dict[str, set[str]] | None = None
-        self._placements: dict[int, tuple[str | None, dict]] = {}
+        self._placements: dict[int, tuple[RunSpec, str | None, dict]] = {}
         self.current: RunContext | None = None  # the run in progress (its failure record reads it)
 
     def dataset(self, data_cfg: dict) -> SequenceDataset:
@@ -72,14 +72,15 @@ class Runner:
         """(variant tag or None for the main record, the differences from the experiment file):
         the planned differences, and the data's where the run reads another folder whose files
         hash otherwise than the experiment's own."""
-        if id(spec) not in self._placements:
+        known = self._placements.get(id(spec))
+        if known is None or known[0] is not spec:  # held with its spec: an id is not reused meanwhile
             differs = dict(spec.differs)
             data = self.data_difference(spec)
             if data is not None:
                 differs[SOURCE_HASH] = data
             tag = variant_tag(differs, tag=spec.tag, set_name=spec.set_name, set_keys=spec.set_keys)
-            self._placements[id(spec)] = (tag, differs)
-        return self._placements[id(spec)]
+            self._placements[id(spec)] = known = (spec, tag, differs)
+        return known[1], known[2]
 
     def data_difference(self, spec: RunSpec) -> list | None:
         """[the experiment's source hash, this run's] where the run's data folder is not the

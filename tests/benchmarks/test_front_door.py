@@ -96,6 +96,7 @@ BAD_VALUES = [
     (["--dataset", "ml-5m"], "unknown dataset preset 'ml-5m'"),
     (["--data-path", "/nowhere/at/all"], "--data-path '/nowhere/at/all' does not exist"),
     (["--data-root", __file__], "is not a folder"),
+    (["--reports-dir", __file__], "--reports-dir"),
     (["--device", "gpu"], "device must be cpu, cuda, cuda:N or auto"),
     (["-o", "train.epochs"], "must look like key.subkey=value"),
     (["-o", "train.lrr=1"], "unknown config key 'train.lrr'"),
