@@ -14,7 +14,8 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
       MostPopular: {model: {name: most_popular}}
       Lite: {model: {...}, per_dataset: {ml-1m: {...}}}   # a run's own per-dataset overrides
     proposed: [Lite]              # the runs of the proposed model: tested against the best
-                                  # baseline and starred (absent: the runs of model lite_llm4rec)
+                                  # baseline and starred (absent: the runs of the paper's
+                                  # proposed model, paper_reference.yaml)
     report:                       # the report pages this experiment declares (ReportPage)
       - {page: table3, title: "Table 3: overall accuracy", what: ..., paper_key: table3_overall}
 
@@ -28,7 +29,8 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
     experiments: {table3_overall: {}, table1_2_4_5_generative: {datasets: [ml-1m-partial]}}
     datasets: [...]; seeds: [...]; runs: [...]   # replace the experiments' own lists
     config: {...}                            # a budget over every run of the set (above the
-                                             # experiments' own settings, below the command line)
+                                             # experiments' own settings, below the command line);
+                                             # the runs it changes are the set's variants (variants.py)
     priority: [table3_overall/ml-1m-partial/SASRec, table3_overall/*/*]   # within each seed, runs
                                              # matching an earlier pattern (experiment/dataset/run,
                                              # fnmatch) go first; the rest follow in the set's order
