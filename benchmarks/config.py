@@ -14,7 +14,8 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
       MostPopular: {model: {name: most_popular}}
       Lite: {model: {...}, per_dataset: {ml-1m: {...}}}   # a run's own per-dataset overrides
     proposed: [Lite]              # the runs of the proposed model: tested against the best
-                                  # baseline and starred (absent: the runs of model lite_llm4rec)
+                                  # baseline and starred (absent: the runs of the paper's
+                                  # proposed model, paper_reference.yaml)
     report:                       # the report pages this experiment declares (ReportPage)
       - {page: table3, title: "Table 3: overall accuracy", what: ..., paper_key: table3_overall}
 
@@ -28,7 +29,8 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
     experiments: {table3_overall: {}, table1_2_4_5_generative: {datasets: [ml-1m-partial]}}
     datasets: [...]; seeds: [...]; runs: [...]   # replace the experiments' own lists
     config: {...}                            # a budget over every run of the set (above the
-                                             # experiments' own settings, below the command line)
+                                             # experiments' own settings, below the command line);
+                                             # the runs it changes are the set's variants (variants.py)
     priority: [table3_overall/ml-1m-partial/SASRec, table3_overall/*/*]   # within each seed, runs
                                              # matching an earlier pattern (experiment/dataset/run,
                                              # fnmatch) go first; the rest follow in the set's order
@@ -36,9 +38,10 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -46,6 +49,7 @@ import yaml
 from .errors import ConfigError
 from .models import resolve_model_params
 from .pages import ReportPage, report_pages
+from .variants import RUN_NEUTRAL_KEYS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
@@ -68,14 +72,21 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _parsed(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return copy.deepcopy(data)  # callers may change what they get; the cache keeps its own
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str):
+    """YAML parsed once per text: planning resolves every run against the defaults, the presets
+    and its experiment three times (as run, as the experiment states it, with the set)."""
+    return yaml.safe_load(text)
 
 
 def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> dict:
@@ -221,7 +232,8 @@ def load_set(name: str) -> dict:
 
 @dataclass
 class RunSpec:
-    """One run: an experiment row on one dataset with one seed, fully resolved."""
+    """One run: an experiment row on one dataset with one seed, fully resolved; and how its
+    config differs from what the experiment file alone resolves to (benchmarks/variants.py)."""
 
     experiment: str
     run: str
@@ -229,6 +241,12 @@ class RunSpec:
     seed: int
     config: dict
     paper_table: str | None
+    differs: dict = field(default_factory=dict)   # dotted key -> [the experiment's value, this run's]
+    set_name: str | None = None                   # the set whose config makes some of the differences
+    set_keys: tuple[str, ...] = ()                # the settings the set's config changes
+    tag: str | None = None                        # --tag: a variant by this name, whatever differs
+    reference_data: dict | None = None            # the experiment's own data section (files to compare)
+    experiment_file: str | None = None            # the file, where the experiment was given by its path
 
     @property
     def key(self) -> str:
@@ -310,7 +328,8 @@ def with_new_defaults(recorded: dict) -> dict:
 
 
 def identity_hash(cfg: dict) -> str:
-    """The config hash without `data.path`: where the source files lie is not what the run is
-    (a record made on a GPU machine from a copied folder is the same run; the record's data
-    source hash says which files were read)."""
-    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path"}})
+    """The config hash without `data.path` and the run-neutral keys (variants.RUN_NEUTRAL_KEYS):
+    where the source files lie is not what the run is (a record made on a GPU machine from a
+    copied folder is the same run; the record's data source hash says which files were read)."""
+    neutral = {key.split(".", 1)[1] for key in RUN_NEUTRAL_KEYS if key.startswith("data.")}
+    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path" and k not in neutral}})

@@ -120,6 +120,10 @@ class LiteLLM4Rec(WindowedNextItemModel):
     Params = LiteLLM4RecParams
     input_unit = "item vectors"
 
+    @classmethod
+    def reads_item_text(cls, params) -> bool:
+        return True  # the Item LLM turns each item's text into its vector
+
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device
         self.batch_users = p.exclude_history_in_loss

@@ -49,6 +49,10 @@ class P5WithoutDecoder(NeuralRecommender):
     Params = P5WithoutDecoderParams
     input_unit = "tokens"
 
+    @classmethod
+    def reads_item_text(cls, params) -> bool:
+        return params.item_text == "title"  # w/o_d_TID reads titles; w/o_d reads ids
+
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length

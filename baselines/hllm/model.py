@@ -185,6 +185,10 @@ class HLLM(NeuralRecommender):
     Params = HLLMParams
     input_unit = "item embeddings"
 
+    @classmethod
+    def reads_item_text(cls, params) -> bool:
+        return True  # the Item LLM reads each item's text
+
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length

@@ -63,8 +63,8 @@ from benchmarks.split import pad_histories
 
 from .compat import import_recbole, load_checkpoint, outputs_under
 from .data import ItemIndex, recbole_config, write_atomic_files
-from .settings import (ATOMIC_NAME, MIN_INTERACTIONS, NEEDS_ATTRIBUTES, RecBoleParams, check_extra_keys,
-                       model_yaml_keys, recbole_settings)
+from .settings import (ATOMIC_NAME, MIN_INTERACTIONS, NEEDS_ATTRIBUTES, SUPPORTED_MODELS, RecBoleParams,
+                       check_extra_keys, model_yaml_keys, recbole_settings)
 from .trainer import TimeBudgetSpent, suite_validated
 
 def _json_safe(value):
@@ -73,6 +73,7 @@ def _json_safe(value):
 
 class RecBoleModel(Recommender):
     Params = RecBoleParams
+    members = SUPPORTED_MODELS  # `--model SASRec` is {name: recbole, recbole_model: SASRec}
     input_unit = "items"
 
     def build(self) -> None:

@@ -366,7 +366,8 @@ def test_iterated_k_core_needs_several_rounds(tmp_path):
     A, B, C, D, X = 1, 2, 3, 4, 99
     rows = [(u, i) for u in (1, 2, 3) for i in (A, B, C)]
     rows += [(4, A), (4, D), (4, X), (5, A), (5, D), (5, B), (6, A), (6, D), (6, C)]
-    folder = ml1m_folder(tmp_path, "".join(f"{u}::{i}::5::{t}\n" for t, (u, i) in enumerate(rows)), movies=None)
+    # movies.dat is required (an empty one: no titles needed here)
+    folder = ml1m_folder(tmp_path, "".join(f"{u}::{i}::5::{t}\n" for t, (u, i) in enumerate(rows)), movies="")
     ds = load(tmp_path, "ml-1m", folder, k_core=3)
     assert ds.user_ids == ["1", "2", "3"]
     assert ds.item_ids == ["[PAD]", "1", "2", "3"]
