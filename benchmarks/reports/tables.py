@@ -19,7 +19,7 @@ from .records import Record
 
 METRIC_LABELS = {"recall": "R", "ndcg": "N"}
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
-DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3}
+DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3, "gflop": 2}
 STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget": "time budget"}
 
 
@@ -78,6 +78,9 @@ def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list
             cols += [Column(short(m), ("metrics", m), DIGITS["metric"]) for m in metrics]
         elif group == "latency":
             cols.append(Column("ms/batch", ("latency", "ms_per_batch_median"), DIGITS["ms"]))
+            if any(r.number(("latency", "gflop_per_batch")) is not None for r in ok):  # counted since 2026-12
+                cols += [Column("GFLOP/batch", ("latency", "gflop_per_batch"), DIGITS["gflop"]),
+                         Column("share of peak", ("latency", "share_of_peak"), DIGITS["share"])]
         elif group == "latency_detail":
             cols.append(Column("ms/batch p90", ("latency", "ms_per_batch_p90"), DIGITS["ms"]))
         elif group == "input_length":

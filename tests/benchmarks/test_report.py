@@ -454,3 +454,19 @@ def test_masking_asymmetry_table_from_the_protocol_controls(tmp_path, monkeypatc
     cells = [c.strip() for c in line.strip("|").split("|")]
     # proposed 0.26 (masked), baseline 0.31 masked and 0.19 unmasked (means over the two seeds)
     assert cells[3] == "SASRec" and cells[5:] == ["0.2600", "0.3100", "0.1900", "-0.0500", "+0.0700", "+0.1200"]
+
+
+def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t3": "paper_table: table3_overall\nruns: {SASRec: {}, Old: {}}\n"})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    write_record(record_path(results, "t3", "ml-1m", "SASRec", 0),
+                 record("SASRec", "ml-1m", stats(100, 50, 2000), m,
+                        latency={"gflop_per_batch": 13.6, "share_of_peak": 0.4567}))
+    write_record(record_path(results, "t3", "ml-1m", "Old", 0), record("Old", "ml-1m", stats(100, 50, 2000), m))
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| model"))
+    assert "| GFLOP/batch " in header and "| share of peak " in header
+    assert re.search(r"\| SASRec +\|.*\| 13\.60 +\| 0\.457 ", page)
