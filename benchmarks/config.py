@@ -291,6 +291,9 @@ def validate(cfg: dict) -> None:
     if ev["candidates"] not in ("full", "sampled"):
         raise ConfigError(f"eval.candidates must be 'full' or 'sampled', got {ev['candidates']!r}")
     from .evaluate import PROTOCOL_CONTROLS  # late import: keeps config free of torch at import
+    from .measurements import check_inference_settings
+
+    check_inference_settings(cfg["latency"].get("settings") or [])
 
     unknown = [c for c in ev["protocol_controls"] or [] if c not in PROTOCOL_CONTROLS]
     if unknown:
@@ -315,7 +318,7 @@ def config_hash(cfg: dict) -> str:
 # a record without the key is the same run as one with the key at this value. (A key whose default
 # changed what runs do, e.g. eval.protocol_controls, measuring more, is not listed: its old records
 # are other runs.)
-NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None}
+NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None, ("latency", "settings"): []}
 
 
 def with_new_defaults(recorded: dict) -> dict:

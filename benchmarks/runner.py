@@ -22,7 +22,8 @@ from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .errors import ConfigError
 from .evaluate import evaluate, evaluation_settings, user_subset
 from .latency import device_description, measure_latency
-from .measurements import cold_start_result, measure_protocol_controls
+from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
+                           measure_protocol_controls)
 from .models import SkipRun, build_model, model_class, model_params
 from .planning import Plan
 from .records import code_hash, git_commit, iter_records, library_versions, now, read_record, record_path, write_record
@@ -262,12 +263,15 @@ class Runner:
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
             cfg["eval"]["protocol_controls"], eval_kwargs)
-        latency = None
+        latency, settings = None, []
         if cfg["latency"]["enabled"]:
             lat = cfg["latency"]
-            latency = measure_latency(model, test_histories, batch_size=lat["batch_size"], top_k=lat["top_k"],
-                                      warmup_batches=lat["warmup_batches"], max_batches=lat["max_batches"],
-                                      mask_history=eval_kwargs["mask_history"])
+            latency_kwargs = dict(batch_size=lat["batch_size"], top_k=lat["top_k"], warmup_batches=lat["warmup_batches"],
+                                  max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
+            latency = measure_latency(model, test_histories, **latency_kwargs)  # as published: eager
+            settings = measure_inference_settings(
+                model, test_histories, split.test_targets[users], check_inference_settings(lat.get("settings") or []),
+                eval_kwargs, latency_kwargs)
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
@@ -275,6 +279,7 @@ class Runner:
             "valid_metrics": valid.metrics,
             "protocol_variants": protocol_variants,
             "latency": latency,
+            **({"inference_settings": settings} if settings else {}),
             "input_length": {"mean": float(np.mean(model.input_length(test_histories))),
                              "unit": getattr(model, "input_unit", "items")},
             "per_user": {"user_index": users, "rank": test.ranks},
