@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -143,7 +144,8 @@ class Trainer:
     record is written."""
 
     def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
-                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None):
+                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None,
+                 on_validation: Callable[[dict, int], None] | None = None):
         autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
@@ -151,6 +153,9 @@ class Trainer:
         self.progress = progress
         self.checkpoint = Path(checkpoint) if checkpoint is not None and checkpoint_minutes is not None else None
         self.checkpoint_minutes = checkpoint_minutes
+        # hears every validation of the training (metrics, epoch): a tuning trial reports its
+        # validation curve to Optuna through it, and may stop the training (optuna.TrialPruned)
+        self.on_validation = on_validation
 
     def with_epochs(self, epochs: int | None) -> "Trainer":
         """The same trainer with another epoch budget (None keeps it), for a second stage."""
@@ -159,7 +164,7 @@ class Trainer:
             cfg["epochs"] = int(epochs)
         stage = self.checkpoint.with_name(self.checkpoint.name + ".stage2") if self.checkpoint else None
         return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress, checkpoint=stage,
-                       checkpoint_minutes=self.checkpoint_minutes)
+                       checkpoint_minutes=self.checkpoint_minutes, on_validation=self.on_validation)
 
     def _save(self, state: dict) -> None:
         from .records import atomic_write
@@ -171,11 +176,12 @@ class Trainer:
             return None
         return torch.load(self.checkpoint, map_location="cpu", weights_only=False)  # the suite's own file
 
-    def validate(self, model: Recommender, split) -> dict:
+    def validate(self, model: Recommender, split, *, epoch: int | None = None) -> dict:
         """The validation metrics early stopping reads, for every trained model: the suite's
         evaluator on the validation targets (never the test targets: the split handed to `fit` has
         none), full ranking over all items, history masked as in the run's eval settings, full
-        precision, on all users or the run's fixed subset (eval.max_users)."""
+        precision, on all users or the run's fixed subset (eval.max_users). With `epoch` (a
+        training's validation, not a final check) the `on_validation` hook hears the metrics."""
         module = getattr(model, "module", None)
         if module is not None:
             module.eval()
@@ -183,6 +189,8 @@ class Trainer:
         users = user_subset(split.n_users, settings.pop("max_users"), settings.pop("user_subset_seed"))
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
                           **{**settings, "candidates": "full"})
+        if epoch is not None and self.on_validation is not None:
+            self.on_validation(result.metrics, int(epoch))
         return result.metrics
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
@@ -231,7 +239,7 @@ class Trainer:
             first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
             first_batches = None  # drawn with a fresh generator: the saved one goes on instead
         elif keep_initial:
-            initial = self.validate(model, split)
+            initial = self.validate(model, split, epoch=0)
             stopping.update(initial[metric], epoch=0)
             best_state = _snapshot(model.module)
             history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
@@ -272,7 +280,7 @@ class Trainer:
             if stopped == "time_budget":
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
             if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
-                valid = self.validate(model, split)
+                valid = self.validate(model, split, epoch=epoch)
                 entry["valid"] = valid
                 if stopping.update(valid[metric], epoch):
                     best_state = _snapshot(model.module)
