@@ -114,9 +114,10 @@ def check_args(args) -> None:
     for text in args.override:
         parse_override(text)
     seeds(args.seeds)
-    if args.tune and (args.model or args.report_only or args.force):
+    if args.tune and (args.model or args.report_only or args.force or args.tag):
         raise ConfigError("--tune searches the rows of experiments with a `tuning:` section: give it without "
-                          "--model, --report-only or --force (a finished study is kept; delete it to search again)")
+                          "--model, --report-only, --tag or --force (a finished study is kept; delete it to "
+                          "search again)")
     if args.tuning_storage is not None and "://" not in args.tuning_storage:
         raise ConfigError(f"--tuning-storage must be a database URL (sqlite:///path/studies.db, "
                           f"postgresql://user@host/db), got {args.tuning_storage!r}")
@@ -220,6 +221,13 @@ def tune(args, plan, studies) -> int:
     from .tuning.search import tune_plan
 
     states = {spec.study.ref.name: spec.study for spec in plan.runs if spec.study is not None}
+    for spec in plan.runs:
+        if spec.study is not None and spec.differs:
+            from .variants import describe
+
+            raise ConfigError(f"--tune searches the rows as their experiment files state them; {spec.key} differs "
+                              f"({describe(spec.differs)}): give --tune without -o or a set whose config changes "
+                              "the rows (--device may differ)")
     if not states:
         raise ConfigError("nothing to tune: none of the selected rows is in its experiment's `tuning: runs:` "
                           "(table3_overall tunes GRU4Rec, SASRec, NARM, STAMP and Lite-LLM4Rec_sampling)")

@@ -116,6 +116,18 @@ def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> 
     return out
 
 
+def filled(base: dict, layer: dict) -> dict:
+    """`layer` with each mapping it sets completed from base's mapping at the same place, so that
+    merging it changes only the keys it names, even inside free-form sections (merge replaces a
+    free-form mapping whole: a tuned model.recbole_config.learning_rate must keep the row's
+    other RecBole settings)."""
+    out = {}
+    for key, value in layer.items():
+        below = base.get(key) if isinstance(base, dict) else None
+        out[key] = {**below, **filled(below, value)} if isinstance(value, dict) and isinstance(below, dict) else value
+    return out
+
+
 def parse_override(text: str) -> dict:
     """'train.lr=1e-3' -> {'train': {'lr': 0.001}}; the value is read as YAML."""
     if "=" not in text:
@@ -285,7 +297,7 @@ def resolve_run(
     run_per_dataset = run_entry.pop("per_dataset", None) or {}
     cfg = merge(cfg, run_entry, where=f" in {experiment}.runs.{run}")
     cfg = merge(cfg, run_per_dataset.get(dataset) or {}, where=f" in {experiment}.runs.{run}.per_dataset")
-    cfg = merge(cfg, tuned or {}, where=f" in the tuned settings of {experiment}.runs.{run}")
+    cfg = merge(cfg, filled(cfg, tuned or {}), where=f" in the tuned settings of {experiment}.runs.{run}")
     cfg = merge(cfg, set_config or {}, where=" in experiment set")
     for override in cli_overrides or []:
         cfg = merge(cfg, override, where=" on the command line")

@@ -117,16 +117,20 @@ def plan_runs(
 
 
 def resolve_tuned(experiment: str, exp: dict, run: str, dataset: str, seed: int, studies=None, **layers) -> RunSpec:
-    """resolve_run, and for a row the experiment tunes (`tuning.runs`) its study: where the
-    study is finished, the run is resolved again with the study's best settings as its `tuned`
-    layer and carries the record's `tuning` block."""
+    """resolve_run, and for a row the experiment tunes (`tuning.runs`) its study (the study of the
+    row as the experiment file states it): where the study is finished, the run is resolved again
+    with the study's best settings as its `tuned` layer and carries the record's `tuning` block."""
     spec = cfgmod.resolve_run(experiment, exp, run, dataset, seed, **layers)
     settings = exp.get("tuning")
     if settings is None or run not in settings.runs:
         return spec
     from .tuning.studies import StudyState, study_ref
 
-    ref = study_ref(spec, settings)
+    # the study is the experiment's own row's (the set and the command line sit above its best
+    # settings, as above the row's other settings); its trials train with this run's config
+    own = cfgmod.resolve_run(experiment, exp, run, dataset, seed, data_path=layers.get("data_path")) \
+        if any(layers.get(k) for k in ("set_config", "cli_overrides")) else spec
+    ref = study_ref(own, settings, trial_base=spec.config)
     state = studies.state(ref) if studies is not None else StudyState(ref)
     if state.layer is not None:
         spec = cfgmod.resolve_run(experiment, exp, run, dataset, seed, tuned=state.layer, **layers)

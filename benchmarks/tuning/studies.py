@@ -1,11 +1,12 @@
 """Where a row's study lives, and what a normal run takes from it.
 
-A study is one row's search on one dataset under one config: its name is
-`<experiment>/<dataset>/<run>/<digest>`, the digest hashing the run's resolved config (all but
+A study is one row's search on one dataset, as the experiment file states the row: its name is
+`<experiment>/<dataset>/<run>/<digest>`, the digest hashing the row's resolved config (all but
 the seed, where it runs and where its files lie), its search space, the objective's metric and
-the trials' seed. The same run on another machine finds the same study; a changed setting (an
-experiment file edited, `-o`, a set's budget, a new default) makes another study, as it makes
-another record.
+the trials' seed. The same row on another machine finds the same study; an edited experiment
+file (or a new default) makes another study, as it makes another record. A run with `-o` or a
+set's budget uses the study of its row, its own layers above the best settings; `--tune`
+searches only the experiment's own settings (--device aside).
 
 Studies live in an Optuna storage: SQLite under `<results>/tuning/studies.db` by default, or any
 database URL Optuna accepts (`--tuning-storage`), so several machines can work on one study.
@@ -48,7 +49,7 @@ class StudyRef:
     settings: TuningSettings
     space: tuple[SearchParam, ...]
     metric: str
-    base_config: dict = field(repr=False)   # the run's config without tuned settings (seed aside)
+    base_config: dict = field(repr=False)   # the config trials train with, before the sampled settings
 
     @property
     def name(self) -> str:
@@ -61,13 +62,17 @@ class StudyRef:
     def trial_config(self, values: dict) -> dict:
         """The config one trial trains with: the run's, the sampled values layered over it (below
         nothing: the set and the command line are already in base_config), the trials' seed."""
-        from ..config import merge, validate
+        from ..config import filled, merge, validate
         from ..models import resolve_model_params
 
-        cfg = merge(self.base_config, space_layer(values), where=f" in the search space of {self.where}")
-        cfg["model"] = resolve_model_params(cfg["model"])
-        cfg["seed"] = self.settings.train_seed
-        validate(cfg)
+        layer = filled(self.base_config, space_layer(values))  # the row's other settings stay
+        cfg = merge(self.base_config, layer, where=f" in the search space of {self.where}")
+        try:
+            cfg["model"] = resolve_model_params(cfg["model"])
+            cfg["seed"] = self.settings.train_seed
+            validate(cfg)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (in the search space of {self.where})") from None
         return cfg
 
 
@@ -83,9 +88,11 @@ def default_space(model: dict, where: str) -> tuple[SearchParam, ...]:
     return parse_space(f"{cls.__module__}.{cls.__name__}.search_space", raw)
 
 
-def study_ref(spec, settings: TuningSettings) -> StudyRef:
-    """The study of a planned run (its config as planned, without tuned settings), its space and
-    metric checked against that config: an unknown key names the file."""
+def study_ref(spec, settings: TuningSettings, trial_base: dict | None = None) -> StudyRef:
+    """The study of a row as its experiment file resolves it (`spec`, without tuned settings),
+    its space and metric checked against that config (an unknown key names the file).
+    `trial_base`: the config trials train with, where the run was planned with more layers (the
+    device it runs on); --tune refuses a run whose config differs otherwise."""
     where = f"{settings.declared_in}: run {spec.run!r}"
     space = settings.spaces.get(spec.run) or default_space(spec.config["model"], where)
     metric = settings.metric or spec.config["train"]["valid_metric"]
@@ -97,7 +104,7 @@ def study_ref(spec, settings: TuningSettings) -> StudyRef:
     text = json.dumps({"config": flat, "space": [[p.key, p.as_dict()] for p in space], "metric": metric,
                        "train_seed": settings.train_seed}, sort_keys=True, default=str)
     ref = StudyRef(spec.experiment, spec.dataset, spec.run, hashlib.sha256(text.encode()).hexdigest()[:10],
-                   settings, space, metric, spec.config)
+                   settings, space, metric, trial_base or spec.config)
     ref.trial_config({p.key: p.choices[0] if p.type == "categorical" else p.low for p in space})  # keys exist
     return ref
 

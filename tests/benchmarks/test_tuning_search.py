@@ -5,6 +5,7 @@ so in its record, and is the experiment's main record. The Trainer's validation 
 pruning it drives."""
 import json
 import time
+import warnings
 
 import optuna
 import pytest
@@ -71,7 +72,9 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     assert not list((tmp_path / "results").glob("toytune/**/*.json"))  # trials write no records
     assert study.study_name.startswith("toytune/ml-1m/Toy/")
     # a killed process leaves its trial RUNNING, its heartbeat going stale
-    stale = study.ask()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Optuna: heartbeats are for optimize(); here a dead process's
+        stale = study.ask()
     studies_mod.open_storage(storage).record_heartbeat(stale._trial_id)
     monkeypatch.setattr(studies_mod, "GRACE_SECONDS", 1)
     time.sleep(2.2)
@@ -111,10 +114,11 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     # and it is done: a third call trains nothing
     assert run_all.main(args) == 0
     assert "Nothing trained" in capsys.readouterr().out
-    # the command line still makes variants of a tuned row, with the best settings below it
-    assert run_all.main([*args, "-o", "train.patience=1", "--runs", "Toy", "--tag", "short"]) == 0
-    variant = json.loads((folder / "Toy__seed0__short.json").read_text())
-    assert variant["config"]["train"]["patience"] == 1 and variant["variant"]["tag"] == "short"
+    # the command line sits above the tuned settings: a variant, the searched lr replaced, dim kept
+    assert run_all.main([*args, "-o", "train.lr=0.01", "--runs", "Toy", "--tag", "lr"]) == 0
+    variant = json.loads((folder / "Toy__seed0__lr.json").read_text())
+    assert variant["config"]["train"]["lr"] == 0.01 and variant["config"]["model"]["dim"] == best.params["model.dim"]
+    assert variant["variant"]["differs"]["train.lr"] == [best.params["train.lr"], 0.01]
 
 
 def test_tune_refuses_what_it_cannot_search(tmp_path, toy_ml1m, capsys):
@@ -125,6 +129,8 @@ def test_tune_refuses_what_it_cannot_search(tmp_path, toy_ml1m, capsys):
     assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "--tuning-storage", "studies.db"]) == 2
     assert "--tuning-storage must be a database URL" in capsys.readouterr().err
     assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "--force"]) == 2
+    assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "-o", "train.patience=1"]) == 2
+    assert "--tune searches the rows as their experiment files state them" in capsys.readouterr().err
     assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "--list"]) == 0
     assert "has 0 of 3 finished trials" in capsys.readouterr().out
     assert not (tmp_path / "results").exists()  # listing opens no storage
