@@ -111,6 +111,16 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     assert record["config"]["model"]["dim"] == best.params["model.dim"]
     assert "variant" not in record
     assert "tuning" not in json.loads((folder / "MostPopular__seed0.json").read_text())
+    # the tuning page: the budget, the space, the study's best settings and Optuna's plots
+    page = (tmp_path / "reports" / "tuning_toytune.md").read_text()
+    assert "Trials: 3 finished trials" in page and "Sampler: tpe (seed 0, n_startup_trials 2)" in page
+    assert "| Toy   | train.lr" in page and "float in [0.005, 0.2], log scale" in page
+    assert f"Study `{study.study_name}`" in page and "3 of 3 trials finished" in page
+    assert "1 failed or interrupted (not counted)" not in page and "2 failed or interrupted (not counted)" in page
+    assert f"| validation R@10 (objective) | {best.value:.4f}" in page
+    for part in ("history", "validations"):
+        assert len(list((tmp_path / "reports" / "figures").glob(f"tuning__toytune__ml-1m__toy__*__{part}.png"))) == 1
+    assert "[Tuning: toytune](tuning_toytune.md)" in (tmp_path / "reports" / "README.md").read_text()
     # and it is done: a third call trains nothing
     assert run_all.main(args) == 0
     assert "Nothing trained" in capsys.readouterr().out
