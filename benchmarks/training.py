@@ -176,12 +176,11 @@ class Trainer:
             return None
         return torch.load(self.checkpoint, map_location="cpu", weights_only=False)  # the suite's own file
 
-    def validate(self, model: Recommender, split, *, epoch: int | None = None) -> dict:
+    def validate(self, model: Recommender, split) -> dict:
         """The validation metrics early stopping reads, for every trained model: the suite's
         evaluator on the validation targets (never the test targets: the split handed to `fit` has
         none), full ranking over all items, history masked as in the run's eval settings, full
-        precision, on all users or the run's fixed subset (eval.max_users). With `epoch` (a
-        training's validation, not a final check) the `on_validation` hook hears the metrics."""
+        precision, on all users or the run's fixed subset (eval.max_users)."""
         module = getattr(model, "module", None)
         if module is not None:
             module.eval()
@@ -189,9 +188,14 @@ class Trainer:
         users = user_subset(split.n_users, settings.pop("max_users"), settings.pop("user_subset_seed"))
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
                           **{**settings, "candidates": "full"})
-        if epoch is not None and self.on_validation is not None:
-            self.on_validation(result.metrics, int(epoch))
         return result.metrics
+
+    def validated(self, metrics: dict, epoch: int) -> None:
+        """One validation of the training, told to the `on_validation` hook: the shared loop
+        calls it after each validation, and so does every loop that validates through
+        `validate` (the RecBole rows'), so a tuning trial hears every row's curve."""
+        if self.on_validation is not None:
+            self.on_validation(metrics, int(epoch))
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
         """Train with early stopping; the best validated weights are restored at the end.
@@ -239,7 +243,8 @@ class Trainer:
             first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
             first_batches = None  # drawn with a fresh generator: the saved one goes on instead
         elif keep_initial:
-            initial = self.validate(model, split, epoch=0)
+            initial = self.validate(model, split)
+            self.validated(initial, 0)
             stopping.update(initial[metric], epoch=0)
             best_state = _snapshot(model.module)
             history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
@@ -280,7 +285,8 @@ class Trainer:
             if stopped == "time_budget":
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
             if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
-                valid = self.validate(model, split, epoch=epoch)
+                valid = self.validate(model, split)
+                self.validated(valid, epoch)
                 entry["valid"] = valid
                 if stopping.update(valid[metric], epoch):
                     best_state = _snapshot(model.module)
