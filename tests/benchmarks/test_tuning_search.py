@@ -96,6 +96,14 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     assert len(trainings) == 4 and len(states(storage)[1]) == len(seen)
     assert "nothing to run" in capsys.readouterr().out
 
+    # a copy of results/ without the summary (another machine's storage): the lookup reads the
+    # storage, finds the study finished and writes its summary back
+    summary_file = next((tmp_path / "results" / "tuning").rglob("Toy__*.json"))
+    summary_file.unlink()
+    assert run_all.main([*args, "--tune", "--list"]) == 0
+    assert "tuned: best of 3 trials of study toytune/ml-1m/Toy/" in capsys.readouterr().out
+    assert json.loads(summary_file.read_text())["finished"]
+
     # the normal run: the best settings, said so in the record, which is the main record
     monkeypatch.setattr(runner_mod.Runner, "train", real_train)
     assert run_all.main(args) == 0
@@ -142,6 +150,9 @@ def test_tune_refuses_what_it_cannot_search(tmp_path, toy_ml1m, capsys):
     assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "-o", "train.patience=1"]) == 2
     assert "--tune searches the rows as their experiment files state them" in capsys.readouterr().err
     assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "--list"]) == 0
+    assert "has 0 of 3 finished trials" in capsys.readouterr().out
+    other = f"sqlite:///{tmp_path / 'elsewhere' / 'studies.db'}"  # any database URL Optuna accepts
+    assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune", "--list", "--tuning-storage", other]) == 0
     assert "has 0 of 3 finished trials" in capsys.readouterr().out
     assert not (tmp_path / "results").exists()  # listing opens no storage
 
