@@ -229,8 +229,10 @@ def tune(args, plan, studies) -> int:
                               f"({describe(spec.differs)}): give --tune without -o or a set whose config changes "
                               "the rows (--device may differ)")
     if not states:
-        raise ConfigError("nothing to tune: none of the selected rows is in its experiment's `tuning: runs:` "
-                          "(table3_overall tunes GRU4Rec, SASRec, NARM, STAMP and Lite-LLM4Rec_sampling)")
+        tuned = [f"{name} tunes {', '.join(exp['tuning'].runs)}" for name, exp in plan.experiments.items()
+                 if exp.get("tuning")]
+        raise ConfigError("nothing to tune: none of the selected rows is in its experiment's `tuning: runs:` ("
+                          + ("; ".join(tuned) or "the selected experiments declare no `tuning:`") + ")")
     if args.list:
         for state in states.values():
             print(f"{state.ref.name}: {state.note}")
