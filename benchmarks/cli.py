@@ -12,6 +12,7 @@ traceback.
     python run_all.py --report-only                    # rebuild reports/ from results/ only
     python run_all.py --report-only --with-variants gpu   # the gpu set's records in the tables
     python run_all.py --set gpu --device cuda --shard 2/4   # the second quarter of the GPU set
+    python run_all.py --tune --experiments table3_overall --runs SASRec   # search its settings (Optuna)
 
 Exit codes: 0 done; 1 some runs failed (--keep-going: each has a failure record, the others ran
 and the reports were built); 2 a bad value, config or data (nothing ran past it).
@@ -61,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--reports-dir", default="reports")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--tune", action="store_true",
+                   help="run the searches of the selected rows that their experiments tune (`tuning:`), each to "
+                        "its budget of trials; an interrupted search resumes, a finished one is not repeated. A "
+                        "normal run then trains with the best settings found")
+    p.add_argument("--tuning-storage", metavar="URL",
+                   help="the Optuna storage of the studies: any database URL Optuna accepts (several machines on "
+                        "one study); default sqlite:///<results-dir>/tuning/studies.db")
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help="save a training checkpoint every M minutes (at an epoch's end) under "
                         ".cache/checkpoints; a later call resumes an unfinished run from it")
@@ -106,6 +114,13 @@ def check_args(args) -> None:
     for text in args.override:
         parse_override(text)
     seeds(args.seeds)
+    if args.tune and (args.model or args.report_only or args.force or args.tag):
+        raise ConfigError("--tune searches the rows of experiments with a `tuning:` section: give it without "
+                          "--model, --report-only, --tag or --force (a finished study is kept; delete it to "
+                          "search again)")
+    if args.tuning_storage is not None and "://" not in args.tuning_storage:
+        raise ConfigError(f"--tuning-storage must be a database URL (sqlite:///path/studies.db, "
+                          f"postgresql://user@host/db), got {args.tuning_storage!r}")
     if args.checkpoint_minutes is not None and not args.checkpoint_minutes >= 0:
         raise ConfigError(f"--checkpoint-minutes must be a number of minutes >= 0, got {args.checkpoint_minutes!r}")
 
@@ -148,7 +163,9 @@ def run(args) -> int:
     from . import listing
     from .planning import parse_shard, plan_runs, shard_plan
     from .runner import Runner, run_plan
+    from .tuning.studies import StudyLookup
 
+    studies = StudyLookup(args.results_dir, args.tuning_storage)
     overrides = list(args.override)
     if args.device:
         overrides.append(f"device={args.device}")
@@ -157,7 +174,7 @@ def run(args) -> int:
         experiments=names(args.experiments), models=names(args.model),
         datasets=names(args.dataset) or (["ml-100k"] if args.model else None),
         seeds=seeds(args.seeds), overrides=overrides, data_path=args.data_path, data_root=args.data_root,
-        runs=names(args.runs), tag=args.tag,
+        runs=names(args.runs), tag=args.tag, studies=studies,
     )
     runner = Runner(args.results_dir, force=args.force, progress=not args.quiet,
                     checkpoint_minutes=args.checkpoint_minutes)
@@ -165,6 +182,8 @@ def run(args) -> int:
         plan = shard_plan(plan, *parse_shard(args.shard))
     else:
         plan = plan.cheapest_first(runner.expected_seconds)
+    if args.tune:
+        return tune(args, plan, studies)
     if args.list:
         listing.plan_listing(plan, runner, force=args.force)
         return 0
@@ -193,6 +212,46 @@ def run(args) -> int:
             print(f"  {failure.key}: {failure.error} ({where})", file=sys.stderr)
         return 1
     return 0
+
+
+def tune(args, plan, studies) -> int:
+    """--tune: each selected tuned row's study run to its budget (benchmarks/tuning/search.py);
+    with --list, each study's state only. Reports are rebuilt after (the tuning pages)."""
+    from .runner import Runner
+    from .tuning.search import tune_plan
+
+    states = {spec.study.ref.name: spec.study for spec in plan.runs if spec.study is not None}
+    for spec in plan.runs:
+        if spec.study is not None and spec.differs:
+            from .variants import describe
+
+            raise ConfigError(f"--tune searches the rows as their experiment files state them; {spec.key} differs "
+                              f"({describe(spec.differs)}): give --tune without -o or a set whose config changes "
+                              "the rows (--device may differ)")
+    if not states:
+        tuned = [f"{name} tunes {', '.join(exp['tuning'].runs)}" for name, exp in plan.experiments.items()
+                 if exp.get("tuning")]
+        raise ConfigError("nothing to tune: none of the selected rows is in its experiment's `tuning: runs:` ("
+                          + ("; ".join(tuned) or "the selected experiments declare no `tuning:`") + ")")
+    if args.list:
+        for state in states.values():
+            print(f"{state.ref.name}: {state.note}")
+        return 0
+    runner = Runner(args.results_dir, progress=not args.quiet)  # trials: no records, no checkpoints
+    outcomes = tune_plan(plan, runner, studies, keep_going=args.keep_going)
+    failed = [o for o in outcomes if o.skipped]
+    for outcome in outcomes:
+        if outcome.skipped:
+            print(f"[tune] {outcome.ref.name}: not finished ({outcome.skipped})")
+        else:
+            best = outcome.best or {}
+            print(f"[tune] {outcome.ref.name}: finished, {outcome.finished} trials ({outcome.ran} run now); best "
+                  f"validation {outcome.ref.metric} {best.get('value', float('nan')):.4f} with {best.get('params')}")
+    if args.shard:
+        return 1 if failed else 0
+    report(args)
+    print("The normal run (the same command without --tune) trains the tables' seeds with the best settings found.")
+    return 1 if failed else 0
 
 
 def report(args) -> None:

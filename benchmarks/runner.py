@@ -205,6 +205,8 @@ class Runner:
             base["variant"] = {"tag": tag, "differs": differs}
         if spec.experiment_file:
             base["experiment_file"] = spec.experiment_file
+        if spec.tuning:  # the finished study whose best settings the config holds
+            base["tuning"] = spec.tuning
         return base
 
     def prepare(self, spec: RunSpec) -> "RunContext":
@@ -236,10 +238,12 @@ class Runner:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
         return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{code_hash()}.pt"
 
-    def train(self, ctx: "RunContext") -> dict:
-        """The model's fit on the training split (no test part) with the shared trainer."""
+    def train(self, ctx: "RunContext", on_validation=None) -> dict:
+        """The model's fit on the training split (no test part) with the shared trainer;
+        `on_validation(metrics, epoch)` hears every validation (a tuning trial's pruning)."""
         trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress,
-                          checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes)
+                          checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes,
+                          on_validation=on_validation)
         t0 = time.perf_counter()
         training = ctx.model.fit(ctx.split.for_training(), trainer) or {}
         training.setdefault("seconds", time.perf_counter() - t0)
@@ -378,7 +382,8 @@ def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> tuple[l
         done = runner.done_record(spec)
         tag = runner.placement(spec)[0]
         label = spec.key + (f" (variant {tag})" if tag else "")
-        tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}")
+        tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}"
+                   + (f" ({spec.study.note})" if spec.study is not None else ""))
         if done is not None:
             records.append(done)
             continue

@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -143,7 +144,8 @@ class Trainer:
     record is written."""
 
     def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
-                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None):
+                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None,
+                 on_validation: Callable[[dict, int], None] | None = None):
         autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
@@ -151,6 +153,9 @@ class Trainer:
         self.progress = progress
         self.checkpoint = Path(checkpoint) if checkpoint is not None and checkpoint_minutes is not None else None
         self.checkpoint_minutes = checkpoint_minutes
+        # hears every validation of the training (metrics, epoch): a tuning trial reports its
+        # validation curve to Optuna through it, and may stop the training (optuna.TrialPruned)
+        self.on_validation = on_validation
 
     def with_epochs(self, epochs: int | None) -> "Trainer":
         """The same trainer with another epoch budget (None keeps it), for a second stage."""
@@ -159,7 +164,7 @@ class Trainer:
             cfg["epochs"] = int(epochs)
         stage = self.checkpoint.with_name(self.checkpoint.name + ".stage2") if self.checkpoint else None
         return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress, checkpoint=stage,
-                       checkpoint_minutes=self.checkpoint_minutes)
+                       checkpoint_minutes=self.checkpoint_minutes, on_validation=self.on_validation)
 
     def _save(self, state: dict) -> None:
         from .records import atomic_write
@@ -184,6 +189,13 @@ class Trainer:
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
                           **{**settings, "candidates": "full"})
         return result.metrics
+
+    def validated(self, metrics: dict, epoch: int) -> None:
+        """One validation of the training, told to the `on_validation` hook: the shared loop
+        calls it after each validation, and so does every loop that validates through
+        `validate` (the RecBole rows'), so a tuning trial hears every row's curve."""
+        if self.on_validation is not None:
+            self.on_validation(metrics, int(epoch))
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
         """Train with early stopping; the best validated weights are restored at the end.
@@ -232,6 +244,7 @@ class Trainer:
             first_batches = None  # drawn with a fresh generator: the saved one goes on instead
         elif keep_initial:
             initial = self.validate(model, split)
+            self.validated(initial, 0)
             stopping.update(initial[metric], epoch=0)
             best_state = _snapshot(model.module)
             history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
@@ -273,6 +286,7 @@ class Trainer:
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
             if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
                 valid = self.validate(model, split)
+                self.validated(valid, epoch)
                 entry["valid"] = valid
                 if stopping.update(valid[metric], epoch):
                     best_state = _snapshot(model.module)

@@ -15,7 +15,7 @@ from benchmarks.tensors import masked_mean
 from benchmarks.training import NeuralRecommender, mask_padding_column
 
 from .indexing import random_indexing
-from .p5 import P5_PROMPT
+from .p5 import GENERATIVE_SEARCH_SPACE, P5_PROMPT
 from .prompts import PromptBuilder, PromptInputs, input_token_limit
 
 
@@ -51,6 +51,10 @@ class P5WithoutDecoder(NeuralRecommender):
 
     Params = P5WithoutDecoderParams
     input_unit = "tokens"
+
+    @classmethod
+    def search_space(cls, params) -> dict:
+        return {key: dict(spec) for key, spec in GENERATIVE_SEARCH_SPACE.items()}  # as P5's (p5.py)
 
     @classmethod
     def reads_item_text(cls, params) -> bool:
