@@ -11,7 +11,10 @@
                 `tokenizer.padding_side = "left"` for the same reason), position ids from the
                 attention mask (transformers' `generate` counts them from its cumulative sum, so a
                 padded row's positions start at 0 like an unpadded one's), KV cache on, 20-beam
-                search with the prefix trie applied to the generated tokens only
+                search with the prefix trie applied to the generated tokens only; the prompt is
+                read once per user (`read_prompt`, timed as "encode" like the encoder-decoder's
+                encoder pass) and its keys and values copied to the user's beams, where
+                `generate` alone would expand the prompt to every beam and read it 20 times
 
 The prompt enters `generate` as embeddings (P5's whole-word embeddings, POD's prompt vectors have
 no token ids), so the sequences `generate` returns hold only the generated tokens and the trie
@@ -20,6 +23,8 @@ src/src_llama/utils/generation_trie.py looks for a keyword to cut the prompt off
 no prompt in the sequence to cut).
 """
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import nn
@@ -63,3 +68,29 @@ def causal_lm_loss(lm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, labe
     labelled = targets != -100
     logits = lm.get_output_embeddings()(hidden[:, :-1][labelled])
     return nn.functional.cross_entropy(logits.float(), targets[labelled])
+
+
+def _cache_argument(lm: nn.Module) -> str:
+    """The name transformers gives the KV cache argument and output (`cache` from 5.24 on,
+    `past_key_values` before)."""
+    return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
+
+
+def read_prompt(lm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, num_beams: int):
+    """The KV cache of every left-padded prompt but its last position, each user's copied to its
+    `num_beams` beams. Positions count real tokens only, as `generate` counts them."""
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    key = _cache_argument(lm)
+    cache = lm.base_model(inputs_embeds=embeds[:, :-1], attention_mask=mask[:, :-1],
+                          position_ids=positions[:, :-1], use_cache=True)[key]
+    cache.batch_repeat_interleave(num_beams)
+    return cache
+
+
+def beam_search(lm: nn.Module, embeds: torch.Tensor, mask: torch.Tensor, cache, settings: dict,
+                rule: dict) -> torch.Tensor:
+    """`generate` from left-padded prompt embeddings (the sequences it returns hold the generated
+    tokens alone). With `cache` (read_prompt) it reads only each prompt's last position before
+    its first new token; without (cache off), the whole prompt at every step."""
+    extra = {_cache_argument(lm): cache} if cache is not None else {}
+    return lm.generate(inputs_embeds=embeds, attention_mask=mask, **extra, **settings, **rule)

@@ -16,7 +16,7 @@ from benchmarks.split import next_item_batches
 from benchmarks.training import NeuralRecommender
 
 from .backbone import is_causal_backbone, load_causal_lm, load_seq2seq
-from .decoder_only import causal_lm_loss, left_align, prompt_then_target
+from .decoder_only import beam_search, causal_lm_loss, left_align, prompt_then_target, read_prompt
 from .decoding import BanHistoryItems, TrieConstraint
 from .indexing import ItemIdTokens, collaborative_indexing, random_indexing, sequential_indexing
 from .prompts import PromptBuilder, PromptInputs, input_token_limit
@@ -172,11 +172,12 @@ class P5(NeuralRecommender):
             embeds, mask = self._embed(batch)
             if self.causal:  # left padding: every prompt ends where generation starts
                 embeds, mask = left_align(embeds, mask)
+                cache = read_prompt(self.lm, embeds, mask, beams) if settings["use_cache"] and mask.shape[1] > 1 else None
             else:
                 encoded = self.encoder(inputs_embeds=embeds, attention_mask=mask)
-        with section("beam_search"):  # a decoder's prompt pass is generate's first step, timed here
+        with section("beam_search"):
             if self.causal:
-                sequences = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, **settings, **rule)
+                sequences = beam_search(self.lm, embeds, mask, cache, settings, rule)
             else:
                 sequences = self.seq2seq.generate(encoder_outputs=encoded, attention_mask=mask, **settings, **rule)
         with section("decode"):

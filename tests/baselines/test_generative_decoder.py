@@ -113,13 +113,20 @@ def test_batched_left_padding_lists_as_one_user_at_a_time(toy, tiny_llama):
     assert np.array_equal(batched, alone)
 
 
-def test_kv_cache_on_lists_as_cache_off(toy, tiny_llama, monkeypatch):
+def test_kv_cache_on_lists_as_cache_off_and_as_a_bare_generate(toy, tiny_llama, monkeypatch):
+    """The timed path (the prompt read once per user, its cache copied to the beams) lists what
+    a bare `generate` with its own cache lists, and what `generate` without a cache lists."""
     _, split = toy
     model = build("p5", toy, tiny_llama, constrained=True)
     histories = uneven_histories(split, 4)
     with_cache = recommend(model, histories)
-    assert model.generation_settings(K)["use_cache"] is True
     settings = model.generation_settings
+    assert settings(K)["use_cache"] is True
+    with torch.inference_mode():
+        embeds, mask = left_align(*model._embed(model.prepare(histories)))
+        bare = model.lm.generate(inputs_embeds=embeds, attention_mask=mask, **settings(K),
+                                 **model.decoding_rule(histories, K, None))
+    assert np.array_equal(model.sequences_to_items(bare, len(histories), K, K).numpy(), with_cache)
     monkeypatch.setattr(model, "generation_settings", lambda k: {**settings(k), "use_cache": False})
     assert np.array_equal(recommend(model, histories), with_cache)
 
