@@ -10,22 +10,9 @@ import torch
 
 from baselines.generative.decoder_only import left_align, prompt_then_target
 from benchmarks.models import build_model
-from benchmarks.split import leave_one_out
+from tests.baselines.test_generative import toy  # noqa: F401  (the toy dataset and its split, a fixture)
 
 K = 20  # the paper's beam width, on the tiny byte-level vocabulary
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from benchmarks.data import load_dataset
-    from tests.conftest import write_ml1m
-
-    folder = tmp_path_factory.mktemp("gen-decoder")
-    data = {"name": "toy", "source": "ml-1m", "path": str(write_ml1m(folder / "ml1m")), "files": {},
-            "k_core": 5, "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
-            "encoding": None, "cache_dir": str(folder / "cache"), "paper_name": None}
-    dataset = load_dataset(data, verbose=False)
-    return dataset, leave_one_out(dataset)
 
 
 @pytest.fixture(autouse=True)
