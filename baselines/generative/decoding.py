@@ -30,8 +30,9 @@ class TrieConstraint:
     the prefix counts of each user's candidates).
 
     Both rules read only the generated id tokens (BanHistoryItems takes the same `start`): `start`
-    tokens come before them in the sequences `generate` passes (1: an encoder-decoder's decoder start token; 0: a decoder-only model
-    generating from its prompt's embeddings, whose sequences hold the generated tokens alone)."""
+    tokens come before them in the sequences `generate` passes (1: an encoder-decoder's decoder
+    start token; 0: a decoder-only model generating from its prompt's embeddings, whose sequences
+    hold the generated tokens alone)."""
 
     def __init__(self, ids: ItemIdTokens, pad_id: int, *, excluded: list[Counter] | None = None,
                  allowed: list[Counter] | None = None, start: int = 1):

@@ -172,7 +172,8 @@ class P5(NeuralRecommender):
             embeds, mask = self._embed(batch)
             if self.causal:  # left padding: every prompt ends where generation starts
                 embeds, mask = left_align(embeds, mask)
-                cache = read_prompt(self.lm, embeds, mask, beams) if settings["use_cache"] and mask.shape[1] > 1 else None
+                shared = settings["use_cache"] and mask.shape[1] > 1
+                cache = read_prompt(self.lm, embeds, mask, beams) if shared else None
             else:
                 encoded = self.encoder(inputs_embeds=embeds, attention_mask=mask)
         with section("beam_search"):
