@@ -13,9 +13,11 @@ Sequential Recommendation") as HappyPointer/LLM2Rec trains it, readable top to b
       torch's TransformerEncoderLayer, which also drops inside the feed-forward) -> the last real
       position's state h; scores h . adapter(e_i) for every item i; cross-entropy over all items
       (loss_type ce); the last 10 items read (max_seq_length 10).
-    Official downstream optimiser: lr 1e-3, weight decay 1e-4, 10,000 warm-up steps, gradient norm
-    1.0, batch 256 (the experiment files); validation every 5 epochs with patience 20 on
-    Recall@20 there, the suite's one stopping rule here.
+    Official downstream optimiser (`seqrec/trainer.py`, `seqrec/default.yaml`): AdamW, lr 1e-3,
+    weight decay 1e-4, batch 256, a constant rate (the trainer's scheduler is commented out, so
+    default.yaml's 10,000 warm-up steps and its max_grad_norm never apply): the experiment files
+    set these. Validation every 5 epochs with patience 20 on Recall@20 there; the suite's one
+    stopping rule here.
 
 Trained by the suite: the LLM stages (fixed step budgets, as the official stop_after_n_steps /
 max_steps) inside `fit`, then the downstream SASRec (the adapter, positions and transformer; the

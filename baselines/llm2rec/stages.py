@@ -8,8 +8,10 @@ below names the file it follows.
    trained to write the next item's title, "\\n" and EOS; the loss is on those target tokens only;
    sequences cut from the left to 1,024 tokens. Official: lr 3e-4, 200 warm-up steps, linear decay
    (the HF Trainer's default schedule), batches of 128 (4 x 32 accumulation), max_steps 10,000.
-   Here its samples are every position of the training sequences (`split.train`: never a
-   validation or test item), the history its previous `csft_max_history` items.
+   The prompt's and the target's tokens are concatenated as the official does, with no separator
+   between the last history title and the target title. Here its samples are every position of
+   the training sequences (`split.train`: never a validation or test item), the history its
+   previous `csft_max_history` items.
 2a. MNTP (`llm2rec/run_mntp.py`, `llm2rec/train_mntp_config.json`): attention made bidirectional,
    masked next-token prediction over item titles: 20% of the tokens chosen (special tokens never),
    of those 80% replaced by "_" (mask_token_type "blank"), 10% by a random token, 10% kept (the
