@@ -136,7 +136,7 @@ def _train_stage(stage: str, lm, tokenizer, p, dataset, train, device, progress:
     draws = stages.batches(len(rows), p.simcse_batch_size, p.simcse_steps, rng)
 
     def loss(step):
-        batch = stages._pad_rows([rows[i] for i in next(draws)], pad)
+        batch = stages.pad_rows([rows[i] for i in next(draws)], pad)
         return stages.simcse_loss(lm.model, batch["input_ids"].to(device), batch["real"].to(device), p.simcse_scale)
 
     info = stages.run_steps(lm.model, loss, steps=p.simcse_steps, lr=p.simcse_lr, warmup_steps=p.simcse_warmup_steps,

@@ -49,7 +49,7 @@ from benchmarks.training import autocast
 IGNORE = -100  # label of a position without a loss
 
 
-def _pad_rows(rows: list[list[int]], pad: int, labels: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+def pad_rows(rows: list[list[int]], pad: int, labels: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
     """Token rows padded on the right: input_ids, the mask of real tokens and (given) labels."""
     width = max(1, max(len(r) for r in rows))
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -125,7 +125,7 @@ def csft_batch(tokenizer, titles: list[str], samples, max_length: int) -> dict[s
         answer = tokenizer(titles[target] + "\n", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         rows.append((prompt + answer)[-max_length:])
         labels.append(([IGNORE] * len(prompt) + answer)[-max_length:])
-    return _pad_rows(rows, pad_id(tokenizer), labels)
+    return pad_rows(rows, pad_id(tokenizer), labels)
 
 
 def csft_loss(lm: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -154,7 +154,7 @@ def mntp_batch(rows: list[list[int]], *, probability: float, mask_id: int, vocab
     """BERT-style masking (DataCollatorForLanguageModeling): `probability` of the non-special
     tokens chosen, 80% of them replaced by the mask token, 10% by a random token, 10% kept; the
     labels are the original tokens at the chosen positions."""
-    batch = _pad_rows(rows, pad)
+    batch = pad_rows(rows, pad)
     ids, real = batch["input_ids"], batch["real"]
     can = real & ~torch.isin(ids, torch.tensor(sorted(special), dtype=torch.long))
     draw = lambda: torch.from_numpy(rng.random(ids.shape)).float()  # noqa: E731
@@ -208,7 +208,7 @@ def encode_titles(encoder: torch.nn.Module, rows: list[list[int]], pad: int, bat
     out = None
     for start in tqdm(range(0, len(order), batch_size), desc="LLM2Rec item embeddings", disable=not progress, leave=False):
         chunk = order[start:start + batch_size]
-        batch = _pad_rows([rows[i] for i in chunk], pad)
+        batch = pad_rows([rows[i] for i in chunk], pad)
         vectors = mean_pooled(encoder, batch["input_ids"].to(device), batch["real"].to(device)).float().cpu()
         if out is None:
             out = torch.zeros(len(rows), vectors.shape[1])

@@ -78,7 +78,7 @@ def test_simcse_loss_falls_on_a_toy_batch(tiny_llama):
     tokenizer = backbones.load_tokenizer(tiny_llama)
     encoder = backbones.load_encoder(tiny_llama, dropout=0.2)
     titles = ["Toy Story (1995)", "Heat (1995)", "Casino (1995)", "Babe (1995)", "Se7en (1995)", "Fargo (1996)"]
-    batch = stages._pad_rows(stages.tokenize_titles(tokenizer, titles, 16), stages.pad_id(tokenizer))
+    batch = stages.pad_rows(stages.tokenize_titles(tokenizer, titles, 16), stages.pad_id(tokenizer))
 
     def loss():
         torch.manual_seed(0)  # the same dropout draws before and after
