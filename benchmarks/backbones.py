@@ -162,16 +162,10 @@ def backbone_dropout(model: torch.nn.Module) -> dict[str, float]:
     return {key: float(getattr(model.config, key)) for key in dropout_keys(model.config)}
 
 
-def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | None = None,
-                 dropout: float | None = None) -> torch.nn.Module:
-    """The backbone's encoder: T5EncoderModel for T5 configs, AutoModel otherwise. `dropout`
-    (None: the backbone's own) sets every dropout key of its config before the model is built, so
-    the backbone's own dropout layers use it, as its authors' training code would."""
-    from transformers import AutoModel, T5EncoderModel
-
+def _config_with_dropout(name: str, dropout: float | None):
+    """The backbone's config with every dropout key set to `dropout` (None: its own), so that the
+    backbone's own dropout layers use it, as its authors' training code would."""
     config = load_config(name)
-    # each model gets its own config object: T5EncoderModel mutates the one it is given
-    is_t5 = config.model_type in ("t5", "mt5", "umt5")
     if dropout is not None:
         if not 0.0 <= float(dropout) < 1.0:
             from .errors import ConfigError
@@ -179,12 +173,34 @@ def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | Non
             raise ConfigError(f"a backbone dropout must be in [0, 1), got {dropout!r}")
         for key in dropout_keys(config):
             setattr(config, key, float(dropout))
-    cls = T5EncoderModel if is_t5 else AutoModel
+    return config
+
+
+def load_encoder(name: str, *, pretrained: bool = True, dtype: torch.dtype | None = None,
+                 dropout: float | None = None) -> torch.nn.Module:
+    """The backbone's encoder: T5EncoderModel for T5 configs, AutoModel otherwise. `dropout`
+    (None: the backbone's own) sets every dropout key of its config before the model is built."""
+    from transformers import AutoModel, T5EncoderModel
+
+    # each model gets its own config object: T5EncoderModel mutates the one it is given
+    config = _config_with_dropout(name, dropout)
+    cls = T5EncoderModel if config.model_type in ("t5", "mt5", "umt5") else AutoModel
     if not pretrained:
         model = cls.from_config(config) if cls is AutoModel else cls(config)
         return model.to(dtype) if dtype is not None else model
     kwargs = {"dtype": dtype} if dtype is not None else {}
     return _from_pretrained(cls.from_pretrained, name, resolve(name), config=config, **kwargs)
+
+
+def load_decoder(name: str, *, dtype: torch.dtype | None = None, dropout: float | None = None) -> torch.nn.Module:
+    """A decoder LLM with its language-model head (`AutoModelForCausalLM`), for the models that
+    fine-tune it on text (LLM2Rec's stages); `.model` is the same network `load_encoder` gives.
+    `dropout` as in `load_encoder` (a Llama's only dropout is `attention_dropout`)."""
+    from transformers import AutoModelForCausalLM
+
+    config = _config_with_dropout(name, dropout)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    return _from_pretrained(AutoModelForCausalLM.from_pretrained, name, resolve(name), config=config, **kwargs)
 
 
 # Architectures whose layers are causal decoders (each position sees only the ones before it).

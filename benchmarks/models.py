@@ -44,6 +44,7 @@ MODEL_REGISTRY: dict[str, str] = {
     "recbole": "baselines.recbole:RecBoleModel",
     "e4srec": "baselines.e4srec:E4SRec",
     "hllm": "baselines.hllm:HLLM",
+    "llm2rec": "baselines.llm2rec:LLM2Rec",
     "p5": "baselines.generative:P5",
     "pod": "baselines.generative:POD",
     "lightlm": "baselines.generative:LightLM",

@@ -1,5 +1,6 @@
-"""Tensor helpers the models share: masked mean pooling, per-dimension standardisation of item
-vectors, content hashes, and a safetensors cache of computed tensors keyed by what made them."""
+"""Tensor helpers the models share: masked mean pooling, 4D attention masks (causal or
+bidirectional) for decoder backbones, per-dimension standardisation of item vectors, content
+hashes, and a safetensors cache of computed tensors keyed by what made them."""
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,29 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the positions where mask is 1: padding never contributes."""
     mask = mask.to(hidden.dtype).unsqueeze(-1)
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+def attention_mask_4d(real: torch.Tensor, dtype: torch.dtype, *, causal: bool) -> torch.Tensor:
+    """(B, 1, L, L) additive mask from a (B, L) mask of real positions: each position attends to
+    the real positions (at or before it when `causal`). The diagonal is always open, so a padded
+    position (or an empty row) never has every key masked. A 4D mask is passed to the attention
+    as it is, whatever the backbone's own causality: this is how a causal decoder (HLLM's User
+    LLM over item vectors) or a bidirectional one (LLM2Rec's item encoder) is run."""
+    length = real.shape[1]
+    allowed = real[:, None, None, :] | torch.eye(length, dtype=torch.bool, device=real.device)
+    if causal:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
+    return torch.zeros(allowed.shape, dtype=dtype, device=real.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
+def causal_attention_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Position t attends to real positions <= t (see attention_mask_4d)."""
+    return attention_mask_4d(real, dtype, causal=True)
+
+
+def bidirectional_attention_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Every position attends to every real position (see attention_mask_4d)."""
+    return attention_mask_4d(real, dtype, causal=False)
 
 
 def standardize_item_vectors(vectors: torch.Tensor) -> torch.Tensor:
@@ -51,13 +75,17 @@ def file_sha256(path: Path) -> str:
     return _file_hashes[key]
 
 
-def cache_key(model_name: str, pooling: str, max_length: int, content_hash: str) -> str:
+def weights_fingerprint(model_name: str) -> list:
+    """A backbone's identity for cache keys: a local folder's weight files by content (a
+    reinstall, which renews the files' times, keeps the cache; other weights under the same name
+    do not get it); [] for a hub name."""
     resolved = backbones.resolve(model_name)
-    # a local folder's identity is its weights' content (a reinstall, which renews the files'
-    # times, keeps the cache; other weights under the same name do not get it)
     weights = sorted(Path(resolved).glob("*.safetensors")) + sorted(Path(resolved).glob("*.bin")) if Path(resolved).is_dir() else []
-    fingerprint = [(p.name, file_sha256(p)) for p in weights]
-    payload = [CACHE_FORMAT, model_name, fingerprint, pooling, int(max_length), content_hash]
+    return [(p.name, file_sha256(p)) for p in weights]
+
+
+def cache_key(model_name: str, pooling: str, max_length: int, content_hash: str) -> str:
+    payload = [CACHE_FORMAT, model_name, weights_fingerprint(model_name), pooling, int(max_length), content_hash]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
 

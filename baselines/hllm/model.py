@@ -47,22 +47,12 @@ from benchmarks.errors import ConfigError
 from benchmarks.latency import section
 from benchmarks.models import ModelParams
 from benchmarks.split import pad_histories
-from benchmarks.tensors import standardize_item_vectors
+from benchmarks.tensors import causal_attention_mask, standardize_item_vectors
 from benchmarks.training import NeuralRecommender, mask_padding_column
 
 from .item_llm import CachedItemLLM, TextItemLLM, encode_all_items, frozen_item_table, tokenize_texts
 
 # ----------------------------------------------------------------------------- User LLM and loss
-
-
-def causal_attention_mask(real: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(B, 1, L, L) additive mask: position t attends to real positions <= t. The diagonal is
-    always open, so a padded position (or an empty history) never has every key masked."""
-    length = real.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=real.device).tril()
-    itself = torch.eye(length, dtype=torch.bool, device=real.device)
-    allowed = causal & (real[:, None, None, :] | itself)
-    return torch.zeros(allowed.shape, dtype=dtype, device=real.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def info_nce(predicted: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
