@@ -98,7 +98,8 @@ def test_the_shipped_pages_in_the_order_of_the_index():
     assert declared_by["verdict"] == "table3_overall" and pages[-1].spec.kind == "verdict"
     assert declared_by["table3"] == "table3_overall" and declared_by["figure2"] == "table1_2_4_5_generative"
     assert declared_by["table9"] is None  # benchmarks/experiments/pages.yaml: no experiment feeds it yet
-    assert cfgmod.load_experiment("table3_overall")[1]["proposed"] == ["Lite-LLM4Rec_sampling", "Lite-LLM4Rec_all"]
+    assert cfgmod.load_experiment("table3_overall")[1]["proposed"] == [
+        "Lite-LLM4Rec_sampling", "Lite-LLM4Rec_sampling_stage1", "Lite-LLM4Rec_all"]
     assert "pages" not in cfgmod.list_experiments()
 
 
