@@ -12,6 +12,7 @@ traceback.
     python run_all.py --report-only                    # rebuild reports/ from results/ only
     python run_all.py --report-only --with-variants gpu   # the gpu set's records in the tables
     python run_all.py --set gpu --device cuda --shard 2/4   # the second quarter of the GPU set
+    accelerate launch --multi_gpu --num_processes 4 run_all.py --set gpu --device cuda   # data parallel
 
 Exit codes: 0 done; 1 some runs failed (--keep-going: each has a failure record, the others ran
 and the reports were built); 2 a bad value, config or data (nothing ran past it).
@@ -170,6 +171,8 @@ def run(args) -> int:
         return 0
     to_train = [spec for spec in plan.runs if runner.done_record(spec) is None]
     _, failures = run_plan(plan, runner, keep_going=args.keep_going)
+    if not runner.is_main:  # data parallel training: the main process reports
+        return 1 if failures else 0
     if args.shard:  # other shards may still be writing records: one report at the end, over all
         print(f"[shard {args.shard}] done; once every shard has finished and its results/ is merged, "
               "run: python run_all.py --report-only")
