@@ -14,6 +14,7 @@ traceback.
     python run_all.py --set gpu --device cuda --shard 2/4   # the second of four shards of equal expected cost
     python run_all.py --set gpu --device cuda --launcher slurm --slurm-partition gpu   # a Slurm job array
     accelerate launch --multi_gpu --num_processes 4 run_all.py --set gpu --device cuda   # data parallel
+    python run_all.py --tune --experiments table3_overall --runs SASRec   # search its settings (Optuna)
 
 Exit codes: 0 done; 1 some runs failed (--keep-going: each has a failure record, the others ran
 and the reports were built); 2 a bad value, config or data (nothing ran past it).
@@ -64,6 +65,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--reports-dir", default="reports")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--tune", action="store_true",
+                   help="run the searches of the selected rows that their experiments tune (`tuning:`), each to "
+                        "its budget of trials; an interrupted search resumes, a finished one is not repeated. A "
+                        "normal run then trains with the best settings found")
+    p.add_argument("--tuning-storage", metavar="URL",
+                   help="the Optuna storage of the studies: any database URL Optuna accepts (several machines on "
+                        "one study); default sqlite:///<results-dir>/tuning/studies.db")
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help="save a training checkpoint every M minutes (at an epoch's end) under "
                         ".cache/checkpoints; a later call resumes an unfinished run from it")
@@ -131,6 +139,24 @@ def check_args(args) -> None:
     for text in args.override:
         parse_override(text)
     seeds(args.seeds)
+    if args.tune and (args.model or args.report_only or args.force or args.tag):
+        raise ConfigError("--tune searches the rows of experiments with a `tuning:` section: give it without "
+                          "--model, --report-only, --tag or --force (a finished study is kept; delete it to "
+                          "search again)")
+    if args.tuning_storage is not None and "://" not in args.tuning_storage:
+        raise ConfigError(f"--tuning-storage must be a database URL (sqlite:///path/studies.db, "
+                          f"postgresql://user@host/db), got {args.tuning_storage!r}")
+    if args.tune:
+        from .data_parallel import world_size_from_environment
+
+        # a pruned trial stops in the main process (which alone validates) while the others wait
+        # for its next step: tuning trials train in one process each (several machines: a database)
+        if world_size_from_environment() > 1:
+            raise ConfigError("--tune trains each trial in one process: start it without accelerate launch "
+                              "(several machines share a study through --tuning-storage)")
+        if args.launcher:
+            raise ConfigError("--launcher submits the normal runs: give it without --tune (several machines "
+                              "search one study when each runs --tune with the same --tuning-storage)")
     if args.checkpoint_minutes is not None and not args.checkpoint_minutes >= 0:
         raise ConfigError(f"--checkpoint-minutes must be a number of minutes >= 0, got {args.checkpoint_minutes!r}")
     if args.launcher is not None:
@@ -172,8 +198,9 @@ def main(argv=None) -> int:
         return 2
 
 
-def plan_for(args):
-    """The plan the command line asks for (every process and job of one call plans the same)."""
+def plan_for(args, studies=None):
+    """The plan the command line asks for (every process and job of one call plans the same);
+    `studies`: where the tuned rows' best settings are read (--tune goes on with the same lookup)."""
     from .planning import plan_runs
 
     overrides = list(args.override)
@@ -184,8 +211,15 @@ def plan_for(args):
         experiments=names(args.experiments), models=names(args.model),
         datasets=names(args.dataset) or (["ml-100k"] if args.model else None),
         seeds=seeds(args.seeds), overrides=overrides, data_path=args.data_path, data_root=args.data_root,
-        runs=names(args.runs), tag=args.tag,
+        runs=names(args.runs), tag=args.tag, studies=studies if studies is not None else studies_for(args),
     )
+
+
+def studies_for(args):
+    """Where the tuned rows' studies are read (their best settings enter the plan)."""
+    from .tuning.studies import StudyLookup
+
+    return StudyLookup(args.results_dir, args.tuning_storage)
 
 
 def runner_for(args):
@@ -199,7 +233,8 @@ def run(args) -> int:
     from . import listing
     from .runner import run_plan
 
-    plan = plan_for(args)
+    studies = studies_for(args)
+    plan = plan_for(args, studies)
     runner = runner_for(args)
     if args.launcher:  # the runs as submitit jobs (benchmarks/launch.py)
         from .launch import launch
@@ -209,6 +244,8 @@ def run(args) -> int:
         plan = shard_of(plan, runner, args.shard, write=not args.list).cheapest_first(runner.expected_seconds)
     else:
         plan = plan.cheapest_first(runner.expected_seconds)
+    if args.tune:
+        return tune(args, plan, studies)
     if args.list:
         listing.plan_listing(plan, runner, force=args.force)
         return 0
@@ -239,6 +276,46 @@ def run(args) -> int:
             print(f"  {failure.key}: {failure.error} ({where})", file=sys.stderr)
         return 1
     return 0
+
+
+def tune(args, plan, studies) -> int:
+    """--tune: each selected tuned row's study run to its budget (benchmarks/tuning/search.py);
+    with --list, each study's state only. Reports are rebuilt after (the tuning pages)."""
+    from .runner import Runner
+    from .tuning.search import tune_plan
+
+    states = {spec.study.ref.name: spec.study for spec in plan.runs if spec.study is not None}
+    for spec in plan.runs:
+        if spec.study is not None and spec.differs:
+            from .variants import describe
+
+            raise ConfigError(f"--tune searches the rows as their experiment files state them; {spec.key} differs "
+                              f"({describe(spec.differs)}): give --tune without -o or a set whose config changes "
+                              "the rows (--device may differ)")
+    if not states:
+        tuned = [f"{name} tunes {', '.join(exp['tuning'].runs)}" for name, exp in plan.experiments.items()
+                 if exp.get("tuning")]
+        raise ConfigError("nothing to tune: none of the selected rows is in its experiment's `tuning: runs:` ("
+                          + ("; ".join(tuned) or "the selected experiments declare no `tuning:`") + ")")
+    if args.list:
+        for state in states.values():
+            print(f"{state.ref.name}: {state.note}")
+        return 0
+    runner = Runner(args.results_dir, progress=not args.quiet)  # trials: no records, no checkpoints
+    outcomes = tune_plan(plan, runner, studies, keep_going=args.keep_going)
+    failed = [o for o in outcomes if o.skipped]
+    for outcome in outcomes:
+        if outcome.skipped:
+            print(f"[tune] {outcome.ref.name}: not finished ({outcome.skipped})")
+        else:
+            best = outcome.best or {}
+            print(f"[tune] {outcome.ref.name}: finished, {outcome.finished} trials ({outcome.ran} run now); best "
+                  f"validation {outcome.ref.metric} {best.get('value', float('nan')):.4f} with {best.get('params')}")
+    if args.shard:
+        return 1 if failed else 0
+    report(args)
+    print("The normal run (the same command without --tune) trains the tables' seeds with the best settings found.")
+    return 1 if failed else 0
 
 
 def report(args) -> None:

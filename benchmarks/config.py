@@ -16,6 +16,8 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
     proposed: [Lite]              # the runs of the proposed model: tested against the best
                                   # baseline and starred (absent: the runs of the paper's
                                   # proposed model, paper_reference.yaml)
+    tuning: {trials: 8, runs: [Lite], ...}   # the search budget every tuned row gets, and each
+                                  # run's `space:` in its entry (benchmarks/tuning/spec.py)
     report:                       # the report pages this experiment declares (ReportPage)
       - {page: table3, title: "Table 3: overall accuracy", what: ..., paper_key: table3_overall}
 
@@ -49,6 +51,7 @@ import yaml
 from .errors import ConfigError
 from .models import resolve_model_params
 from .pages import ReportPage, report_pages
+from .tuning.spec import parse_tuning
 from .variants import RUN_NEUTRAL_KEYS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -62,7 +65,7 @@ SETS_FILE = EXPERIMENTS_DIR / "sets.yaml"
 # files by the data source's loader.
 FREE_FORM = {("model",), ("data", "files")}
 EXPERIMENT_KEYS = {"description", "paper_table", "datasets", "seeds", "config", "per_dataset", "runs",
-                   "proposed", "report"}
+                   "proposed", "report", "tuning"}
 PAGES = "pages"  # <experiments folder>/pages.yaml: the report pages that no experiment declares
 NOT_EXPERIMENTS = {"sets", PAGES}  # the files of an experiments folder that are no experiment
 
@@ -110,6 +113,18 @@ def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> 
             out[key] = merge(out[key], value, where=where, _path=path)
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def filled(base: dict, layer: dict) -> dict:
+    """`layer` with each mapping it sets completed from base's mapping at the same place, so that
+    merging it changes only the keys it names, even inside free-form sections (merge replaces a
+    free-form mapping whole: a tuned model.recbole_config.learning_rate must keep the row's
+    other RecBole settings)."""
+    out = {}
+    for key, value in layer.items():
+        below = base.get(key) if isinstance(base, dict) else None
+        out[key] = {**below, **filled(below, value)} if isinstance(value, dict) and isinstance(below, dict) else value
     return out
 
 
@@ -178,6 +193,8 @@ def load_experiment(name_or_path: str) -> tuple[str, dict]:
             raise ConfigError(f"{path}: 'proposed' names {unknown}, which are not runs of this experiment; "
                               f"runs: {list(exp['runs'])}")
     exp["report"] = report_pages(path, exp.get("report"))
+    exp["runs"] = {run: dict(entry or {}) for run, entry in exp["runs"].items()}
+    exp["tuning"] = parse_tuning(path, exp.get("tuning"), exp["runs"])  # takes each run's `space:` out
     exp.setdefault("datasets", ["ml-100k"])
     exp.setdefault("seeds", [0])
     exp.setdefault("config", {})
@@ -247,6 +264,8 @@ class RunSpec:
     tag: str | None = None                        # --tag: a variant by this name, whatever differs
     reference_data: dict | None = None            # the experiment's own data section (files to compare)
     experiment_file: str | None = None            # the file, where the experiment was given by its path
+    study: object | None = None                   # a tuned row's study (tuning.studies.StudyState)
+    tuning: dict | None = None                    # the finished study whose best settings it runs with
 
     @property
     def key(self) -> str:
@@ -263,10 +282,13 @@ def resolve_run(
     set_config: dict | None = None,
     cli_overrides: list[dict] | None = None,
     data_path: str | None = None,
+    tuned: dict | None = None,
 ) -> RunSpec:
     """Layer defaults < dataset preset < experiment < per-dataset < run < the run's per-dataset
-    < set < CLI. The set sits above the experiments: it states a budget for all of them (the GPU
-    set's time cap and all users), which the experiments' CPU budgets must not undo."""
+    < tuned < set < CLI. The set sits above the experiments: it states a budget for all of them
+    (the GPU set's time cap and all users), which the experiments' CPU budgets must not undo.
+    `tuned`: the best settings of the run's finished study (benchmarks/tuning), part of the
+    experiment's design, so below the set and the command line."""
     cfg = defaults()
     cfg = merge(cfg, {"data": dataset_section(dataset)}, where=" in datasets.yaml")
     cfg = merge(cfg, exp.get("config") or {}, where=f" in experiment {experiment!r}")
@@ -275,6 +297,7 @@ def resolve_run(
     run_per_dataset = run_entry.pop("per_dataset", None) or {}
     cfg = merge(cfg, run_entry, where=f" in {experiment}.runs.{run}")
     cfg = merge(cfg, run_per_dataset.get(dataset) or {}, where=f" in {experiment}.runs.{run}.per_dataset")
+    cfg = merge(cfg, filled(cfg, tuned or {}), where=f" in the tuned settings of {experiment}.runs.{run}")
     cfg = merge(cfg, set_config or {}, where=" in experiment set")
     for override in cli_overrides or []:
         cfg = merge(cfg, override, where=" on the command line")
@@ -291,6 +314,9 @@ def validate(cfg: dict) -> None:
     if ev["candidates"] not in ("full", "sampled"):
         raise ConfigError(f"eval.candidates must be 'full' or 'sampled', got {ev['candidates']!r}")
     from .evaluate import PROTOCOL_CONTROLS  # late import: keeps config free of torch at import
+    from .measurements import check_inference_settings
+
+    check_inference_settings(cfg["latency"].get("settings") or [])
 
     unknown = [c for c in ev["protocol_controls"] or [] if c not in PROTOCOL_CONTROLS]
     if unknown:
@@ -315,7 +341,7 @@ def config_hash(cfg: dict) -> str:
 # a record without the key is the same run as one with the key at this value. (A key whose default
 # changed what runs do, e.g. eval.protocol_controls, measuring more, is not listed: its old records
 # are other runs.)
-NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None}
+NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None, ("latency", "settings"): []}
 
 
 def with_new_defaults(recorded: dict) -> dict:

@@ -72,7 +72,7 @@ def _datasets() -> None:
 
 def plan_listing(plan: Plan, runner, *, force: bool) -> None:
     """Each run: key (and variant), model, expected cost, state; then what each variant changes."""
-    total, variants = 0.0, {}
+    total, variants, studies = 0.0, {}, set()
     for spec in plan.runs:
         tag, differs = runner.placement(spec)
         label = spec.key + (f" [variant {tag}]" if tag else "")
@@ -84,6 +84,9 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
             total += cost or 0.0
         shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s"
         print(f"{label:60s} model={spec.config['model']['name']:20s} {shown:16s} {state}")
+        if spec.study is not None and spec.study.ref.name not in studies:
+            studies.add(spec.study.ref.name)
+            print(f"  {spec.study.note}")
     print(f"expected: ~{total:,.0f} s for the runs to run with a record to estimate from "
           "(recorded training and evaluation seconds; 'cost ?' where none)")
     for tag, what in variants.items():

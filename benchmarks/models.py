@@ -146,6 +146,14 @@ class Recommender:
         items have only the fallback text, unless data.allow_missing_text says otherwise)."""
         return False
 
+    @classmethod
+    def search_space(cls, params: ModelParams) -> dict | None:
+        """The settings `run_all.py --tune` searches for this model where an experiment's run
+        gives no `space:` of its own: {dotted config key: {type: float | int | categorical, low,
+        high, log, choices}} (benchmarks/tuning/spec.py). None: no default; a tuned row of this
+        model must give its space. Keep it small: every key costs trials of every row."""
+        return None
+
     def build(self) -> None:
         """Construct the model from `self.params` (validated), `self.dataset` and `self.device`."""
 

@@ -61,12 +61,15 @@ def plan_runs(
     runs: list[str] | None = None,
     models: list[str] | None = None,
     tag: str | None = None,
+    studies=None,
 ) -> Plan:
     """Expand an experiment set (or an explicit list of experiments, or `models` each by itself:
     the QUICK experiment) into resolved runs, seed by seed: every run of the first seed comes
     before any of the second, so a campaign cut short (a time limit, a lost machine) leaves whole
     tables of one seed rather than one table of three. Within a seed, the set's `priority`
-    patterns put the most valuable runs first. `tag` makes every run a variant of that name."""
+    patterns put the most valuable runs first. `tag` makes every run a variant of that name.
+    `studies` (tuning.studies.StudyLookup): where a tuned row's finished study gives it its
+    best settings; without it the tuned rows run with their experiment's settings."""
     if models and (experiments or set_name):
         raise ConfigError("--model runs one model by itself: give it without --experiments or --set")
     set_entry = cfgmod.load_set(set_name) if set_name else {}
@@ -98,13 +101,13 @@ def plan_runs(
         for dataset in [d for d in datasets or exp["datasets"] if only is None or d in only]:
             for seed_rank, seed in enumerate(seeds or exp["seeds"]):
                 for run in selected:
-                    spec = cfgmod.resolve_run(
-                        exp_name, exp, run, dataset, seed,
+                    spec = resolve_tuned(
+                        exp_name, exp, run, dataset, seed, studies,
                         set_config=set_entry.get("config"),
                         cli_overrides=cli,
                         data_path=data_path if data_path is not None else dataset_folder(data_root, dataset),
                     )
-                    compare_with_experiment(spec, exp, set_entry.get("config"), set_name)
+                    compare_with_experiment(spec, exp, set_entry.get("config"), set_name, studies)
                     spec.tag = tag
                     spec.experiment_file = given if Path(given).suffix else None
                     ordered.append((seed_rank, priority_tier(spec, priority), len(ordered), spec))
@@ -114,16 +117,45 @@ def plan_runs(
     return plan
 
 
-def compare_with_experiment(spec: RunSpec, exp: dict, set_config: dict | None, set_name: str | None) -> None:
+def resolve_tuned(experiment: str, exp: dict, run: str, dataset: str, seed: int, studies=None, **layers) -> RunSpec:
+    """resolve_run, and for a row the experiment tunes (`tuning.runs`) its study (the study of the
+    row as the experiment file states it): where the study is finished, the run is resolved again
+    with the study's best settings as its `tuned` layer and carries the record's `tuning` block."""
+    spec = cfgmod.resolve_run(experiment, exp, run, dataset, seed, **layers)
+    settings = exp.get("tuning")
+    if settings is None or run not in settings.runs:
+        return spec
+    from .tuning.studies import StudyState, study_ref
+
+    # the study is the experiment's own row's (the set and the command line sit above its best
+    # settings, as above the row's other settings); its trials train with this run's config
+    own = cfgmod.resolve_run(experiment, exp, run, dataset, seed, data_path=layers.get("data_path")) \
+        if any(layers.get(k) for k in ("set_config", "cli_overrides")) else spec
+    ref = study_ref(own, settings, trial_base=spec.config)
+    state = studies.state(ref) if studies is not None else StudyState(ref)
+    if state.layer is not None:
+        spec = cfgmod.resolve_run(experiment, exp, run, dataset, seed, tuned=state.layer, **layers)
+        spec.tuning = state.record_block()
+    spec.study = state
+    return spec
+
+
+def compare_with_experiment(spec: RunSpec, exp: dict, set_config: dict | None, set_name: str | None,
+                            studies=None) -> None:
     """Fill in how the run's config differs from what its experiment file alone resolves to
-    (defaults < preset < experiment < per_dataset < run): the differences, the settings the
-    set's config changes (where it ran included: a set that moves its runs to a GPU makes them
-    its variants) and the experiment's own data section (to compare source files with)."""
-    reference = cfgmod.resolve_run(spec.experiment, exp, spec.run, spec.dataset, spec.seed).config
+    (defaults < preset < experiment < per_dataset < run < the best settings of the experiment's
+    finished study for the row, where there is one: tuned settings are part of the experiment's
+    design): the differences, the settings the set's config changes (where it ran included: a
+    set that moves its runs to a GPU makes them its variants) and the experiment's own data
+    section (to compare source files with)."""
+    reference_spec = resolve_tuned(spec.experiment, exp, spec.run, spec.dataset, spec.seed, studies)
+    reference = reference_spec.config
+    tuned = reference_spec.study.layer if reference_spec.study is not None else None
     spec.differs = differences(reference, spec.config)
     spec.reference_data = reference["data"]
     if set_config:
-        with_set = cfgmod.resolve_run(spec.experiment, exp, spec.run, spec.dataset, spec.seed, set_config=set_config)
+        with_set = cfgmod.resolve_run(spec.experiment, exp, spec.run, spec.dataset, spec.seed, set_config=set_config,
+                                      tuned=tuned)
         by_set = differences(reference, with_set.config, where_it_ran=True)
         for key in WHERE_IT_RAN_KEYS:  # top-level keys, as this run resolved them
             if key in by_set and spec.config[key] != reference[key]:

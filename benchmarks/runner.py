@@ -25,7 +25,8 @@ from .data_parallel import DataParallel, data_parallel
 from .errors import ConfigError
 from .evaluate import evaluate, evaluation_settings, user_subset
 from .latency import device_description, measure_latency
-from .measurements import cold_start_result, measure_protocol_controls
+from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
+                           measure_protocol_controls)
 from .models import SkipRun, build_model, model_class, model_params
 from .planning import Plan
 from .records import code_hash, git_commit, iter_records, library_versions, now, read_record, record_path, write_record
@@ -228,6 +229,8 @@ class Runner:
             base["variant"] = {"tag": tag, "differs": differs}
         if spec.experiment_file:
             base["experiment_file"] = spec.experiment_file
+        if spec.tuning:  # the finished study whose best settings the config holds
+            base["tuning"] = spec.tuning
         return base
 
     def prepare(self, spec: RunSpec) -> "RunContext":
@@ -259,10 +262,12 @@ class Runner:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
         return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{code_hash()}.pt"
 
-    def train(self, ctx: "RunContext") -> dict:
-        """The model's fit on the training split (no test part) with the shared trainer."""
+    def train(self, ctx: "RunContext", on_validation=None) -> dict:
+        """The model's fit on the training split (no test part) with the shared trainer;
+        `on_validation(metrics, epoch)` hears every validation (a tuning trial's pruning)."""
         trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress,
-                          checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes)
+                          checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes,
+                          on_validation=on_validation)
         t0 = time.perf_counter()
         training = ctx.model.fit(ctx.split.for_training(), trainer) or {}
         training.setdefault("seconds", time.perf_counter() - t0)
@@ -287,12 +292,15 @@ class Runner:
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
             cfg["eval"]["protocol_controls"], eval_kwargs)
-        latency = None
+        latency, settings = None, []
         if cfg["latency"]["enabled"]:
             lat = cfg["latency"]
-            latency = measure_latency(model, test_histories, batch_size=lat["batch_size"], top_k=lat["top_k"],
-                                      warmup_batches=lat["warmup_batches"], max_batches=lat["max_batches"],
-                                      mask_history=eval_kwargs["mask_history"])
+            latency_kwargs = dict(batch_size=lat["batch_size"], top_k=lat["top_k"], warmup_batches=lat["warmup_batches"],
+                                  max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
+            latency = measure_latency(model, test_histories, **latency_kwargs)  # as published: eager
+            settings = measure_inference_settings(
+                model, test_histories, split.test_targets[users], check_inference_settings(lat.get("settings") or []),
+                eval_kwargs, latency_kwargs)
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
@@ -300,6 +308,7 @@ class Runner:
             "valid_metrics": valid.metrics,
             "protocol_variants": protocol_variants,
             "latency": latency,
+            **({"inference_settings": settings} if settings else {}),
             "input_length": {"mean": float(np.mean(model.input_length(test_histories))),
                              "unit": getattr(model, "input_unit", "items")},
             "per_user": {"user_index": users, "rank": test.ranks},
@@ -403,7 +412,8 @@ def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> tuple[l
         tag = runner.placement(spec)[0]
         label = spec.key + (f" (variant {tag})" if tag else "")
         if runner.is_main:
-            tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}")
+            tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}"
+                       + (f" ({spec.study.note})" if spec.study is not None else ""))
         if done is not None:
             records.append(done)
             continue

@@ -15,6 +15,7 @@ import contextlib
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -153,7 +154,8 @@ class Trainer:
     record is written."""
 
     def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
-                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None):
+                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None,
+                 on_validation: Callable[[dict, int], None] | None = None):
         autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
@@ -161,6 +163,9 @@ class Trainer:
         self.progress = progress
         self.checkpoint = Path(checkpoint) if checkpoint is not None and checkpoint_minutes is not None else None
         self.checkpoint_minutes = checkpoint_minutes
+        # hears every validation of the training (metrics, epoch): a tuning trial reports its
+        # validation curve to Optuna through it, and may stop the training (optuna.TrialPruned)
+        self.on_validation = on_validation
 
     def with_epochs(self, epochs: int | None) -> "Trainer":
         """The same trainer with another epoch budget (None keeps it), for a second stage."""
@@ -169,7 +174,7 @@ class Trainer:
             cfg["epochs"] = int(epochs)
         stage = self.checkpoint.with_name(self.checkpoint.name + ".stage2") if self.checkpoint else None
         return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress, checkpoint=stage,
-                       checkpoint_minutes=self.checkpoint_minutes)
+                       checkpoint_minutes=self.checkpoint_minutes, on_validation=self.on_validation)
 
     def _save(self, state: dict) -> None:
         from .records import atomic_write
@@ -194,6 +199,13 @@ class Trainer:
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
                           **{**settings, "candidates": "full"})
         return result.metrics
+
+    def validated(self, metrics: dict, epoch: int) -> None:
+        """One validation of the training, told to the `on_validation` hook: the shared loop
+        calls it after each validation, and so does every loop that validates through
+        `validate` (the RecBole rows'), so a tuning trial hears every row's curve."""
+        if self.on_validation is not None:
+            self.on_validation(metrics, int(epoch))
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
         """Train with early stopping; the best validated weights are restored at the end.
@@ -247,6 +259,7 @@ class Trainer:
         elif keep_initial:
             if main:
                 initial = self.validate(model, split)
+                self.validated(initial, 0)
                 stopping.update(initial[metric], epoch=0)
                 history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
             best_state = _snapshot(model.module)
@@ -303,6 +316,7 @@ class Trainer:
                 gain = False
                 if main:
                     valid = self.validate(model, split)
+                    self.validated(valid, epoch)
                     entry["valid"] = valid
                     gain = stopping.update(valid[metric], epoch)
                 if parallel is not None:  # the main process's decisions, so that weights stay the same

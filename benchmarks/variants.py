@@ -1,7 +1,10 @@
 """Which record a run writes: its experiment's main record, or a named variant beside it.
 
 A run's main record (results/<experiment>/<dataset>/<run>__seed<N>.json) is the run exactly as
-its experiment file states it: defaults < dataset preset < experiment < per_dataset < run. Only
+its experiment file states it: defaults < dataset preset < experiment < per_dataset < run < the
+best settings of the row's finished study, where the experiment tunes the row (`tuning:`, see
+benchmarks/tuning): tuned settings are part of the experiment's design, so the reference config
+a run is compared with holds them too (planning.compare_with_experiment). Only
 what cannot change what the run computes may differ from that: the device and thread count
 (where it ran), `data.path` (where the files lie, as long as they hash the same as the preset's
 own files or as the records already made of that dataset), and the RUN_NEUTRAL_KEYS.

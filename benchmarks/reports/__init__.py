@@ -26,9 +26,11 @@ Rules every page follows:
 
 Modules, in the order a build uses them: records (load once, old formats brought up to date),
 catalogue (pages, feeding, order), tables, variants, significance, paper, charts (the data of each figure;
-benchmarks/figures.py draws), pages (one page per declared page), views (accuracy-latency,
-protocol controls, datasets), index, writer (files and stale-file removal), text (the jinja2
-templates under templates/), build.
+benchmarks/figures.py draws), pages (one page per declared page), verdict (the declared page of
+`kind: verdict`: the paper's claim tested per dataset, from main records, corrected for multiple
+comparisons), tuning (a page per experiment that declares `tuning:`, from the study summaries
+under results/tuning/), views (accuracy-latency, protocol controls, datasets), index, writer
+(files and stale-file removal), text (the jinja2 templates under templates/), build.
 """
 from .build import build_reports
 from .paper import paper_reference

@@ -1,7 +1,8 @@
 """The build: load the records once (main records, and the variants standing in where asked),
-write every declared page in order (catalogue.py), a page of its own for an experiment that
-feeds none, the views across pages and the index; then remove the files of the previous build
-that this one did not write."""
+write every declared page in order (catalogue.py: table pages, and the verdict page), a page of
+its own for an experiment that feeds none, a tuning page per experiment that declares `tuning:`
+(from the study summaries under results/tuning/), the views across pages and the index; then
+remove the files of the previous build that this one did not write."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,8 @@ from .index import index_page
 from .pages import artefact_page
 from .paper import paper_reference
 from .records import load_records
+from .tuning import tuning_pages
+from .verdict import verdict_page
 from .views import accuracy_latency_page, datasets_page, protocol_controls_page
 from .writer import Writer
 
@@ -47,13 +50,17 @@ def build_reports(results_dir: str | Path = "results", reports_dir: str | Path =
                 continue
             claimed.add(name)
             groups += [g for g in groups_of(name) if page.shows_dataset(g.any_record.paper_name)]
-        path, n_ok = artefact_page(page, groups, paper, writer, results_dir, not_run_line(page, files))
+        if page.spec.kind == "verdict":
+            path, n_ok = verdict_page(page, groups, paper, writer, not_run_line(page, files))
+        else:
+            path, n_ok = artefact_page(page, groups, paper, writer, results_dir, not_run_line(page, files))
         listed.append((page.spec.title, path, f"{page.spec.what} ({_state(n_ok)})"))
     for name in sorted(set(experiments) - claimed):  # experiments no declared page claims
         page = own_page(name)
         path, n_ok = artefact_page(page, groups_of(name), paper, writer, results_dir, not_run_line(page, files))
         listed.append((page.spec.title, path, f"{page.spec.what} ({_state(n_ok)})"))
 
+    listed += tuning_pages(results_dir, {**files, **experiments}, writer)  # one per experiment declaring tuning:
     if any(r.has_data for r in records):
         listed.append(("Table 8: datasets", datasets_page(records, paper, writer),
                        "statistics after processing, beside the paper's"))

@@ -13,7 +13,8 @@ from .catalogue import Group, Page
 from .charts import CURVES_CAPTION, FIGURE_CAPTIONS, learning_curves, table_figure
 from .paper import PaperComparison, paper_comparison, paper_row_names
 from .records import Record, as_record
-from .significance import against_reference, proposed_label, significance
+from .inference import inference_table
+from .significance import against_reference, proposed_label, proposed_runs, significance
 from .tables import group_table
 from .text import render
 from .variants import variant_table
@@ -66,6 +67,7 @@ class Section:
     versus: TableFiles | None = None
     paper: PaperComparison | None = None
     variants: TableFiles | None = None         # the variant records, apart from the table
+    inference: TableFiles | None = None        # rows timed as published and at their best
     standing_in: str = ""                      # the tags of variants standing in for rows' own
     records: str = ""
     commits: str = ""
@@ -98,6 +100,9 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
         section.significance = writer.table(stem + "__significance", sig)
     if spec.reference_run and (versus := against_reference(table, spec.reference_run)) is not None:
         section.versus = writer.table(stem + "__against_" + slug(spec.reference_run), versus)
+    if any(c in spec.columns for c in ("latency", "sections")) and \
+            (frame := inference_table(table.ok, proposed_runs(group.exp, table.ok))) is not None:
+        section.inference = writer.table(stem + "__inference_settings", frame)
     section.paper = paper_comparison(spec, table, records, paper, writer, stem) if records else None
     if group.variants:
         section.variants = writer.table(stem + "__variants", variant_table(spec, group.exp, group.variants))

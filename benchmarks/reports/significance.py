@@ -31,6 +31,11 @@ def is_proposed(exp: dict, run: str, model: str | None) -> bool:
     return model == proposed_model()["name"] if declared is None else run in declared
 
 
+def proposed_runs(exp: dict, ok: dict[str, list[Record]]) -> set[str]:
+    """The proposed rows among a table's finished runs."""
+    return {run for run, recs in ok.items() if is_proposed(exp, run, recs[0].model)}
+
+
 def proposed_label(groups) -> str:
     """How a page names its proposed rows in the star note: the paper's model by its label where
     every proposed row with a record is one of its (or none has a record), else the rows' names."""

@@ -470,3 +470,25 @@ def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, 
     header = next(line for line in page.splitlines() if line.startswith("| model"))
     assert "| GFLOP/batch " in header and "| share of peak " in header
     assert re.search(r"\| SASRec +\|.*\| 13\.60 +\| 0\.457 ", page)
+
+
+def test_rows_timed_as_published_and_at_their_best_with_both_ratios(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t4": (
+        "paper_table: table4_inference_ms_per_batch_of_32\nruns: {P5: {}, Lite-LLM4Rec: {}}\nproposed: [Lite-LLM4Rec]\n")})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    for run, published, best in (("P5", 6000.0, 3000.0), ("Lite-LLM4Rec", 90.0, 30.0)):
+        rec = record(run, "ml-1m", stats(100, 50, 2000), m, experiment="t4", model=run.lower().replace("-", "_"),
+                     latency={"ms_per_batch_median": published})
+        rec["inference_settings"] = [
+            {"label": "bf16 eager", "setting": {"precision": "bf16", "compile": False},
+             "latency": {"ms_per_batch_median": best, "share_of_peak": 0.5}, "metrics": {**m, "recall@10": 0.19}},
+            {"label": "fp32 compiled", "setting": {"precision": "fp32", "compile": True},
+             "latency": {"ms_per_batch_median": best * 1.5}, "metrics": m}]
+        write_record(record_path(results, "t4", "ml-1m", run, 0), rec)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table4.md").read_text()
+    p5 = next(line for line in page.splitlines() if line.startswith("| P5 ") and "bf16 eager" in line)
+    cells = [c.strip() for c in p5.strip("|").split("|")]
+    assert cells[1:] == ["6000.00", "bf16 eager", "3000.00", "2.00x", "0.2000", "0.1900", "0.500", "66.7x", "100.0x"]

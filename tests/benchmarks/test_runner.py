@@ -449,3 +449,37 @@ def test_training_records_its_throughput_and_share_of_peak(tmp_path, toy_dataset
     assert work["steps_per_second"] * result["seconds"] == pytest.approx(steps, rel=0.05)
     assert work["peak"]["dtype"] == "float32" and 0 < work["share_of_peak"] == pytest.approx(
         work["achieved_tflops"] / work["peak"]["tflops"])
+
+
+def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp_path, toy_ml1m, monkeypatch):
+    """latency.settings: each setting times the trained model again and evaluates it again; bf16
+    autocast reaches the model's matrix multiplies, compile wraps its score (spied here: a real
+    compile costs half a minute) and is undone afterwards."""
+    import torch
+
+    import benchmarks.measurements as measurements
+
+    compiled = []
+    monkeypatch.setattr(measurements.torch, "compile",
+                        lambda fn, mode=None: compiled.append(mode) or (lambda *a, **k: fn(*a, **k)))
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 2}, latency: {max_batches: 2, "
+                                     "warmup_batches: 1, batch_size: 8, settings: [{precision: bf16}, "
+                                     "{precision: fp32, compile: true}]}}\n"
+                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    seen_dtypes = []
+    original = tests.benchmarks.toy_models.ToyNextItem.score
+    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "score",
+                        lambda self, batch: seen_dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+                        or original(self, batch))
+    record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
+    settings = record["inference_settings"]
+    assert [s["label"] for s in settings] == ["bf16 eager", "fp32 compiled"] and compiled == ["default"]
+    assert torch.bfloat16 in seen_dtypes  # the bf16 setting reached the model
+    for s in settings:
+        assert s["latency"]["n_batches"] == 2 and set(s["metrics"]) == set(record["metrics"])
+    assert settings[1]["metrics"] == pytest.approx(record["metrics"])  # fp32, the same model
+    with pytest.raises(Exception, match="latency.settings"):
+        plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], data_path=str(toy_ml1m),
+                  overrides=[f"data.cache_dir={tmp_path / 'cache'}", "latency.settings=[{precision: fp16}]"])
