@@ -1,20 +1,19 @@
 """Data parallel training: two processes started by `accelerate launch` (gloo, on the CPU) train
 the weights one process trains with the same global batch; how a batch is shared; FSDP refused."""
 import json
-import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import run_all
 from benchmarks.config import ConfigError
 from benchmarks.data_parallel import batch_rows, data_parallel, rows_share
 from benchmarks.planning import plan_runs
 from benchmarks.runner import Runner
 from benchmarks.split import leave_one_out
+from tests.benchmarks.scaling_commands import ACCELERATE, accelerate_command
 from tests.benchmarks.toy_models import REPO, ToyNextItem, toy_cli, write_toy_experiment
 from tests.conftest import write_ml1m
 
@@ -55,10 +54,13 @@ def test_fsdp_is_refused_not_faked(monkeypatch):
         data_parallel()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def test_tuning_is_refused_under_accelerate_launch(tmp_path, toy_ml1m, monkeypatch, capsys):
+    """A pruned trial would stop in the main process alone (it alone validates) while the others
+    wait for its next step: --tune trains each trial in one process."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    exp = write_toy_experiment(tmp_path)
+    assert run_all.main(toy_cli(tmp_path, toy_ml1m, exp) + ["--tune"]) == 2
+    assert "without accelerate launch" in capsys.readouterr().err
 
 
 def test_two_processes_train_the_weights_one_process_trains_with_the_same_global_batch(
@@ -69,10 +71,7 @@ def test_two_processes_train_the_weights_one_process_trains_with_the_same_global
     processes end with the same weights, and only the main process writes the record."""
     data = write_ml1m(tmp_path / "toy-ml1m", n_users=48)
     exp = write_toy_experiment(tmp_path, epochs=3)
-    accelerate = Path(sys.executable).with_name("accelerate")
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               "run_all.py", "--runs", "Toy", "--device", "cpu", *toy_cli(tmp_path, data, exp)]
+    command = accelerate_command(ACCELERATE, tmp_path)  # the README's line, in this temporary folder
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert done.stdout.count("[run] toyexp/ml-1m/Toy/seed0: running") == 1  # the main process speaks

@@ -72,8 +72,12 @@ def write_toy_experiment(folder: Path, epochs: int = 2, batch_size: int = 32) ->
     return path
 
 
+def toy_folders(folder: Path) -> list[str]:
+    """Where a test's run writes: results, reports and the data cache under its temporary folder."""
+    return ["--results-dir", str(folder / "results"), "--reports-dir", str(folder / "reports"),
+            "-o", f"data.cache_dir={folder / 'cache'}"]
+
+
 def toy_cli(folder: Path, data: Path, exp: Path) -> list[str]:
     """The command line of the toy experiment on a toy ml-1m, every folder under `folder`."""
-    return ["--experiments", str(exp), "--dataset", "ml-1m", "--data-path", str(data),
-            "--results-dir", str(folder / "results"), "--reports-dir", str(folder / "reports"),
-            "-o", f"data.cache_dir={folder / 'cache'}", "--quiet"]
+    return ["--experiments", str(exp), "--dataset", "ml-1m", "--data-path", str(data), "--quiet", *toy_folders(folder)]
