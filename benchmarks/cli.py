@@ -231,7 +231,7 @@ def runner_for(args):
 
 def run(args) -> int:
     from . import listing
-    from .runner import run_plan
+    from .runs import run_plan
 
     studies = studies_for(args)
     plan = plan_for(args, studies)

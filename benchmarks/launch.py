@@ -253,7 +253,7 @@ def run_task(args, keys: list[str], cwd: str) -> dict:
     runner (done ones are skipped), and say what became of each."""
     from .cli import plan_for, runner_for
     from .records import read_record
-    from .runner import run_plan
+    from .runs import run_plan
 
     os.chdir(cwd)  # relative folders, and models named by their path, as where it was submitted
     if cwd not in sys.path:

@@ -28,7 +28,6 @@ from .latency import device_description, measure_latency
 from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
                            measure_protocol_controls)
 from .models import SkipRun, build_model, model_class, model_params
-from .planning import Plan
 from .records import code_hash, git_commit, iter_records, library_versions, now, read_record, record_path, write_record
 from .split import hold_out_items, leave_one_out
 from .training import NeuralRecommender, Trainer
@@ -389,39 +388,3 @@ def check_item_text(cfg: dict, dataset: SequenceDataset) -> None:
                         f"their own, only the fallback {cfg['data'].get('missing_text')!r}, and model "
                         f"{cfg['model']['name']!r} reads item text; give the items' text (for ml-1m: movies.dat), "
                         "or set data.allow_missing_text=true (-o data.allow_missing_text=true) to run it anyway")
-
-
-@dataclass
-class Failure:
-    """A run that raised under --keep-going: its key, its error, and its failure record (None
-    where a finished record was there and kept)."""
-
-    key: str
-    error: str
-    record: Path | None
-
-
-def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> tuple[list[dict], list[Failure]]:
-    """Run every planned run; (the records, the failures). Without keep_going the first failure
-    propagates; with it each failure is recorded and the other runs go on."""
-    from tqdm.auto import tqdm
-
-    records, failures = [], []
-    for spec in tqdm(plan.runs, desc="runs", disable=not runner.progress):
-        done = runner.finished(spec)
-        tag = runner.placement(spec)[0]
-        label = spec.key + (f" (variant {tag})" if tag else "")
-        if runner.is_main:
-            tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}"
-                       + (f" ({spec.study.note})" if spec.study is not None else ""))
-        if done is not None:
-            records.append(done)
-            continue
-        try:
-            records.append(runner.run(spec))
-        except Exception as error:
-            if not keep_going:
-                raise
-            tqdm.write(traceback.format_exc())
-            failures.append(Failure(label, f"{type(error).__name__}: {error}", runner.record_failure(spec, error)))
-    return records, failures

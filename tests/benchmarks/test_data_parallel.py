@@ -18,14 +18,6 @@ from tests.benchmarks.toy_models import REPO, ToyNextItem, toy_cli, write_toy_ex
 from tests.conftest import write_ml1m
 
 
-@pytest.fixture
-def one_thread_children(monkeypatch):
-    """Launched processes inherit this environment: one thread each on a busy CPU."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MKL_NUM_THREADS", "1")
-    monkeypatch.chdir(REPO)  # where they import the suite and the toy model from
-
-
 def test_rows_share_splits_rows_and_keeps_shared_entries():
     items, targets, negatives = np.arange(10).reshape(5, 2), np.arange(5), np.arange(7)
     shares = [rows_share((items, targets, negatives), i, 2) for i in range(2)]

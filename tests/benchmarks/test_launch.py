@@ -11,15 +11,7 @@ import run_all
 from benchmarks import cli as climod
 from tests.benchmarks.scaling_commands import (ACCELERATE, LOCAL, LOCAL_AGAIN, LOCAL_LIST, SLURM, SLURM_GROUPED,
                                                readme_test_commands, run_all_argv)
-from tests.benchmarks.toy_models import REPO, toy_cli, write_toy_experiment
-
-
-@pytest.fixture
-def one_thread_children(monkeypatch):
-    """Jobs inherit this environment: one thread each on a busy CPU."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("MKL_NUM_THREADS", "1")
-    monkeypatch.chdir(REPO)  # where the jobs import the suite and the toy model from
+from tests.benchmarks.toy_models import toy_cli, write_toy_experiment
 
 
 def test_local_launcher_runs_each_run_as_a_job_reports_once_and_submits_only_what_is_missing(
