@@ -57,10 +57,11 @@ def test_tuning_is_refused_under_accelerate_launch(tmp_path, toy_ml1m, monkeypat
 
 def test_two_processes_train_the_weights_one_process_trains_with_the_same_global_batch(
         tmp_path, one_thread_children):
-    """accelerate launch --multi_gpu --num_processes 2 run_all.py ... on the CPU (gloo): each
-    process takes half of every global batch (48 toy users give 384 training pairs: 12 batches of
-    32 rows, every split even), the gradients are summed; the weights match one process's training of the same batches, both
-    processes end with the same weights, and only the main process writes the record."""
+    """The README's `accelerate launch --multi_gpu --num_processes 2 run_all.py ...` on the CPU
+    (gloo): each process takes half of every global batch (48 toy users give 384 training pairs:
+    12 batches of 32 rows, every split even) and the gradients are summed, so the weights match
+    one process's training of the same batches; both processes end with the same weights, and
+    only the main process writes the record."""
     data = write_ml1m(tmp_path / "toy-ml1m", n_users=48)
     exp = write_toy_experiment(tmp_path, epochs=3)
     command = accelerate_command(ACCELERATE, tmp_path)  # the README's line, in this temporary folder
