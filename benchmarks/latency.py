@@ -126,6 +126,14 @@ def _model_dtype(model) -> str:
     return "n/a"
 
 
+def _compute_dtype(model, device: torch.device) -> str:
+    """The precision the model's matrix multiplies run at: autocast's where it is on (an inference
+    setting's bf16), else the parameters'."""
+    if torch.is_autocast_enabled(device.type):
+        return str(torch.get_autocast_dtype(device.type)).replace("torch.", "")
+    return _model_dtype(model)
+
+
 # ----------------------------------------------------------------------------- work and the hardware's limit
 
 
@@ -138,7 +146,8 @@ def matmul_peak(device, dtype: torch.dtype = torch.float32, seconds: float = 0.3
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     timer = _Timer(device)
-    with torch.inference_mode():
+    # autocast off: the probe runs at the precision it names, inside an inference setting too
+    with torch.inference_mode(), torch.autocast(device.type, enabled=False):
         a @ b
         start, count = timer.now(), 0
         while timer.now() - start < seconds:
@@ -251,7 +260,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
     # rate the hardware reaches now, at the model's precision
     if count_flops and flops is None:
         flops = batch_flops(model, batches[0], top_k=top_k, mask_history=mask_history)
-    dtype = _model_dtype(model)
+    dtype = _compute_dtype(model, device)
     work = {}
     if count_flops:
         peak = matmul_peak(device, getattr(torch, dtype) if dtype in ("float32", "bfloat16", "float16") else torch.float32)
@@ -270,6 +279,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
         "sections_ms_median": sections_ms,
         **device_description(device),
         "dtype": _model_dtype(model),
+        "compute_dtype": dtype,
         "input_length_mean": float(np.concatenate(lengths).mean()),
         "mask_history": bool(mask_history),
         **work,

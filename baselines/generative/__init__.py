@@ -16,8 +16,10 @@ The three generative models differ only in their settings (their `Params`, in p5
 
 Backbones: a T5 name loads `T5ForConditionalGeneration`; any other encoder (the offline default,
 the packaged all-MiniLM-L6-v2) becomes transformers' `EncoderDecoderModel` with encoder and
-decoder both initialised from it (bert2bert; the cross-attention starts new). Never silently a
-different model: a backbone that cannot be loaded skips the run with the reason.
+decoder both initialised from it (bert2bert; the cross-attention starts new); a decoder-only
+causal LM (smollm2-135m, a Llama-family name) reads the prompt and then generates the id tokens
+in one causal sequence (decoder_only.py, OpenP5's LLaMA path). Never silently a different model: a
+backbone that cannot be loaded skips the run with the reason.
 
 Lists: history items are never generated (the constrained trie leaves them out; unconstrained
 decoding bans the end-of-id token after a history item's tokens), so the beam returns k
@@ -29,10 +31,12 @@ scoring model does, instead of having its catalogue-wide list filtered to them.
 
 Variants (`P5WithoutDecoder`): `w/o_d` keeps P5's prompt and encoder, removes the
 decoder, and puts an item projection head on the mean-pooled encoder output (scores every item
-in one step); `w/o_d_TID` writes item titles instead of ids.
+in one step; on a decoder-only backbone, on the prompt's last real token's state); `w/o_d_TID`
+writes item titles instead of ids.
 
-Modules: indexing.py (item ids as text), backbone.py (the seq2seq model), prompts.py,
-decoding.py (beam-search rules), p5.py (P5, POD, LightLM), without_decoder.py (w/o_d, w/o_d_TID).
+Modules: indexing.py (item ids as text), backbone.py (the seq2seq model or causal LM),
+prompts.py, decoding.py (beam-search rules), decoder_only.py (the causal LM's training sequence,
+left padding and beam search), p5.py (P5, POD, LightLM), without_decoder.py (w/o_d, w/o_d_TID).
 """
 from .decoding import BanHistoryItems, TrieConstraint
 from .indexing import ItemIdTokens, collaborative_indexing, random_indexing, sequential_indexing

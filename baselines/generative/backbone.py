@@ -1,5 +1,6 @@
-"""The sequence-to-sequence backbone: T5 by name, else an encoder-decoder built from one encoder
-(bert2bert), with LightLM's narrow feed-forward blocks."""
+"""The generative backbone: T5 by name, an encoder-decoder built from one encoder (bert2bert), or
+a decoder-only causal LM (SmolLM2, any Llama-family name), with LightLM's narrow feed-forward
+blocks."""
 from __future__ import annotations
 
 from torch import nn
@@ -69,11 +70,44 @@ def load_seq2seq(name: str, tokenizer, *, pretrained: bool = True, ffn_width: in
     for cfg in (model.config, model.generation_config):
         cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = start_id, pad_id, eos_id
     if ffn_width:
-        if not 0 < int(ffn_width) <= old_ffn:
-            raise ValueError(f"model.ffn_width={ffn_width} must be between 1 and {name}'s feed-forward width {old_ffn}")
-        _cut_feed_forward(model, old_ffn, int(ffn_width))
+        _narrow(model, name, old_ffn, ffn_width)
         if is_t5:
             model.config.d_ff = int(ffn_width)
         else:
             model.config.encoder.intermediate_size = model.config.decoder.intermediate_size = int(ffn_width)
     return model, model.get_encoder(), {"pad": pad_id, "eos": eos_id, "start": start_id}
+
+
+def _narrow(model: nn.Module, name: str, old_ffn: int, ffn_width: int) -> None:
+    if not 0 < int(ffn_width) <= old_ffn:
+        raise ValueError(f"model.ffn_width={ffn_width} must be between 1 and {name}'s feed-forward width {old_ffn}")
+    _cut_feed_forward(model, old_ffn, int(ffn_width))
+
+
+def is_causal_backbone(name: str) -> bool:
+    """Whether a backbone name loads a decoder-only causal LM (read from its config alone)."""
+    return backbones.load_config(name).model_type in backbones.CAUSAL_TYPES
+
+
+def load_causal_lm(name: str, tokenizer, *, pretrained: bool = True, ffn_width: int | None = None):
+    """(causal LM with its LM head, special token ids) for a decoder-only backbone name. The end of
+    an item id is the tokenizer's end-of-sequence token; padding is the tokenizer's pad token (its
+    end of sequence where it has none: padded positions are masked and never labelled). LightLM's
+    narrow feed-forward cut applies to a Llama-style gated block (gate, up and down projections)."""
+    from transformers import AutoModelForCausalLM
+
+    config = backbones.load_config(name)
+    if pretrained:
+        model = backbones._from_pretrained(AutoModelForCausalLM.from_pretrained, name, backbones.resolve(name))
+    else:
+        model = AutoModelForCausalLM.from_config(config)
+    eos_id = tokenizer.eos_token_id
+    if eos_id is None:
+        raise ValueError(f"backbone {name!r}: its tokenizer has no end-of-sequence token to end item ids with")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_id
+    for cfg in (model.config, model.generation_config):
+        cfg.pad_token_id, cfg.eos_token_id = pad_id, eos_id
+    if ffn_width:
+        _narrow(model, name, model.config.intermediate_size, ffn_width)
+        model.config.intermediate_size = int(ffn_width)
+    return model, {"pad": pad_id, "eos": eos_id}

@@ -15,7 +15,8 @@ from benchmarks.models import ModelParams
 from benchmarks.split import next_item_batches
 from benchmarks.training import NeuralRecommender
 
-from .backbone import load_seq2seq
+from .backbone import is_causal_backbone, load_causal_lm, load_seq2seq
+from .decoder_only import beam_search, causal_lm_loss, left_align, prompt_then_target, read_prompt
 from .decoding import BanHistoryItems, TrieConstraint
 from .indexing import ItemIdTokens, collaborative_indexing, random_indexing, sequential_indexing
 from .prompts import PromptBuilder, PromptInputs, input_token_limit
@@ -26,7 +27,8 @@ P5_PROMPT = ("Given the following interaction history: {history} , predict the n
 
 @dataclass
 class P5Params(ModelParams):
-    backbone: str = "all-MiniLM-L6-v2"       # encoder-decoder from this encoder (bert2bert) or a T5 name
+    backbone: str = "all-MiniLM-L6-v2"       # encoder-decoder from this encoder (bert2bert), a T5 name, or a
+                                             # decoder-only causal LM (smollm2-135m, a Llama-family name)
     backbone_init: str = "pretrained"        # pretrained | scratch
     ffn_width: int | None = None             # LightLM: cut every feed-forward block to this width
     indexing: str = "random"                 # random | sequential (leaks the target) | collaborative
@@ -89,16 +91,27 @@ class P5(NeuralRecommender):
         p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length
         self.tokenizer = backbones.load_tokenizer(p.backbone)
-        self.seq2seq, self.encoder, self.special = load_seq2seq(
-            p.backbone, self.tokenizer, pretrained=p.backbone_init == "pretrained", ffn_width=p.ffn_width)
+        pretrained = p.backbone_init == "pretrained"
+        # decoder-only (decoder_only.py): the prompt and the target's id tokens in one causal sequence
+        self.causal = is_causal_backbone(p.backbone)
+        if self.causal:
+            self.lm, self.special = load_causal_lm(p.backbone, self.tokenizer, pretrained=pretrained,
+                                                   ffn_width=p.ffn_width)
+            self.seq2seq = self.encoder = None
+            core, limit_config = self.lm, self.lm.config
+        else:
+            self.seq2seq, self.encoder, self.special = load_seq2seq(
+                p.backbone, self.tokenizer, pretrained=pretrained, ffn_width=p.ffn_width)
+            core, limit_config = self.seq2seq, self.seq2seq.get_encoder().config
         self.item_ids = ItemIdTokens(self._index_items(dataset), self.tokenizer, self.special["eos"])
-        self.prompt = PromptBuilder(self.tokenizer, self.item_ids.tokens, p.prompt, self.window,
-                                    input_token_limit(self.seq2seq.get_encoder().config, p.max_input_tokens)
-                                    - p.prompt_vectors)
-        width = self.seq2seq.get_input_embeddings().embedding_dim
-        self.inputs = PromptInputs(self.seq2seq.get_input_embeddings(), width, self.window,
+        limit = input_token_limit(limit_config, p.max_input_tokens) - p.prompt_vectors
+        if self.causal:  # the target's id tokens share the decoder's positions with the prompt
+            limit -= self.item_ids.max_length
+        self.prompt = PromptBuilder(self.tokenizer, self.item_ids.tokens, p.prompt, self.window, limit)
+        width = core.get_input_embeddings().embedding_dim
+        self.inputs = PromptInputs(core.get_input_embeddings(), width, self.window,
                                    bool(p.whole_word_embeddings), p.prompt_vectors, len(self.prompt.head))
-        self.module = nn.ModuleDict({"seq2seq": self.seq2seq, "inputs": self.inputs}).to(device)
+        self.module = nn.ModuleDict({"lm" if self.causal else "seq2seq": core, "inputs": self.inputs}).to(device)
         self.decoding = Counter()
 
     def _index_items(self, dataset) -> list[str]:
@@ -120,6 +133,8 @@ class P5(NeuralRecommender):
         histories, targets = batch
         embeds, mask = self._embed(self.prepare(histories))
         labels = self.item_ids.labels(targets).to(self.device)
+        if self.causal:
+            return causal_lm_loss(self.lm, *prompt_then_target(embeds, mask, labels, self.lm.get_input_embeddings()))
         # teacher forcing: the decoder reads the start token and the id tokens before each target
         decoder_inputs = torch.cat([torch.full_like(labels[:, :1], self.special["start"]),
                                     labels[:, :-1].clamp(min=0)], dim=1)
@@ -152,25 +167,40 @@ class P5(NeuralRecommender):
             raise ValueError(f"{beams} beams for {self.n_items if candidates is None else candidates.shape[1]} "
                              f"{'items' if candidates is None else 'candidates'}")
         histories = batch["histories"]
-        # the per-user rules are data preparation the beam search needs (timed under "other")
-        if candidates is not None:
-            rule = {"prefix_allowed_tokens_fn": TrieConstraint(
-                self.item_ids, self.special["pad"],
-                allowed=[self.item_ids.prefix_counts(row) for row in candidates.cpu().numpy()])}
-        elif self.params.constrained:
-            rule = {"prefix_allowed_tokens_fn": TrieConstraint(
-                self.item_ids, self.special["pad"], excluded=[self.item_ids.prefix_counts(h) for h in histories])}
-        else:
-            from transformers import LogitsProcessorList
-            banned = [{self.item_ids.tokens[i] for i in np.unique(h)} for h in histories]
-            rule = {"logits_processor": LogitsProcessorList([BanHistoryItems(banned, beams, self.special["eos"])])}
+        rule = self.decoding_rule(histories, beams, candidates)
         with section("encode"):
             embeds, mask = self._embed(batch)
-            encoded = self.encoder(inputs_embeds=embeds, attention_mask=mask)
+            if self.causal:  # left padding: every prompt ends where generation starts
+                embeds, mask = left_align(embeds, mask)
+                shared = settings["use_cache"] and mask.shape[1] > 1
+                cache = read_prompt(self.lm, embeds, mask, beams) if shared else None
+            else:
+                encoded = self.encoder(inputs_embeds=embeds, attention_mask=mask)
         with section("beam_search"):
-            sequences = self.seq2seq.generate(encoder_outputs=encoded, attention_mask=mask, **settings, **rule)
+            if self.causal:
+                sequences = beam_search(self.lm, embeds, mask, cache, settings, rule)
+            else:
+                sequences = self.seq2seq.generate(encoder_outputs=encoded, attention_mask=mask, **settings, **rule)
         with section("decode"):
             return self.sequences_to_items(sequences, len(histories), beams, k)
+
+    def decoding_rule(self, histories, beams: int, candidates: torch.Tensor | None) -> dict:
+        """The per-user rule of the beam search (data preparation it needs, timed under "other"):
+        the trie restricted to each user's candidates, the trie without the user's history items
+        (constrained), or the end of id banned after a history item's tokens (unconstrained)."""
+        start = 0 if self.causal else 1  # tokens before the generated id (decoding.py)
+        if candidates is not None:
+            return {"prefix_allowed_tokens_fn": TrieConstraint(
+                self.item_ids, self.special["pad"], start=start,
+                allowed=[self.item_ids.prefix_counts(row) for row in candidates.cpu().numpy()])}
+        if self.params.constrained:
+            return {"prefix_allowed_tokens_fn": TrieConstraint(
+                self.item_ids, self.special["pad"], start=start,
+                excluded=[self.item_ids.prefix_counts(h) for h in histories])}
+        from transformers import LogitsProcessorList
+        banned = [{self.item_ids.tokens[i] for i in np.unique(h)} for h in histories]
+        return {"logits_processor": LogitsProcessorList([BanHistoryItems(banned, beams, self.special["eos"],
+                                                                         start=start)])}
 
     def sequences_to_items(self, sequences: torch.Tensor, n_users: int, beams: int, k: int) -> torch.Tensor:
         """Generated token ids -> item ids (best first), k per user; a string that is not an item
@@ -200,10 +230,13 @@ class P5(NeuralRecommender):
 
     def describe(self) -> dict:
         p = self.params
+        weights = {"backbone_weights": backbones.provenance(p.backbone)} if self.causal else {}
         return {
             **super().describe(),
-            "backbones": f"{p.backbone} encoder-decoder" + (f", feed-forward width {p.ffn_width}" if p.ffn_width else "")
+            "backbones": f"{p.backbone} {'decoder-only' if self.causal else 'encoder-decoder'}"
+                         + (f", feed-forward width {p.ffn_width}" if p.ffn_width else "")
                          + (" (scratch)" if p.backbone_init == "scratch" else ""),
+            **weights,
             "decoding": {
                 **{k: v for k, v in self.generation_settings(20).items() if k != "num_return_sequences"},
                 "constrained": bool(p.constrained),

@@ -14,6 +14,7 @@ from benchmarks.split import next_item_batches
 from benchmarks.tensors import masked_mean
 from benchmarks.training import NeuralRecommender, mask_padding_column
 
+from .decoder_only import last_real_state
 from .indexing import random_indexing
 from .p5 import GENERATIVE_SEARCH_SPACE, P5_PROMPT
 from .prompts import PromptBuilder, PromptInputs, input_token_limit
@@ -47,7 +48,9 @@ class P5WithoutDecoderParams(ModelParams):
 class P5WithoutDecoder(NeuralRecommender):
     """P5's prompt (or POD's prompt vectors) read by the backbone's encoder, mean-pooled, scored
     against every item by an item projection head (w/o_d), or the same with item titles instead
-    of ids (w/o_d_TID)."""
+    of ids (w/o_d_TID). On a decoder-only backbone (SmolLM2) the prompt's final state, the hidden
+    state of its last real token (the only one that has read the whole prompt), is what the head
+    scores (right padding, so every real token keeps its unpadded position)."""
 
     Params = P5WithoutDecoderParams
     input_unit = "tokens"
@@ -71,6 +74,7 @@ class P5WithoutDecoder(NeuralRecommender):
         item_tokens = [tuple(self.tokenizer(t, add_special_tokens=False)["input_ids"]) if i else ()
                        for i, t in enumerate(texts)]
         self.encoder = backbones.load_encoder(p.backbone, pretrained=p.backbone_init == "pretrained")
+        self.causal = backbones.is_causal(self.encoder)
         self.prompt = PromptBuilder(self.tokenizer, item_tokens, p.prompt, self.window,
                                     input_token_limit(self.encoder.config, p.max_input_tokens) - p.prompt_vectors)
         width = backbones.hidden_size(self.encoder)
@@ -91,7 +95,8 @@ class P5WithoutDecoder(NeuralRecommender):
         return nn.functional.cross_entropy(logits, torch.from_numpy(targets).to(self.device))
 
     def prepare(self, histories):
-        input_ids, word_ids, mask = self.prompt.batch(histories, self.tokenizer.pad_token_id)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        input_ids, word_ids, mask = self.prompt.batch(histories, pad)
         return input_ids.to(self.device), word_ids.to(self.device), mask.to(self.device)
 
     def score(self, batch) -> torch.Tensor:
@@ -99,7 +104,7 @@ class P5WithoutDecoder(NeuralRecommender):
         with section("encode"):
             embeds, mask = self.inputs(input_ids, word_ids, mask)
             hidden = self.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-            user = masked_mean(hidden, mask)
+            user = last_real_state(hidden, mask) if self.causal else masked_mean(hidden, mask)
         with section("score"):
             return mask_padding_column(self.item_projection_head(self.dropout(user)))
 
@@ -109,5 +114,10 @@ class P5WithoutDecoder(NeuralRecommender):
 
     def describe(self) -> dict:
         p = self.params
-        return {**super().describe(), "backbones": f"{p.backbone} encoder only (no decoder)",
+        if self.causal:
+            reads = {"backbones": f"{p.backbone} decoder-only, the last real token's state (no generation)",
+                     "backbone_weights": backbones.provenance(p.backbone)}
+        else:
+            reads = {"backbones": f"{p.backbone} encoder only (no decoder)"}
+        return {**super().describe(), **reads,
                 "item_text": p.item_text if p.item_text == "id" else f"{p.item_text} ({p.title_text})"}

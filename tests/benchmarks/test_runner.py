@@ -480,6 +480,9 @@ def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp
     for s in settings:
         assert s["latency"]["n_batches"] == 2 and set(s["metrics"]) == set(record["metrics"])
     assert settings[1]["metrics"] == pytest.approx(record["metrics"])  # fp32, the same model
+    # the share of peak of a bf16 setting is against the bf16 peak, the published one's fp32
+    assert record["latency"]["peak"]["dtype"] == record["latency"]["compute_dtype"] == "float32"
+    assert settings[0]["latency"]["peak"]["dtype"] == settings[0]["latency"]["compute_dtype"] == "bfloat16"
     with pytest.raises(Exception, match="latency.settings"):
         plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], data_path=str(toy_ml1m),
                   overrides=[f"data.cache_dir={tmp_path / 'cache'}", "latency.settings=[{precision: fp16}]"])
