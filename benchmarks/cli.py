@@ -11,7 +11,9 @@ traceback.
     python run_all.py --experiments table3_overall -o train.epochs=5   # a variant record, beside
     python run_all.py --report-only                    # rebuild reports/ from results/ only
     python run_all.py --report-only --with-variants gpu   # the gpu set's records in the tables
-    python run_all.py --set gpu --device cuda --shard 2/4   # the second quarter of the GPU set
+    python run_all.py --set gpu --device cuda --shard 2/4   # the second of four shards of equal expected cost
+    python run_all.py --set gpu --device cuda --launcher slurm --slurm-partition gpu   # a Slurm job array
+    accelerate launch --multi_gpu --num_processes 4 run_all.py --set gpu --device cuda   # data parallel
     python run_all.py --tune --experiments table3_overall --runs SASRec   # search its settings (Optuna)
 
 Exit codes: 0 done; 1 some runs failed (--keep-going: each has a failure record, the others ran
@@ -48,8 +50,9 @@ def parser() -> argparse.ArgumentParser:
                    help="config override, e.g. train.epochs=5 (repeatable; YAML values); the records are "
                         "variants beside the experiment's own")
     p.add_argument("--tag", help="record these runs as the variant TAG (beside the main records, never over them)")
-    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (every N-th run, from run I; I counts from "
-                                                  "1); reports are then left to a final --report-only")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (I counts from 1): the shards split the plan "
+                                                  "by expected cost; start them against the same results folder; "
+                                                  "reports are then left to a final --report-only")
     p.add_argument("--list", action="store_true", help="list the runs that would run and exit")
     p.add_argument("--list-models", action="store_true", help="list the models --model accepts")
     p.add_argument("--list-experiments", action="store_true", help="list the experiments and sets")
@@ -72,7 +75,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help="save a training checkpoint every M minutes (at an epoch's end) under "
                         ".cache/checkpoints; a later call resumes an unfinished run from it")
+    launcher_options(p)
     return p
+
+
+def launcher_options(p: argparse.ArgumentParser) -> None:
+    """Scaling out (benchmarks/launch.py): the plan's runs as submitit jobs."""
+    group = p.add_argument_group("scaling out (submitit)")
+    group.add_argument("--launcher", choices=("local", "slurm"),
+                       help="submit the runs not yet recorded as jobs (slurm: a job array, one task per run or group "
+                            "of cheap runs, then a report job after all; local: processes here), into one results "
+                            "folder; with --list, show the tasks without submitting")
+    group.add_argument("--slurm-partition", help="the Slurm partition of the jobs")
+    group.add_argument("--slurm-gpus-per-run", type=int, default=1, metavar="G",
+                       help="GPUs for each task (default 1); G > 1 starts G processes that train data parallel")
+    group.add_argument("--slurm-time-per-run", type=float, metavar="MINUTES",
+                       help="every task's time limit; runs expected to take much less share a task up to it "
+                            "(default: each run its own task, its limit from its expected cost)")
+    group.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="another sbatch option for every job (account=proj, qos=high; repeatable)")
+    group.add_argument("--max-parallel", type=int, metavar="N",
+                       help="at most N tasks at once (Slurm: the array's %%N; local: processes, default 1)")
+    group.add_argument("--launcher-folder", default=".cache/submitit",
+                       help="where submitit keeps the jobs' pickles and logs (a folder the jobs see)")
 
 
 def names(text: str | None) -> list[str] | None:
@@ -121,8 +146,22 @@ def check_args(args) -> None:
     if args.tuning_storage is not None and "://" not in args.tuning_storage:
         raise ConfigError(f"--tuning-storage must be a database URL (sqlite:///path/studies.db, "
                           f"postgresql://user@host/db), got {args.tuning_storage!r}")
+    if args.tune:
+        from .data_parallel import world_size_from_environment
+
+        # a pruned trial stops in the main process (which alone validates) while the others wait
+        # for its next step: tuning trials train in one process each (several machines: a database)
+        if world_size_from_environment() > 1:
+            raise ConfigError("--tune trains each trial in one process: start it without accelerate launch "
+                              "(several machines share a study through --tuning-storage)")
+        if args.launcher:
+            raise ConfigError("--launcher submits the normal runs: give it without --tune (several machines "
+                              "search one study when each runs --tune with the same --tuning-storage)")
     if args.checkpoint_minutes is not None and not args.checkpoint_minutes >= 0:
         raise ConfigError(f"--checkpoint-minutes must be a number of minutes >= 0, got {args.checkpoint_minutes!r}")
+    if args.launcher is not None:
+        from .launch import check_launcher_args
+        check_launcher_args(args)
 
 
 def check_records_folder(results_dir: str) -> None:
@@ -159,27 +198,50 @@ def main(argv=None) -> int:
         return 2
 
 
-def run(args) -> int:
-    from . import listing
-    from .planning import parse_shard, plan_runs, shard_plan
-    from .runner import Runner, run_plan
-    from .tuning.studies import StudyLookup
+def plan_for(args, studies=None):
+    """The plan the command line asks for (every process and job of one call plans the same);
+    `studies`: where the tuned rows' best settings are read (--tune goes on with the same lookup)."""
+    from .planning import plan_runs
 
-    studies = StudyLookup(args.results_dir, args.tuning_storage)
     overrides = list(args.override)
     if args.device:
         overrides.append(f"device={args.device}")
-    plan = plan_runs(
+    return plan_runs(
         set_name=None if args.experiments or args.model else args.set,
         experiments=names(args.experiments), models=names(args.model),
         datasets=names(args.dataset) or (["ml-100k"] if args.model else None),
         seeds=seeds(args.seeds), overrides=overrides, data_path=args.data_path, data_root=args.data_root,
-        runs=names(args.runs), tag=args.tag, studies=studies,
+        runs=names(args.runs), tag=args.tag, studies=studies if studies is not None else studies_for(args),
     )
-    runner = Runner(args.results_dir, force=args.force, progress=not args.quiet,
-                    checkpoint_minutes=args.checkpoint_minutes)
-    if args.shard:  # shards must agree on one order, whatever records each finds: no costs
-        plan = shard_plan(plan, *parse_shard(args.shard))
+
+
+def studies_for(args):
+    """Where the tuned rows' studies are read (their best settings enter the plan)."""
+    from .tuning.studies import StudyLookup
+
+    return StudyLookup(args.results_dir, args.tuning_storage)
+
+
+def runner_for(args):
+    from .runner import Runner
+
+    return Runner(args.results_dir, force=args.force, progress=not args.quiet,
+                  checkpoint_minutes=args.checkpoint_minutes)
+
+
+def run(args) -> int:
+    from . import listing
+    from .runs import run_plan
+
+    studies = studies_for(args)
+    plan = plan_for(args, studies)
+    runner = runner_for(args)
+    if args.launcher:  # the runs as submitit jobs (benchmarks/launch.py)
+        from .launch import launch
+        return launch(args, plan, runner)
+    if args.shard:  # the same assignment in every shard, whatever each finds recorded (launch.py)
+        from .launch import shard_of
+        plan = shard_of(plan, runner, args.shard, write=not args.list).cheapest_first(runner.expected_seconds)
     else:
         plan = plan.cheapest_first(runner.expected_seconds)
     if args.tune:
@@ -189,6 +251,8 @@ def run(args) -> int:
         return 0
     to_train = [spec for spec in plan.runs if runner.done_record(spec) is None]
     _, failures = run_plan(plan, runner, keep_going=args.keep_going)
+    if not runner.is_main:  # data parallel training: the main process reports
+        return 1 if failures else 0
     if args.shard:  # other shards may still be writing records: one report at the end, over all
         print(f"[shard {args.shard}] done; once every shard has finished and its results/ is merged, "
               "run: python run_all.py --report-only")

@@ -1,6 +1,7 @@
 """Planning: an experiment set (or a list of experiments, or one model by itself) expanded into
 resolved runs, ordered by seed and by the set's priority tiers, cheapest first within a tier
-where records tell the cost, and cut into shards for several machines. Each run also carries how
+where records tell the cost (a declared estimate per model family where none does), and cut
+into shards of about equal expected cost for several machines. Each run also carries how
 its config differs from what its experiment file alone resolves to, which decides whether it
 writes the main record or a variant (benchmarks/variants.py). Nothing here trains or reads data.
 
@@ -201,8 +202,57 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def shard_plan(plan: Plan, index: int, count: int) -> Plan:
-    """Shard `index` of `count`: every count-th run of the plan, starting at run `index` (1-based).
-    Runs are independent and each writes its own record, so the shards together run the plan
-    exactly once, and their results/ folders merge by copying into one."""
-    return Plan(runs=plan.runs[index - 1::count], experiments=plan.experiments, groups=plan.groups)
+# What a run without a record of its own (nor a main record) is expected to cost, in seconds, by
+# model family (`model.name`): a stand-in for a training to convergence on one GPU plus its
+# evaluation, to balance shards and set Slurm time limits until a record tells. Declared, not
+# measured; a model of one's own (named by its path) counts as DECLARED_DEFAULT_SECONDS.
+DECLARED_SECONDS = {
+    "most_popular": 60,
+    "recbole": 1800,          # GRU4Rec, SASRec, BERT4Rec, NARM, STAMP, S3Rec, FDSA
+    "lite_llm4rec": 3600,
+    "p5_encoder_only": 3600,
+    "p5": 7200, "pod": 7200, "lightlm": 7200,
+    "e4srec": 7200,           # a SASRec stage, then the LLM stage
+    "hllm": 7200,
+}
+DECLARED_DEFAULT_SECONDS = 3600
+
+
+def declared_seconds(spec: RunSpec) -> float:
+    return float(DECLARED_SECONDS.get(spec.config["model"]["name"], DECLARED_DEFAULT_SECONDS))
+
+
+def expected_cost(spec: RunSpec, expected_seconds) -> float:
+    """The run's expected seconds: from its records (`expected_seconds`, Runner.expected_seconds),
+    else the declared estimate of its model family."""
+    seconds = expected_seconds(spec)
+    return float(seconds) if seconds is not None else declared_seconds(spec)
+
+
+def shard_assignment(plan: Plan, count: int, cost) -> list[int]:
+    """The shard (1..count) of each run of the plan, in plan order: greedy longest processing
+    time, i.e. the most expensive run first, each to the shard with the least expected seconds so
+    far (ties: the lowest shard; equal costs: plan order). Deterministic for the same plan and
+    costs: every shard computes the same assignment and keeps its own part. Done runs are
+    assigned too (each shard skips them in its part), so what was already recorded never moves a
+    run from one shard to another."""
+    costs = [float(cost(spec)) for spec in plan.runs]
+    loads = [0.0] * count
+    assignment = [0] * len(costs)
+    for index in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
+        shard = min(range(count), key=lambda s: (loads[s], s))
+        assignment[index] = shard + 1
+        loads[shard] += costs[index]
+    return assignment
+
+
+def shard_plan(plan: Plan, index: int, count: int, assignment: list[int] | None = None) -> Plan:
+    """Shard `index` of `count` (1-based): the runs `assignment` (shard_assignment) gives it, in
+    plan order; without an assignment, every count-th run from run `index` (round robin). Runs
+    are independent and each writes its own record, so the shards together run the plan exactly
+    once, and their results/ folders merge by copying into one."""
+    if assignment is None:
+        runs = plan.runs[index - 1::count]
+    else:
+        runs = [spec for spec, shard in zip(plan.runs, assignment) if shard == index]
+    return Plan(runs=runs, experiments=plan.experiments, groups=plan.groups)

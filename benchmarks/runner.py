@@ -4,7 +4,9 @@ measure (test and validation metrics, protocol controls, latency, input length) 
 JSON record and its per-user ranks, written atomically). Where the record goes: the run's main
 record, or a variant beside it when its config differs from its experiment file's
 (`placement`, benchmarks/variants.py). A run that fails under --keep-going leaves a failure
-record (its error and traceback), retried on the next call like a skip."""
+record (its error and traceback), retried on the next call like a skip. Under data parallel
+training (benchmarks/data_parallel.py) every process goes through the runs; those of the shared
+loop train in all, the others in the main process alone, which alone measures and records."""
 from __future__ import annotations
 
 import json
@@ -19,25 +21,28 @@ import torch
 
 from .config import RunSpec, config_hash, identity_hash, with_new_defaults
 from .data import DataError, SequenceDataset, load_dataset, source_hash
+from .data_parallel import DataParallel, data_parallel
 from .errors import ConfigError
 from .evaluate import evaluate, evaluation_settings, user_subset
 from .latency import device_description, measure_latency
 from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
                            measure_protocol_controls)
 from .models import SkipRun, build_model, model_class, model_params
-from .planning import Plan
 from .records import code_hash, git_commit, iter_records, library_versions, now, read_record, record_path, write_record
 from .split import hold_out_items, leave_one_out
-from .training import Trainer
+from .training import NeuralRecommender, Trainer
 from .variants import SOURCE_HASH, parse_record_name, variant_tag
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, parallel: DataParallel | None = None) -> torch.device:
+    """The device a run asks for; under data parallel training, `cuda` is this process's GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
+    if parallel is not None and device.type == "cuda":
+        return parallel.device
     return device
 
 
@@ -62,6 +67,9 @@ class Runner:
         self._recorded_hashes: dict[str, set[str]] | None = None
         self._placements: dict[int, tuple[RunSpec, str | None, dict]] = {}
         self.current: RunContext | None = None  # the run in progress (its failure record reads it)
+        self.parallel = data_parallel()  # None: this process runs alone
+        self.is_main = self.parallel is None or self.parallel.is_main  # measures, records, shows progress
+        self.progress = progress and self.is_main
 
     def dataset(self, data_cfg: dict) -> SequenceDataset:
         key = json.dumps(data_cfg, sort_keys=True)
@@ -178,12 +186,25 @@ class Runner:
         record = read_record(self.path(spec))
         return record if self.same_run(record, spec) and record.get("status") == "ok" else None
 
+    def finished(self, spec: RunSpec) -> dict | None:
+        """done_record; under data parallel training as the main process finds it (a record
+        written meanwhile by another job must not part the processes; the others get {})."""
+        done = self.done_record(spec)
+        if self.parallel is None:
+            return done
+        if not self.parallel.agree(done is not None):
+            return None
+        return done if done is not None else {}
+
     def run(self, spec: RunSpec) -> dict:
         """Run one spec, or return its existing record when it is already done (unless forced).
-        The phases: prepare (seed, device, data, split), train, measure, record."""
-        done = self.done_record(spec)
+        The phases: prepare (seed, device, data, split), train, measure, record. A data parallel
+        process other than the main one trains and returns {}: the main process measures."""
+        done = self.finished(spec)
         if done is not None:
             return done
+        if not self.is_main and not issubclass(model_class(spec.config["model"]["name"]), NeuralRecommender):
+            return {}  # a model outside the shared loop trains in the main process alone
         self.current = None
         ctx = self.prepare(spec)
         check_item_text(ctx.cfg, ctx.dataset)
@@ -192,6 +213,8 @@ class Runner:
             ctx.training = self.train(ctx)
         except SkipRun as reason:
             return self.record_skip(ctx, str(reason))
+        if not self.is_main:
+            return {}
         return self.record(ctx, self.measure(ctx))
 
     def identity(self, spec: RunSpec) -> dict:
@@ -214,7 +237,7 @@ class Runner:
         seed_everything(cfg["seed"])
         if cfg["num_threads"]:
             torch.set_num_threads(int(cfg["num_threads"]))
-        device = resolve_device(cfg["device"])
+        device = resolve_device(cfg["device"], self.parallel)
         dataset = self.dataset(cfg["data"])
         split = leave_one_out(dataset)
         holdout = cfg.get("split", {}).get("holdout_items")
@@ -247,6 +270,7 @@ class Runner:
         t0 = time.perf_counter()
         training = ctx.model.fit(ctx.split.for_training(), trainer) or {}
         training.setdefault("seconds", time.perf_counter() - t0)
+        training.setdefault("processes", 1)  # a model outside the shared loop trains in one process
         return training
 
     def measure(self, ctx: "RunContext") -> dict:
@@ -308,6 +332,8 @@ class Runner:
     def record_skip(self, ctx: "RunContext", reason: str) -> dict:
         """A run that cannot run here is recorded with the reason; skipped again for the same
         reason, its record stands as it was."""
+        if not self.is_main:
+            return {}
         path = self.path(ctx.spec)
         previous = read_record(path)
         if self.same_run(previous, ctx.spec) and previous.get("status") == "skipped" and previous.get("skip_reason") == reason:
@@ -321,6 +347,8 @@ class Runner:
         (its data, where it got that far). It never replaces a finished record (of an older
         config, or one --force was redoing): a failure must not cost a result. Returns the path
         written, or None."""
+        if not self.is_main:
+            return None
         path = self.path(spec)
         previous = read_record(path)
         if previous is not None and previous.get("status") == "ok":
@@ -360,38 +388,3 @@ def check_item_text(cfg: dict, dataset: SequenceDataset) -> None:
                         f"their own, only the fallback {cfg['data'].get('missing_text')!r}, and model "
                         f"{cfg['model']['name']!r} reads item text; give the items' text (for ml-1m: movies.dat), "
                         "or set data.allow_missing_text=true (-o data.allow_missing_text=true) to run it anyway")
-
-
-@dataclass
-class Failure:
-    """A run that raised under --keep-going: its key, its error, and its failure record (None
-    where a finished record was there and kept)."""
-
-    key: str
-    error: str
-    record: Path | None
-
-
-def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> tuple[list[dict], list[Failure]]:
-    """Run every planned run; (the records, the failures). Without keep_going the first failure
-    propagates; with it each failure is recorded and the other runs go on."""
-    from tqdm.auto import tqdm
-
-    records, failures = [], []
-    for spec in tqdm(plan.runs, desc="runs", disable=not runner.progress):
-        done = runner.done_record(spec)
-        tag = runner.placement(spec)[0]
-        label = spec.key + (f" (variant {tag})" if tag else "")
-        tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}"
-                   + (f" ({spec.study.note})" if spec.study is not None else ""))
-        if done is not None:
-            records.append(done)
-            continue
-        try:
-            records.append(runner.run(spec))
-        except Exception as error:
-            if not keep_going:
-                raise
-            tqdm.write(traceback.format_exc())
-            failures.append(Failure(label, f"{type(error).__name__}: {error}", runner.record_failure(spec, error)))
-    return records, failures

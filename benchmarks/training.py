@@ -4,7 +4,10 @@ A model opts in by subclassing `NeuralRecommender`: it owns a `module` (torch.nn
 its training batches for an epoch, and computes a loss for a batch. Everything else is shared, so
 every model is trained the same way: AdamW, warm-up and learning-rate schedule, gradient
 clipping, validation on the validation split with the shared evaluator, early stopping with
-patience on the validation metric, and the best weights restored at the end.
+patience on the validation metric, and the best weights restored at the end. Launched as several
+processes (`accelerate launch --multi_gpu ...`), the same loop trains data parallel
+(benchmarks/data_parallel.py): each process takes its share of every batch, gradients are summed
+across processes, and only the main process validates and decides.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .data_parallel import data_parallel, rows_share
 from .evaluate import evaluate, evaluation_settings, user_subset
 from .models import Recommender
 from .split import next_item_batches, pad_histories
@@ -79,6 +83,12 @@ class NeuralRecommender(Recommender):
 
     def loss(self, batch) -> torch.Tensor:
         raise NotImplementedError
+
+    def shard_batch(self, batch, index: int, count: int):
+        """Process `index` of `count`'s share of a training batch under data parallel training:
+        by default the rows (benchmarks/data_parallel.py, rows_share); a model whose batch holds
+        entries shared by all rows that could be taken for rows overrides this."""
+        return rows_share(batch, index, count)
 
     def trainable_parameters(self):
         return [p for p in self.module.parameters() if p.requires_grad]
@@ -202,6 +212,8 @@ class Trainer:
         keep_initial: validate the weights as they are first and keep them unless training
         beats them (a second stage must never end worse than the first)."""
         cfg = self.cfg
+        parallel = data_parallel()  # None: this process trains alone
+        main = parallel is None or parallel.is_main  # validates, decides, saves checkpoints
         rng = np.random.default_rng(self.seed)
         params = model.trainable_parameters()
         if not params:
@@ -231,7 +243,9 @@ class Trainer:
             model.module.load_state_dict(saved["model"])
             model.module.eval()
             return saved["result"]
-        if saved is not None:
+        if parallel is not None:  # every process starts from the main process's weights
+            parallel.broadcast_module(model.module)
+        if saved is not None:  # (every process reads the same checkpoint: the main process's)
             model.module.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
@@ -243,11 +257,12 @@ class Trainer:
             first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
             first_batches = None  # drawn with a fresh generator: the saved one goes on instead
         elif keep_initial:
-            initial = self.validate(model, split)
-            self.validated(initial, 0)
-            stopping.update(initial[metric], epoch=0)
+            if main:
+                initial = self.validate(model, split)
+                self.validated(initial, 0)
+                stopping.update(initial[metric], epoch=0)
+                history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
             best_state = _snapshot(model.module)
-            history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
         last_save = time.perf_counter()
         step_flops, steps, rows, sitting_start = None, 0, 0, time.perf_counter()
         budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
@@ -258,7 +273,10 @@ class Trainer:
             losses = []
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
             for batch in bar:
-                if time.perf_counter() - start > budget_s:
+                over_budget = time.perf_counter() - start > budget_s
+                if parallel is not None and budget_s < math.inf:  # the main process's clock decides
+                    over_budget = parallel.agree(over_budget)
+                if over_budget:
                     # the time budget ends training mid-epoch; the partial epoch is validated
                     # below and recorded with how many of its batches ran
                     stopped = "time_budget"
@@ -266,12 +284,22 @@ class Trainer:
                 # the first step's work is counted (forward and backward), for the throughput
                 counting = FlopCounterMode(display=False) if step_flops is None else contextlib.nullcontext()
                 with counting:
-                    with autocast(cfg["precision"], model.device):
-                        loss = model.loss(batch).float()
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
+                    if parallel is None:
+                        with autocast(cfg["precision"], model.device):
+                            loss = model.loss(batch).float()
+                        value = loss
+                    else:  # this process's share, weighted by its rows; the global loss from all
+                        share, weight = parallel.share(model, batch)
+                        with autocast(cfg["precision"], model.device):
+                            loss = model.loss(share).float() * weight if weight > 0 else None
+                        value = parallel.sum_loss(loss)
+                    if not torch.isfinite(value):
+                        raise FloatingPointError(f"non-finite training loss {value.item()} at epoch {epoch}")
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    if loss is not None:
+                        loss.backward()
+                if parallel is not None:
+                    parallel.sum_gradients(params)
                 if step_flops is None:
                     step_flops = float(counting.get_total_flops())
                 steps += 1
@@ -280,15 +308,22 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
                 optimizer.step()
                 scheduler.step()
-                losses.append(loss.item())
+                losses.append(value.item())
             entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
             if stopped == "time_budget":
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
             if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
-                valid = self.validate(model, split)
-                self.validated(valid, epoch)
-                entry["valid"] = valid
-                if stopping.update(valid[metric], epoch):
+                gain = False
+                if main:
+                    valid = self.validate(model, split)
+                    self.validated(valid, epoch)
+                    entry["valid"] = valid
+                    gain = stopping.update(valid[metric], epoch)
+                if parallel is not None:  # the main process's decisions, so that weights stay the same
+                    gain, stop = (bool(v) for v in parallel.from_main(gain, stopping.should_stop))
+                    if stop and not main:  # the others follow the main process's stopping rule
+                        stopping.since_best = stopping.patience
+                if gain:
                     best_state = _snapshot(model.module)
             entry["seconds"] = time.perf_counter() - start
             history.append(entry)
@@ -300,7 +335,7 @@ class Trainer:
                 break
             if stopped == "time_budget":
                 break
-            if self.checkpoint is not None and time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
+            if main and self.checkpoint is not None and time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
                 self._save({"model": _snapshot(model.module), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "stopping": dict(stopping.__dict__),
@@ -317,12 +352,13 @@ class Trainer:
             "stopped_by": stopped,
             "seconds": time.perf_counter() - start,
             "history": history,
+            "processes": 1 if parallel is None else parallel.world_size,  # data parallel: how many trained
         }
-        if steps:
+        if steps and main:
             result["throughput"] = training_throughput(step_flops, steps, rows, time.perf_counter() - sitting_start,
                                                        cfg["precision"], model.device)
         if resumes:
             result["resumed"] = resumes  # sittings after the first
-        if self.checkpoint is not None:
+        if main and self.checkpoint is not None:
             self._save({"finished": True, "model": _snapshot(model.module), "result": result})
         return result

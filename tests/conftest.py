@@ -33,6 +33,16 @@ def toy_ml1m(tmp_path):
     return write_ml1m(tmp_path / "toy-ml1m")
 
 
+@pytest.fixture
+def one_thread_children(monkeypatch):
+    """For tests that start processes (submitit jobs, `accelerate launch`): they inherit one
+    thread each (the CPU is shared), and start in the repository, where they import the suite and
+    the toy models from."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     """A randomly initialised 2-layer BERT (width 32) with MiniLM's tokenizer, as a local folder."""

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks import backbones
+from benchmarks.data_parallel import rows_share
 from benchmarks.errors import ConfigError
 from benchmarks.latency import section
 from benchmarks.models import ModelParams
@@ -256,6 +257,12 @@ class HLLM(NeuralRecommender):
             negatives = np.unique(rng.choice(train_items, size=n_negatives)) if n_negatives else np.zeros(0, dtype=np.int64)
             batches.append((inputs[rows], targets[rows], negatives.astype(np.int64)))
         return batches
+
+    def shard_batch(self, batch, index: int, count: int):
+        """Data parallel training: each process takes its rows of the inputs and targets; the
+        batch's sampled negatives are shared by all its rows (kept whole, whatever their count)."""
+        inputs, targets, negatives = batch
+        return (*rows_share((inputs, targets), index, count), negatives)
 
     def loss(self, batch) -> torch.Tensor:
         self._drop_evaluation_table()  # the weights are about to change

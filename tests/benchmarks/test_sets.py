@@ -7,7 +7,7 @@ import pytest
 
 import run_all
 from benchmarks.config import ConfigError, load_experiment
-from benchmarks.planning import parse_shard, plan_runs, shard_plan
+from benchmarks.planning import declared_seconds, expected_cost, parse_shard, plan_runs, shard_assignment, shard_plan
 
 
 GPU_EXPERIMENTS = {"table3_overall": ("ml-1m-partial", "amazon-beauty"),
@@ -119,13 +119,46 @@ def test_data_root_reads_every_preset_but_the_embedded_one_from_its_folder(tmp_p
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 7, 200])
-def test_shards_cover_the_set_exactly_once(count):
+def test_shards_cover_the_set_exactly_once_balanced_by_expected_cost(count):
+    """Greedy longest processing time over the runs' expected seconds (no records: each model
+    family's declared estimate): every run in exactly one shard, no shard more than one run's
+    cost above another, and the same assignment whichever shard computes it."""
     plan = plan_runs(set_name="gpu")
+    assignment = shard_assignment(plan, count, declared_seconds)
     keys = [s.key for s in plan.runs]
-    shards = [[s.key for s in shard_plan(plan, index, count).runs] for index in range(1, count + 1)]
-    merged = [key for shard in shards for key in shard]
+    shards = [shard_plan(plan, index, count, assignment).runs for index in range(1, count + 1)]
+    merged = [spec.key for shard in shards for spec in shard]
     assert sorted(merged) == sorted(keys) and len(set(merged)) == len(keys)
-    assert max(map(len, shards)) - min(map(len, shards)) <= 1  # every N-th run: balanced counts
+    loads = [sum(declared_seconds(spec) for spec in shard) for shard in shards]
+    assert max(loads) - min(loads) <= max(declared_seconds(spec) for spec in plan.runs)
+    for shard in shards:  # within a shard, the plan's order (seeds, priority tiers)
+        assert [spec.key for spec in shard] == [k for k in keys if k in {spec.key for spec in shard}]
+    assert shard_assignment(plan_runs(set_name="gpu"), count, declared_seconds) == assignment
+
+
+def test_shards_keep_their_assignment_whatever_records_appear_before_they_start(tmp_path):
+    """The first shard to start keeps the assignment in the results folder; a shard that starts
+    after another has recorded runs (other costs, which would assign otherwise) takes the part it
+    was given, so the shards still run the plan exactly once."""
+    from benchmarks.launch import shard_of
+    from benchmarks.records import write_record
+    from benchmarks.runner import Runner
+
+    plan = plan_runs(set_name="gpu", seeds=[0])
+    first = shard_of(plan, Runner(tmp_path, progress=False), "1/3").runs
+    assert len(list((tmp_path / ".shards").glob("*.assignment"))) == 1
+    runner = Runner(tmp_path, progress=False)
+    for spec in first[:6]:  # shard 1 records runs that cost far more than their estimates
+        write_record(runner.path(spec), {"status": "ok", "training": {"seconds": 50_000.0 + len(spec.key)}})
+    later = Runner(tmp_path, progress=False)
+    fresh = shard_assignment(plan, 3, lambda spec: expected_cost(spec, later.expected_seconds))
+    assert [spec.key for spec in shard_plan(plan, 1, 3, fresh).runs] != [spec.key for spec in first]
+    rest = [shard_of(plan, later, f"{index}/3").runs for index in (2, 3)]
+    merged = [spec.key for shard in [first, *rest] for spec in shard]
+    assert sorted(merged) == sorted(spec.key for spec in plan.runs) and len(set(merged)) == len(merged)
+    # another count of shards is another assignment; listing one (--list) writes none
+    shard_of(plan, later, "1/4", write=False)
+    assert len(list((tmp_path / ".shards").glob("*.assignment"))) == 1
 
 
 @pytest.mark.parametrize("text", ["0/4", "5/4", "1/0", "2", "a/b", "-1/3"])
