@@ -8,7 +8,6 @@ import torch
 from baselines import generative as gen
 from benchmarks.latency import measure_latency
 from benchmarks.models import build_model
-from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
 
 TRAIN = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_decay": 0.0,
@@ -16,19 +15,6 @@ TRAIN = {"epochs": 1, "batch_size": 16, "lr": 1e-3, "adam_eps": 1e-6, "weight_de
          "eval_every": 1, "valid_metric": "recall@5", "max_minutes": None, "precision": "fp32"}
 EVAL = {"ks": [5], "mask_history": True, "batch_size": 64, "max_users": 4, "user_subset_seed": 0}  # cheap validation
 K = 10
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    from benchmarks.data import load_dataset
-    from tests.conftest import write_ml1m
-
-    folder = tmp_path_factory.mktemp("gen")
-    data = {"name": "toy", "source": "ml-1m", "path": str(write_ml1m(folder / "ml1m")), "files": {},
-            "k_core": 5, "repeats": "first", "text_template": None, "missing_text": "Item {item_id}",
-            "encoding": None, "cache_dir": str(folder / "cache"), "paper_name": None}
-    dataset = load_dataset(data, verbose=False)
-    return dataset, leave_one_out(dataset)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import torch
 
 from baselines.generative.decoder_only import left_align, prompt_then_target
 from benchmarks.models import build_model
-from tests.baselines.test_generative import toy  # noqa: F401  (the toy dataset and its split, a fixture)
 
 K = 20  # the paper's beam width, on the tiny byte-level vocabulary
 

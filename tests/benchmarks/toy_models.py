@@ -7,7 +7,6 @@ import numpy as np
 import torch
 
 from benchmarks.models import register
-from benchmarks.split import pad_histories
 from benchmarks.training import NeuralRecommender
 
 
