@@ -225,3 +225,35 @@ def test_work_per_batch_and_share_of_the_measured_peak():
     assert peak["threads"] == torch.get_num_threads()
     achieved = res["gflop_per_batch"] / res["ms_per_batch_median"]  # GFLOP/ms = TFLOP/s
     assert res["achieved_tflops"] == pytest.approx(achieved) and res["share_of_peak"] == pytest.approx(achieved / peak["tflops"])
+
+
+def test_the_peak_is_the_best_window_so_a_slowed_window_does_not_lower_it(monkeypatch):
+    """Another process taking the core for part of the probe slows some windows; the attainable
+    peak is the best window's rate, the slowed ones are kept beside it."""
+    import benchmarks.latency as latency
+
+    clock = iter(np.arange(0.0, 1e4, 0.01))  # each reading 10 ms later
+    slowed = iter([False, True, False])  # the second window's matmuls take twice the time
+    state = {"slow": False}
+
+    class Clock(latency._Timer):
+        def now(self):
+            value = next(clock)
+            if state["slow"]:
+                next(clock)
+            return value
+
+    monkeypatch.setattr(latency, "_Timer", Clock)
+    windows = []
+    original_range = range
+
+    def spy_range(n):
+        for i in original_range(n):
+            state["slow"] = next(slowed)
+            windows.append(i)
+            yield i
+
+    monkeypatch.setattr(latency, "range", spy_range, raising=False)
+    peak = latency.matmul_peak("cpu", seconds=0.06, windows=3)
+    rates = peak["window_tflops"]
+    assert len(rates) == 3 and rates[1] < rates[0] == rates[2] and peak["tflops"] == max(rates)
