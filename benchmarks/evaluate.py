@@ -204,15 +204,17 @@ def sample_candidates(histories: Sequence[np.ndarray], targets, n_items: int,
 # ----------------------------------------------------------------------------- the evaluator
 
 
-def user_arguments(model, users) -> dict:
-    """The keyword arguments `prepare` and `input_length` take beside the histories: the users'
-    indices (`users=`, int64, one per history) for a model that reads user ids
+def user_arguments(model, users, count: int) -> dict:
+    """The keyword arguments `prepare` and `input_length` take beside `count` histories: the users'
+    indices (`users=`, int64, one per history; where none are given the histories are taken to be
+    users 0..count-1, as `sample_candidates` takes them) for a model that reads user ids
     (`reads_user_ids`), nothing for any other model, which is called as it always was."""
     if not getattr(model, "reads_user_ids", False):
         return {}
-    if users is None:
-        raise ValueError(f"{type(model).__name__} reads user ids: the users' indices must be given (users=)")
-    return {"users": np.asarray(users, dtype=np.int64)}
+    users = np.arange(count) if users is None else np.asarray(users, dtype=np.int64)
+    if len(users) != count:
+        raise ValueError(f"{len(users)} users for {count} histories")
+    return {"users": users}
 
 
 def user_subset(n_users: int, max_users: int | None, seed: int) -> np.ndarray:
@@ -270,8 +272,8 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
              users: Sequence[int] | None = None) -> EvalResult:
     """Rank each user's target with `model` and compute Recall@K / NDCG@K.
 
-    `users`: the users' indices in the split, one per history, handed to a model that reads user
-    ids (`user_arguments`); a model that does not read them never sees them.
+    `users`: the users' indices in the split, one per history (default 0..U-1), handed to a model
+    that reads user ids (`user_arguments`); a model that does not read them never sees them.
 
     candidates="full" ranks the target among all items (history removed iff `mask_history`);
     candidates="sampled" ranks it among itself and `num_negatives` sampled non-history items
@@ -293,9 +295,7 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
         raise ValueError("no users to evaluate")
     n_items = int(model.n_items)
     targets = _as_targets(targets, n_users, n_items, "cpu").numpy()
-    if users is not None and len(users) != n_users:
-        raise ValueError(f"{len(users)} users for {n_users} histories")
-    user_ids = user_arguments(model, users).get("users")
+    user_ids = user_arguments(model, users, n_users).get("users")
 
     # Sampled up front so a bad setting fails before any model time is spent.
     cand = (sample_candidates(histories, targets, n_items, num_negatives, negative_seed)

@@ -163,7 +163,7 @@ def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool, users=None
     """Floating-point operations of serving one batch (the timed path), counted by PyTorch's own
     FlopCounterMode (matrix multiplies, convolutions, attention; elementwise work not counted).
     `users`: the batch's user indices, for a model that reads user ids."""
-    batch = model.prepare(batch_hist, **user_arguments(model, users))
+    batch = model.prepare(batch_hist, **user_arguments(model, users, len(batch_hist)))
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
     return float(counter.get_total_flops())
@@ -196,8 +196,9 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
                     mask_history: bool = True, count_flops: bool = True, users=None) -> dict:
     """Milliseconds per batch from prepared batch to top-K ids on the host (see module docstring).
 
-    `users`: the users' indices in the split, one per history, handed to `prepare` (untimed, as
-    the rest of it) and `input_length` of a model that reads user ids (evaluate.user_arguments).
+    `users`: the users' indices in the split, one per history (default 0..U-1), handed to `prepare`
+    (untimed, as the rest of it) and `input_length` of a model that reads user ids
+    (evaluate.user_arguments).
 
     `max_batches` caps the number of measured batches (default: every full batch once); batches
     are reused in order when warm-up plus measured batches exceed what `histories` provides.
@@ -216,10 +217,9 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
     if output == "scores" and top_k > n_items:
         raise ValueError(f"top_k={top_k} exceeds n_items={n_items}")
 
-    if users is not None and len(users) != len(histories):
-        raise ValueError(f"{len(users)} users for {len(histories)} histories")
     batches = _batches(histories, batch_size)
-    user_batches = _batches(np.asarray(users, dtype=np.int64), batch_size) if users is not None else None
+    user_batches = _batches(user_arguments(model, users, len(histories)).get("users"), batch_size) \
+        if getattr(model, "reads_user_ids", False) else [None] * len(batches)
     n_measured = len(batches) if max_batches is None else int(max_batches)
     if n_measured < 1:
         raise ValueError("max_batches must be >= 1")
@@ -236,7 +236,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
         with torch.inference_mode():
             for i in range(warmup_batches + n_measured):
                 batch_hist = batches[i % len(batches)]
-                given = user_arguments(model, None if user_batches is None else user_batches[i % len(batches)])
+                given = user_arguments(model, user_batches[i % len(batches)], len(batch_hist))
                 batch = model.prepare(batch_hist, **given)
                 if i == 0 and warmup_batches and count_flops:  # a warm-up batch is not timed: count its work
                     with FlopCounterMode(display=False) as counter:
@@ -267,8 +267,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
     # the work of one batch (counted in the first warm-up batch, or here without warm-up) and the
     # rate the hardware reaches now, at the model's precision
     if count_flops and flops is None:
-        flops = batch_flops(model, batches[0], top_k=top_k, mask_history=mask_history,
-                            users=None if user_batches is None else user_batches[0])
+        flops = batch_flops(model, batches[0], top_k=top_k, mask_history=mask_history, users=user_batches[0])
     dtype = _compute_dtype(model, device)
     work = {}
     if count_flops:

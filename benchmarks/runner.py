@@ -286,8 +286,8 @@ class Runner:
             "protocol_variants": protocol_variants,
             "latency": latency,
             **({"inference_settings": settings} if settings else {}),
-            "input_length": {"mean": float(np.mean(model.input_length(test_histories,
-                                                                      **user_arguments(model, test_users)))),
+            "input_length": {"mean": float(np.mean(model.input_length(
+                test_histories, **user_arguments(model, test_users, len(test_users))))),
                              "unit": getattr(model, "input_unit", "items")},
             "per_user": {"user_index": users, "rank": test.ranks},
         }

@@ -60,7 +60,7 @@ def profile_row(experiment: str, run: str, dataset: str, overrides: list[str], s
         batches = list(zip(_batches(histories, lat["batch_size"])[:n_batches], _batches(users, lat["batch_size"])))
         with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
             for batch_hist, batch_users in batches:
-                batch = model.prepare(batch_hist, **user_arguments(model, batch_users))
+                batch = model.prepare(batch_hist, **user_arguments(model, batch_users, len(batch_hist)))
                 _serve(model, batch, batch_hist, top_k=lat["top_k"], mask_history=mask)
     peak = timed["peak"]
     lines = [

@@ -76,14 +76,15 @@ def test_a_model_that_does_not_read_user_ids_is_called_as_before():
         evaluate(spy, HISTORIES, TARGETS, ks=[5], batch_size=2)
         measure_latency(spy, HISTORIES, batch_size=2, top_k=5, warmup_batches=0, count_flops=False, users=USERS)
         assert set(spy.prepared) == {"not given"} and set(spy.lengths) <= {"not given"}
-    assert user_arguments(LegacySpy(), USERS) == {}
+    assert user_arguments(LegacySpy(), USERS, len(USERS)) == {}
 
 
-def test_a_model_that_reads_user_ids_is_never_served_without_them():
-    with pytest.raises(ValueError, match="reads user ids"):
-        evaluate(Spy(reads=True), HISTORIES, TARGETS, ks=[5])
-    with pytest.raises(ValueError, match="reads user ids"):
-        measure_latency(Spy(reads=True), HISTORIES, batch_size=2, top_k=5, count_flops=False)
+def test_histories_without_users_are_users_0_to_n_minus_1():
+    """As sample_candidates takes them: a direct caller's histories are the split's first users."""
+    spy = Spy(reads=True)
+    evaluate(spy, HISTORIES, TARGETS, ks=[5], batch_size=3)
+    measure_latency(spy, HISTORIES, batch_size=2, top_k=5, warmup_batches=0, max_batches=2, count_flops=False)
+    assert spy.prepared == [[0, 1, 2], [3, 4], [0, 1], [2, 3]]
     with pytest.raises(ValueError, match="4 users for 5 histories"):
         evaluate(Spy(reads=True), HISTORIES, TARGETS, ks=[5], users=USERS[:4])
 
