@@ -36,6 +36,7 @@ __all__ = [
     "ranks_from_scores",
     "ranks_from_topk",
     "sample_candidates",
+    "user_arguments",
     "user_subset",
 ]
 
@@ -203,6 +204,19 @@ def sample_candidates(histories: Sequence[np.ndarray], targets, n_items: int,
 # ----------------------------------------------------------------------------- the evaluator
 
 
+def user_arguments(model, users, count: int) -> dict:
+    """The keyword arguments `prepare` and `input_length` take beside `count` histories: the users'
+    indices (`users=`, int64, one per history; where none are given the histories are taken to be
+    users 0..count-1, as `sample_candidates` takes them) for a model that reads user ids
+    (`reads_user_ids`), nothing for any other model, which is called as it always was."""
+    if not getattr(model, "reads_user_ids", False):
+        return {}
+    users = np.arange(count) if users is None else np.asarray(users, dtype=np.int64)
+    if len(users) != count:
+        raise ValueError(f"{len(users)} users for {count} histories")
+    return {"users": users}
+
+
 def user_subset(n_users: int, max_users: int | None, seed: int) -> np.ndarray:
     """All users, or a fixed seeded subset (sorted) when eval.max_users is set. The same subset
     serves validation during training and the final test, so a costly model (beam search on a
@@ -254,8 +268,12 @@ def _topk_keep(ids: torch.Tensor, targets: torch.Tensor, n_items: int,
 
 def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[int] = (10, 20),
              mask_history: bool = True, candidates: str = "full", num_negatives: int = 99,
-             negative_seed: int = 2024, batch_size: int = 256, progress: bool = False) -> EvalResult:
+             negative_seed: int = 2024, batch_size: int = 256, progress: bool = False,
+             users: Sequence[int] | None = None) -> EvalResult:
     """Rank each user's target with `model` and compute Recall@K / NDCG@K.
+
+    `users`: the users' indices in the split, one per history (default 0..U-1), handed to a model
+    that reads user ids (`user_arguments`); a model that does not read them never sees them.
 
     candidates="full" ranks the target among all items (history removed iff `mask_history`);
     candidates="sampled" ranks it among itself and `num_negatives` sampled non-history items
@@ -277,6 +295,7 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
         raise ValueError("no users to evaluate")
     n_items = int(model.n_items)
     targets = _as_targets(targets, n_users, n_items, "cpu").numpy()
+    user_ids = user_arguments(model, users, n_users).get("users")
 
     # Sampled up front so a bad setting fails before any model time is spent.
     cand = (sample_candidates(histories, targets, n_items, num_negatives, negative_seed)
@@ -292,7 +311,7 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
             end = min(start + batch_size, n_users)
             batch_hist = histories[start:end]
             batch_targets = targets[start:end]
-            batch = model.prepare(batch_hist)
+            batch = model.prepare(batch_hist, **({} if user_ids is None else {"users": user_ids[start:end]}))
             if output == "scores":
                 scores = model.score(batch)
                 if tuple(scores.shape) != (end - start, n_items + 1):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .evaluate import history_mask
+from .evaluate import history_mask, user_arguments
 
 __all__ = ["batch_flops", "device_description", "matmul_peak", "measure_latency", "section"]
 
@@ -164,10 +164,11 @@ def matmul_peak(device, dtype: torch.dtype = torch.float32, seconds: float = 0.3
             "device": str(device), "repeats": count}
 
 
-def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool) -> float:
+def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool, users=None) -> float:
     """Floating-point operations of serving one batch (the timed path), counted by PyTorch's own
-    FlopCounterMode (matrix multiplies, convolutions, attention; elementwise work not counted)."""
-    batch = model.prepare(batch_hist)
+    FlopCounterMode (matrix multiplies, convolutions, attention; elementwise work not counted).
+    `users`: the batch's user indices, for a model that reads user ids."""
+    batch = model.prepare(batch_hist, **user_arguments(model, users, len(batch_hist)))
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
     return float(counter.get_total_flops())
@@ -197,8 +198,12 @@ def _batches(histories: Sequence[np.ndarray], batch_size: int) -> list:
 
 def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int = 32, top_k: int = 20,
                     warmup_batches: int = 3, max_batches: int | None = None,
-                    mask_history: bool = True, count_flops: bool = True) -> dict:
+                    mask_history: bool = True, count_flops: bool = True, users=None) -> dict:
     """Milliseconds per batch from prepared batch to top-K ids on the host (see module docstring).
+
+    `users`: the users' indices in the split, one per history (default 0..U-1), handed to `prepare`
+    (untimed, as the rest of it) and `input_length` of a model that reads user ids
+    (evaluate.user_arguments).
 
     `max_batches` caps the number of measured batches (default: every full batch once); batches
     are reused in order when warm-up plus measured batches exceed what `histories` provides.
@@ -218,6 +223,8 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
         raise ValueError(f"top_k={top_k} exceeds n_items={n_items}")
 
     batches = _batches(histories, batch_size)
+    user_batches = _batches(user_arguments(model, users, len(histories)).get("users"), batch_size) \
+        if getattr(model, "reads_user_ids", False) else [None] * len(batches)
     n_measured = len(batches) if max_batches is None else int(max_batches)
     if n_measured < 1:
         raise ValueError("max_batches must be >= 1")
@@ -234,7 +241,8 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
         with torch.inference_mode():
             for i in range(warmup_batches + n_measured):
                 batch_hist = batches[i % len(batches)]
-                batch = model.prepare(batch_hist)
+                given = user_arguments(model, user_batches[i % len(batches)], len(batch_hist))
+                batch = model.prepare(batch_hist, **given)
                 if i == 0 and warmup_batches and count_flops:  # a warm-up batch is not timed: count its work
                     with FlopCounterMode(display=False) as counter:
                         _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
@@ -250,7 +258,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
                 totals.append(total)
                 per_section.append(dict(timer.sections))
                 others.append(total - timer.covered)
-                lengths.append(np.asarray(model.input_length(batch_hist), dtype=np.float64))
+                lengths.append(np.asarray(model.input_length(batch_hist, **given), dtype=np.float64))
     finally:
         _ACTIVE.reset(token)
 
@@ -264,7 +272,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
     # the work of one batch (counted in the first warm-up batch, or here without warm-up) and the
     # rate the hardware reaches now, at the model's precision
     if count_flops and flops is None:
-        flops = batch_flops(model, batches[0], top_k=top_k, mask_history=mask_history)
+        flops = batch_flops(model, batches[0], top_k=top_k, mask_history=mask_history, users=user_batches[0])
     dtype = _compute_dtype(model, device)
     work = {}
     if count_flops:

@@ -14,10 +14,10 @@ from .errors import ConfigError
 from .evaluate import EvalResult, control_variant, evaluate, sample_candidates
 
 
-def measure_protocol_controls(model, histories, targets, controls, eval_kwargs: dict) -> dict:
+def measure_protocol_controls(model, histories, targets, controls, eval_kwargs: dict, users=None) -> dict:
     """The same trained model's test users evaluated once more per control (one evaluation
     choice flipped): {label: {evaluation, metrics}}, or {label: {skipped: why}} where the control
-    cannot change this model's numbers."""
+    cannot change this model's numbers. `users`: their indices, for a model that reads user ids."""
     variants = {}
     for control in controls or []:
         label, kwargs = control_variant(control, eval_kwargs)
@@ -33,7 +33,7 @@ def measure_protocol_controls(model, histories, targets, controls, eval_kwargs: 
             except ValueError as err:
                 variants[label] = {"skipped": str(err)}
                 continue
-        result = evaluate(model, histories, targets, **{**kwargs, "progress": False})
+        result = evaluate(model, histories, targets, **{**kwargs, "progress": False}, users=users)
         variants[label] = {"evaluation": result.settings, "metrics": result.metrics}
     return variants
 
@@ -152,16 +152,17 @@ def inference_setting(model, setting: dict):
 
 
 def measure_inference_settings(model, histories, targets, settings: list[dict], eval_kwargs: dict,
-                               latency_kwargs: dict) -> list[dict]:
+                               latency_kwargs: dict, users=None) -> list[dict]:
     """Each inference setting: the latency (measure_latency, as the published one) and the test
-    metrics under it (a faster setting that ranks differently shows it)."""
+    metrics under it (a faster setting that ranks differently shows it). `users`: the users'
+    indices, for a model that reads user ids."""
     from .latency import measure_latency
 
     measured = []
     for setting in settings:
         with inference_setting(model, setting) as applied:
-            latency = measure_latency(model, histories, **latency_kwargs)
-            result = evaluate(model, histories, targets, **{**eval_kwargs, "progress": False})
+            latency = measure_latency(model, histories, **latency_kwargs, users=users)
+            result = evaluate(model, histories, targets, **{**eval_kwargs, "progress": False}, users=users)
         measured.append({"setting": applied, "label": setting_label(applied), "latency": latency,
                          "metrics": result.metrics})
     return measured

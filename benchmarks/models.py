@@ -6,6 +6,10 @@ never need to know what kind of model they hold:
 - `fit(split, trainer)`: train on the training split, validating on the validation split.
 - `prepare(histories)`: turn a list of item-id histories into a batch on the model's device.
   Not timed: it stands for the data loader that has a batch ready before the model is called.
+  A model that reads user ids (P5's and POD's prompts write "user_{id}") sets `reads_user_ids`:
+  the evaluator, the latency timer and the trainer's validation then call
+  `prepare(histories, users=...)` and `input_length(histories, users=...)` with the users'
+  indices in the split (one per history, in order); every other model is called as above.
 - `score(batch)`: a (batch, n_items + 1) tensor of scores over every item (column 0 is padding
   and is ignored), for models that score all items in one step.
 - `recommend(batch, k)`: a (batch, k) tensor of item ids, best first, for generative models that
@@ -132,6 +136,9 @@ class Recommender:
     # True for a model whose own decoding never lists the user's history items (so the history
     # masking control cannot change its numbers)
     never_lists_history: ClassVar[bool] = False
+    # True for a model whose input holds the user's id: prepare and input_length then receive the
+    # users' indices (`users=`, see the module docstring); a model may set it per instance in build
+    reads_user_ids: ClassVar[bool] = False
     Params: ClassVar[type[ModelParams]] = ModelParams  # the model's hyper-parameters
 
     def __init__(self, params: ModelParams, dataset, device: torch.device):

@@ -23,7 +23,7 @@ from .config import RunSpec, config_hash, identity_hash, with_new_defaults
 from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .data_parallel import DataParallel, data_parallel
 from .errors import ConfigError
-from .evaluate import evaluate, evaluation_settings, user_subset
+from .evaluate import evaluate, evaluation_settings, user_arguments, user_subset
 from .latency import device_description, measure_latency
 from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
                            measure_protocol_controls)
@@ -280,26 +280,28 @@ class Runner:
         eval_kwargs = evaluation_settings(cfg["eval"])
         users = user_subset(split.n_users, eval_kwargs.pop("max_users"), eval_kwargs.pop("user_subset_seed"))
         eval_kwargs["progress"] = self.progress
+        test_users = users  # every evaluated user (cold start restricts `users` below): timed and counted
         test_histories = [split.test_histories[u] for u in users]
         t0 = time.perf_counter()
-        test = evaluate(model, test_histories, split.test_targets[users], **eval_kwargs)
+        test = evaluate(model, test_histories, split.test_targets[users], **eval_kwargs, users=users)
         eval_seconds = time.perf_counter() - t0
         cold_start = None
         if len(split.held_out_items):
             cold_start, test, users = cold_start_result(split, users, test)
-        valid = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users], **eval_kwargs)
+        valid = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users], **eval_kwargs,
+                         users=users)
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
-            cfg["eval"]["protocol_controls"], eval_kwargs)
+            cfg["eval"]["protocol_controls"], eval_kwargs, users=users)
         latency, settings = None, []
         if cfg["latency"]["enabled"]:
             lat = cfg["latency"]
             latency_kwargs = dict(batch_size=lat["batch_size"], top_k=lat["top_k"], warmup_batches=lat["warmup_batches"],
                                   max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
-            latency = measure_latency(model, test_histories, **latency_kwargs)  # as published: eager
+            latency = measure_latency(model, test_histories, **latency_kwargs, users=test_users)  # as published: eager
             settings = measure_inference_settings(
                 model, test_histories, split.test_targets[users], check_inference_settings(lat.get("settings") or []),
-                eval_kwargs, latency_kwargs)
+                eval_kwargs, latency_kwargs, users=test_users)
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
@@ -308,7 +310,8 @@ class Runner:
             "protocol_variants": protocol_variants,
             "latency": latency,
             **({"inference_settings": settings} if settings else {}),
-            "input_length": {"mean": float(np.mean(model.input_length(test_histories))),
+            "input_length": {"mean": float(np.mean(model.input_length(
+                test_histories, **user_arguments(model, test_users, len(test_users))))),
                              "unit": getattr(model, "input_unit", "items")},
             "per_user": {"user_index": users, "rank": test.ranks},
         }

@@ -111,7 +111,8 @@ class WindowedNextItemModel(NeuralRecommender):
     """A model that reads each user's last `max_seq_length` items as an id matrix (0-padded on
     the right) with its mask, and trains on next-item samples drawn by its `strategy`
     (benchmarks/split.py). Its Params have `max_seq_length` and `strategy`; a model that needs
-    each sample's user sets `batch_users` (batches are then (items, targets, users))."""
+    each sample's user sets `batch_users`, or reads user ids (`reads_user_ids`): its batches are
+    then (items, targets, users)."""
 
     batch_users = False
 
@@ -121,7 +122,7 @@ class WindowedNextItemModel(NeuralRecommender):
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
         return next_item_batches(split.train, self.params.strategy, self.window, rng, batch_size,
-                                 with_users=self.batch_users)
+                                 with_users=self.batch_users or self.reads_user_ids)
 
     def prepare(self, histories):
         items = torch.from_numpy(pad_histories(histories, self.window)).to(self.device)
@@ -197,7 +198,7 @@ class Trainer:
         settings = evaluation_settings(self.eval_cfg)
         users = user_subset(split.n_users, settings.pop("max_users"), settings.pop("user_subset_seed"))
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
-                          **{**settings, "candidates": "full"})
+                          **{**settings, "candidates": "full"}, users=users)
         return result.metrics
 
     def validated(self, metrics: dict, epoch: int) -> None:

@@ -17,9 +17,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.evaluate import user_arguments
 from benchmarks.latency import _batches, _serve, measure_latency
 from benchmarks.measurements import check_inference_settings, inference_setting, setting_label
 from benchmarks.models import build_model
@@ -48,15 +50,18 @@ def profile_row(experiment: str, run: str, dataset: str, overrides: list[str], s
     if isinstance(getattr(model, "module", None), torch.nn.Module):
         model.module.eval()  # served as after training: no dropout
     lat = ctx.cfg["latency"]
-    histories = [ctx.split.test_histories[u] for u in range(ctx.split.n_users)]
+    users = np.arange(ctx.split.n_users)
+    histories = [ctx.split.test_histories[u] for u in users]
     mask = bool(ctx.cfg["eval"]["mask_history"])
     with inference_setting(model, setting) as applied:
         timed = measure_latency(model, histories, batch_size=lat["batch_size"], top_k=lat["top_k"],
-                                warmup_batches=lat["warmup_batches"], max_batches=n_batches, mask_history=mask)
-        batches = _batches(histories, lat["batch_size"])[:n_batches]
+                                warmup_batches=lat["warmup_batches"], max_batches=n_batches, mask_history=mask,
+                                users=users)
+        batches = list(zip(_batches(histories, lat["batch_size"])[:n_batches], _batches(users, lat["batch_size"])))
         with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
-            for batch_hist in batches:
-                _serve(model, model.prepare(batch_hist), batch_hist, top_k=lat["top_k"], mask_history=mask)
+            for batch_hist, batch_users in batches:
+                batch = model.prepare(batch_hist, **user_arguments(model, batch_users, len(batch_hist)))
+                _serve(model, batch, batch_hist, top_k=lat["top_k"], mask_history=mask)
     peak = timed["peak"]
     lines = [
         f"# Latency profile: {experiment} / {dataset} / {run}, {setting_label(applied)}",

@@ -2,13 +2,14 @@
 decoder-free variants (Tables 2 and 9). Readable top to bottom.
 
     items -> text ids ("item_1234": random numbers by default, as in the paper)
-    user's last 20 items -> prompt tokens (+ whole-word ids marking each item's sub-word tokens)
+    user's id and last 20 items -> prompt tokens (+ whole-word ids marking each id's sub-word tokens)
       -> encoder -> decoder generates the next item's id tokens, teacher-forced in training
     inference: 20-beam search (transformers' `generate`, with its cache) -> top-20 item ids
 
 The three generative models differ only in their settings (their `Params`, in p5.py):
-- P5: a natural-language prompt around the history, whole-word embeddings added to the token
-  embeddings (P5's way of telling the encoder which sub-word tokens form one item id).
+- P5: a natural-language prompt around the user's id ("user_7", `user_in_prompt`) and history,
+  whole-word embeddings added to the token embeddings (P5's way of telling the encoder which
+  sub-word tokens form one id); prompts.py says how the user id is written and tokenised.
 - POD: the discrete prompt replaced by a few learned continuous prompt vectors (shorter input).
 - LightLM: deep and narrow (every feed-forward block cut to a small width), collaborative item
   indexing (hierarchical spectral clustering of the item co-occurrence graph, so items that occur

@@ -21,7 +21,10 @@ from .decoding import BanHistoryItems, TrieConstraint
 from .indexing import ItemIdTokens, collaborative_indexing, random_indexing, sequential_indexing
 from .prompts import PromptBuilder, PromptInputs, input_token_limit
 
-P5_PROMPT = ("Given the following interaction history: {history} , predict the next item "
+# P5's sequential prompt (jeykigung/P5, src/all_amazon_templates.py, 2-1: "Given the following
+# purchase history of user_{} : \n {} \n predict next possible item to be purchased by the user ?")
+# in words that fit any domain; {user} is "user_<index>" (prompts.py), "the user" without user ids
+P5_PROMPT = ("Given the following interaction history of {user} : {history} , predict the next item "
              "the user will interact with .")
 
 
@@ -36,6 +39,8 @@ class P5Params(ModelParams):
     collaborative_clusters: int = 16         # collaborative indexing: clusters per level
     collaborative_leaf_size: int = 16        # ... and items per leaf
     prompt: str | None = P5_PROMPT           # null: the items only
+    user_in_prompt: bool = True              # "user_<index>" where the prompt says {user} (before the history
+                                             # where it does not), as P5, POD and LightLM write the user's id
     prompt_vectors: int = 0                  # POD: learned continuous prompt vectors
     whole_word_embeddings: bool = True       # P5's marks of which sub-word tokens form one item id
     max_seq_length: int = 20                 # history items in the input
@@ -52,6 +57,7 @@ class P5Params(ModelParams):
         self.positive_int("max_seq_length", "max_input_tokens", "num_beams", "collaborative_clusters",
                           "collaborative_leaf_size")
         self.positive_int("ffn_width", allow_none=True)
+        self.choice("user_in_prompt", (True, False))
         if self.prompt and "{history}" not in self.prompt:
             raise ConfigError("model.prompt must contain {history}")
 
@@ -107,9 +113,11 @@ class P5(NeuralRecommender):
         limit = input_token_limit(limit_config, p.max_input_tokens) - p.prompt_vectors
         if self.causal:  # the target's id tokens share the decoder's positions with the prompt
             limit -= self.item_ids.max_length
-        self.prompt = PromptBuilder(self.tokenizer, self.item_ids.tokens, p.prompt, self.window, limit)
+        self.prompt = PromptBuilder(self.tokenizer, self.item_ids.tokens, p.prompt, self.window, limit,
+                                    user_in_prompt=p.user_in_prompt)
+        self.reads_user_ids = bool(p.user_in_prompt)
         width = core.get_input_embeddings().embedding_dim
-        self.inputs = PromptInputs(core.get_input_embeddings(), width, self.window,
+        self.inputs = PromptInputs(core.get_input_embeddings(), width, self.prompt.whole_words,
                                    bool(p.whole_word_embeddings), p.prompt_vectors, len(self.prompt.head))
         self.module = nn.ModuleDict({"lm" if self.causal else "seq2seq": core, "inputs": self.inputs}).to(device)
         self.decoding = Counter()
@@ -127,11 +135,12 @@ class P5(NeuralRecommender):
     # ---- training
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        return next_item_batches(split.train, self.params.strategy, self.window, rng, batch_size, padded=False)
+        return next_item_batches(split.train, self.params.strategy, self.window, rng, batch_size, padded=False,
+                                 with_users=self.reads_user_ids)
 
     def loss(self, batch) -> torch.Tensor:
-        histories, targets = batch
-        embeds, mask = self._embed(self.prepare(histories))
+        histories, targets, *users = batch  # (histories, targets, users) where the prompt reads user ids
+        embeds, mask = self._embed(self.prepare(histories, users=users[0] if users else None))
         labels = self.item_ids.labels(targets).to(self.device)
         if self.causal:
             return causal_lm_loss(self.lm, *prompt_then_target(embeds, mask, labels, self.lm.get_input_embeddings()))
@@ -145,8 +154,8 @@ class P5(NeuralRecommender):
 
     # ---- inference
 
-    def prepare(self, histories):
-        input_ids, word_ids, mask = self.prompt.batch(histories, self.special["pad"])
+    def prepare(self, histories, users=None):
+        input_ids, word_ids, mask = self.prompt.batch(histories, self.special["pad"], users)
         return {"input_ids": input_ids.to(self.device), "word_ids": word_ids.to(self.device),
                 "mask": mask.to(self.device), "histories": list(histories)}
 
@@ -224,9 +233,8 @@ class P5(NeuralRecommender):
             out[user, : min(k, len(items))] = torch.tensor(items[:k], dtype=torch.long)
         return out
 
-    def input_length(self, histories) -> np.ndarray:
-        extra = self.params.prompt_vectors
-        return np.array([len(self.prompt.user_tokens(h)[0]) + extra for h in histories], dtype=np.float64)
+    def input_length(self, histories, users=None) -> np.ndarray:
+        return self.prompt.lengths(histories, users) + self.params.prompt_vectors
 
     def describe(self) -> dict:
         p = self.params

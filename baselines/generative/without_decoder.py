@@ -29,6 +29,7 @@ class P5WithoutDecoderParams(ModelParams):
                                              # Table 2) | text (the dataset's item text: title, year, genres)
     indexing_seed: int = 0
     prompt: str | None = P5_PROMPT
+    user_in_prompt: bool = True              # "user_<index>" in the prompt, as P5's (p5.py)
     prompt_vectors: int = 0                  # POD's continuous prompt (POD_w/o_d, POD_w/o_d_TID)
     whole_word_embeddings: bool = True
     max_seq_length: int = 20
@@ -42,6 +43,7 @@ class P5WithoutDecoderParams(ModelParams):
         self.choice("strategy", ("sampling", "all"))
         self.choice("backbone_init", ("pretrained", "scratch"))
         self.positive_int("max_seq_length", "max_input_tokens")
+        self.choice("user_in_prompt", (True, False))
         self.fraction("dropout")
 
 
@@ -76,9 +78,11 @@ class P5WithoutDecoder(NeuralRecommender):
         self.encoder = backbones.load_encoder(p.backbone, pretrained=p.backbone_init == "pretrained")
         self.causal = backbones.is_causal(self.encoder)
         self.prompt = PromptBuilder(self.tokenizer, item_tokens, p.prompt, self.window,
-                                    input_token_limit(self.encoder.config, p.max_input_tokens) - p.prompt_vectors)
+                                    input_token_limit(self.encoder.config, p.max_input_tokens) - p.prompt_vectors,
+                                    user_in_prompt=p.user_in_prompt)
+        self.reads_user_ids = bool(p.user_in_prompt)
         width = backbones.hidden_size(self.encoder)
-        self.inputs = PromptInputs(self.encoder.get_input_embeddings(), width, self.window,
+        self.inputs = PromptInputs(self.encoder.get_input_embeddings(), width, self.prompt.whole_words,
                                    bool(p.whole_word_embeddings), p.prompt_vectors, len(self.prompt.head))
         self.dropout = nn.Dropout(float(p.dropout))
         self.item_projection_head = nn.Linear(width, self.n_items + 1)
@@ -87,16 +91,17 @@ class P5WithoutDecoder(NeuralRecommender):
                                      "dropout": self.dropout}).to(device)
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:
-        return next_item_batches(split.train, self.params.strategy, self.window, rng, batch_size, padded=False)
+        return next_item_batches(split.train, self.params.strategy, self.window, rng, batch_size, padded=False,
+                                 with_users=self.reads_user_ids)
 
     def loss(self, batch) -> torch.Tensor:
-        histories, targets = batch
-        logits = self.score(self.prepare(histories))
+        histories, targets, *users = batch  # (histories, targets, users) where the prompt reads user ids
+        logits = self.score(self.prepare(histories, users=users[0] if users else None))
         return nn.functional.cross_entropy(logits, torch.from_numpy(targets).to(self.device))
 
-    def prepare(self, histories):
+    def prepare(self, histories, users=None):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        input_ids, word_ids, mask = self.prompt.batch(histories, pad)
+        input_ids, word_ids, mask = self.prompt.batch(histories, pad, users)
         return input_ids.to(self.device), word_ids.to(self.device), mask.to(self.device)
 
     def score(self, batch) -> torch.Tensor:
@@ -108,9 +113,8 @@ class P5WithoutDecoder(NeuralRecommender):
         with section("score"):
             return mask_padding_column(self.item_projection_head(self.dropout(user)))
 
-    def input_length(self, histories) -> np.ndarray:
-        extra = self.params.prompt_vectors
-        return np.array([len(self.prompt.user_tokens(h)[0]) + extra for h in histories], dtype=np.float64)
+    def input_length(self, histories, users=None) -> np.ndarray:
+        return self.prompt.lengths(histories, users) + self.params.prompt_vectors
 
     def describe(self) -> dict:
         p = self.params
