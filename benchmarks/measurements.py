@@ -152,16 +152,19 @@ def inference_setting(model, setting: dict):
 
 
 def measure_inference_settings(model, histories, targets, settings: list[dict], eval_kwargs: dict,
-                               latency_kwargs: dict, users=None) -> list[dict]:
+                               latency_kwargs: dict, users=None, timed=None) -> list[dict]:
     """Each inference setting: the latency (measure_latency, as the published one) and the test
-    metrics under it (a faster setting that ranks differently shows it). `users`: the users'
-    indices, for a model that reads user ids."""
+    metrics under it (a faster setting that ranks differently shows it), over the same users as the
+    record's metrics. `users`: those users' indices, for a model that reads user ids. `timed`:
+    (histories, users) the timer serves where they differ from the evaluated ones (cold start
+    restricts the metrics to some users; every evaluated user is timed, as published)."""
     from .latency import measure_latency
 
+    timed_histories, timed_users = timed if timed is not None else (histories, users)
     measured = []
     for setting in settings:
         with inference_setting(model, setting) as applied:
-            latency = measure_latency(model, histories, **latency_kwargs, users=users)
+            latency = measure_latency(model, timed_histories, **latency_kwargs, users=timed_users)
             result = evaluate(model, histories, targets, **{**eval_kwargs, "progress": False}, users=users)
         measured.append({"setting": applied, "label": setting_label(applied), "latency": latency,
                          "metrics": result.metrics})

@@ -300,8 +300,9 @@ class Runner:
                                   max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
             latency = measure_latency(model, test_histories, **latency_kwargs, users=test_users)  # as published: eager
             settings = measure_inference_settings(
-                model, test_histories, split.test_targets[users], check_inference_settings(lat.get("settings") or []),
-                eval_kwargs, latency_kwargs, users=test_users)
+                model, [split.test_histories[u] for u in users], split.test_targets[users],
+                check_inference_settings(lat.get("settings") or []), eval_kwargs, latency_kwargs, users=users,
+                timed=(test_histories, test_users))
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},

@@ -486,3 +486,20 @@ def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp
     with pytest.raises(Exception, match="latency.settings"):
         plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], data_path=str(toy_ml1m),
                   overrides=[f"data.cache_dir={tmp_path / 'cache'}", "latency.settings=[{precision: fp16}]"])
+
+
+def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(tmp_path, toy_ml1m):
+    """With items held out, the record's metrics are those of the cold-start users; a setting's
+    metrics must be over the same users (an fp32 setting then equals them), while the timer serves
+    every evaluated user as the published measurement does."""
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {split: {holdout_items: 0.2}, train: {epochs: 2}, "
+                                     "latency: {max_batches: 2, warmup_batches: 1, batch_size: 8, "
+                                     "settings: [{precision: fp32}]}}\n"
+                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
+    assert 0 < record["cold_start"]["n_users"] < record["data"]["stats"]["users"]
+    setting = record["inference_settings"][0]
+    assert setting["metrics"] == pytest.approx(record["metrics"])
+    assert setting["latency"]["batch_size"] == record["latency"]["batch_size"] == 8
