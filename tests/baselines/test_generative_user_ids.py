@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.latency import measure_latency
-from tests.baselines.test_generative import build, toy  # noqa: F401  (toy: the dataset and split, a fixture)
+from tests.baselines.test_generative import build
 
 
 def user_id_tokens(model, user):
