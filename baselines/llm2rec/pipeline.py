@@ -10,7 +10,8 @@ provenance, weight files by content), the data (source hash, content hash, the t
 training sequences the stages read) and CODE_VERSION. So a later run reuses every stage whose
 inputs are unchanged, and a change anywhere (another backbone, other data or split, a step
 budget, a learning rate, this code's version) recomputes from that stage on. A run that finds the
-table loads no LLM at all.
+table loads no LLM at all. With the run's checkpoint minutes a stage in training also leaves a
+checkpoint beside its folder, under the same key, which the next call resumes (checkpoint.py).
 
 The stages' randomness comes from `stage_seed`, not the run's seed: the seeds of a multi-seed
 campaign share one embedding model and vary the downstream SASRec (the expensive part is done
