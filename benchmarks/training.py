@@ -23,6 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from .checkpoints import random_states, restore_random_states
 from .data_parallel import data_parallel, rows_share
 from .evaluate import evaluate, evaluation_settings, user_subset
 from .models import Recommender
@@ -250,8 +251,7 @@ class Trainer:
             model.module.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
-            rng.bit_generator.state = saved["rng"]
-            torch.set_rng_state(saved["torch_rng"])
+            restore_random_states(saved["random"], rng, model.device)
             stopping.__dict__.update(saved["stopping"])
             best_state, history = saved["best_state"], saved["history"]
             start -= saved["seconds"]
@@ -338,8 +338,8 @@ class Trainer:
                 break
             if main and self.checkpoint is not None and time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
                 self._save({"model": _snapshot(model.module), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
-                            "torch_rng": torch.get_rng_state(), "stopping": dict(stopping.__dict__),
+                            "scheduler": scheduler.state_dict(), "random": random_states(rng, model.device),
+                            "stopping": dict(stopping.__dict__),
                             "best_state": best_state, "history": history, "epoch": epoch,
                             "seconds": time.perf_counter() - start, "resumes": resumes})
                 last_save = time.perf_counter()

@@ -169,8 +169,12 @@ class LLM2Rec(WindowedNextItemModel):
 
     def fit(self, split, trainer) -> dict:
         start = time.perf_counter()
+        # the run's --checkpoint-minutes reaches the model through its trainer: the LLM stages
+        # checkpoint as often as the shared loop does
+        minutes = trainer.checkpoint_minutes if getattr(trainer, "checkpoint", None) is not None else None
         table, self.embedding_info = item_embeddings(self.params, self.dataset, split.train, self.device,
-                                                     progress=getattr(trainer, "progress", False))
+                                                     progress=getattr(trainer, "progress", False),
+                                                     checkpoint_minutes=minutes)
         self.build_module(table)
         result = trainer.fit(self, split)
         return {**result, "downstream_seconds": result["seconds"], "seconds": time.perf_counter() - start,

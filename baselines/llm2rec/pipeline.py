@@ -10,7 +10,8 @@ provenance, weight files by content), the data (source hash, content hash, the t
 training sequences the stages read) and CODE_VERSION. So a later run reuses every stage whose
 inputs are unchanged, and a change anywhere (another backbone, other data or split, a step
 budget, a learning rate, this code's version) recomputes from that stage on. A run that finds the
-table loads no LLM at all.
+table loads no LLM at all. With the run's checkpoint minutes a stage in training also leaves a
+checkpoint beside its folder, under the same key, which the next call resumes (checkpoint.py).
 
 The stages' randomness comes from `stage_seed`, not the run's seed: the seeds of a multi-seed
 campaign share one embedding model and vary the downstream SASRec (the expensive part is done
@@ -31,6 +32,7 @@ from benchmarks import backbones
 from benchmarks.tensors import cached_tensor, tensor_sha256, weights_fingerprint
 
 from . import stages
+from .checkpoint import StageCheckpoint, checkpoint_file
 
 CODE_VERSION = "llm2rec-1"  # bump when a stage's computation changes: every cached stage is then redone
 STAGES = ("csft", "mntp", "simcse")
@@ -98,49 +100,58 @@ def _save(lm, tokenizer, folder: Path, manifest: dict) -> None:
     tmp.rename(folder)
 
 
-def _train_stage(stage: str, lm, tokenizer, p, dataset, train, device, progress: bool) -> dict:
-    """Run one stage on `lm` in place; returns its facts (steps, seconds, losses)."""
+def _train_stage(stage: str, lm, tokenizer, p, dataset, train, device, progress: bool, *,
+                 key: str | None = None, checkpoint_minutes: float | None = None) -> dict:
+    """Run one stage on `lm` in place; returns its facts (steps, seconds, sittings, losses). With
+    checkpoint_minutes (and the stage's key) it saves its state that often and resumes a saved one."""
     rng = np.random.default_rng([p.stage_seed, STAGES.index(stage)])
     torch.manual_seed(p.stage_seed * 10 + STAGES.index(stage))
     titles = item_titles(dataset)
-    step_args = {"precision": p.llm_precision, "device": device, "desc": f"LLM2Rec {stage}", "progress": progress}
+
+    def step_args(draws: stages.EpochBatches) -> dict:
+        saving = None if checkpoint_minutes is None else StageCheckpoint(
+            checkpoint_file(stage_folder(p, dataset, stage, key)), key, checkpoint_minutes, draws, device)
+        return {"precision": p.llm_precision, "device": device, "desc": f"LLM2Rec {stage}", "progress": progress,
+                "checkpoint": saving}
+
     if stage == "csft":
         samples = stages.csft_samples(train, p.csft_max_history)
-        draws = stages.batches(len(samples), p.csft_batch_size, p.csft_steps, rng)
+        draws = stages.EpochBatches(len(samples), p.csft_batch_size, rng)
 
         def loss(step):
-            batch = stages.csft_batch(tokenizer, titles, [samples[i] for i in next(draws)], p.csft_max_length)
+            batch = stages.csft_batch(tokenizer, titles, [samples[i] for i in draws.next()], p.csft_max_length)
             return stages.csft_loss(lm, {k: v.to(device) for k, v in batch.items()})
 
-        info = stages.run_steps(lm, loss, steps=p.csft_steps, lr=p.csft_lr, warmup_steps=p.csft_warmup_steps, **step_args)
+        info = stages.run_steps(lm, loss, steps=p.csft_steps, lr=p.csft_lr, warmup_steps=p.csft_warmup_steps,
+                                **step_args(draws))
         return {**info, "samples": len(samples)}
     items = np.unique(np.concatenate([np.asarray(s) for s in train])) if train else np.zeros(0, dtype=np.int64)
     rows = stages.tokenize_titles(tokenizer, [titles[i] for i in items[items > 0]], p.item_max_length)
     pad = stages.pad_id(tokenizer)
     if stage == "mntp":
         special = set(tokenizer.all_special_ids) | {pad}
-        draws = stages.batches(len(rows), p.mntp_batch_size, p.mntp_steps, rng)
+        draws = stages.EpochBatches(len(rows), p.mntp_batch_size, rng)
 
         def loss(step):
-            batch = stages.mntp_batch([rows[i] for i in next(draws)], probability=p.mntp_probability,
+            batch = stages.mntp_batch([rows[i] for i in draws.next()], probability=p.mntp_probability,
                                       mask_id=stages.mask_token_id(tokenizer), vocab_size=lm.config.vocab_size,
                                       special=special, pad=pad, rng=rng)
             return stages.mntp_loss(lm, {k: v.to(device) for k, v in batch.items()})
 
-        info = stages.run_steps(lm, loss, steps=p.mntp_steps, lr=p.mntp_lr, warmup_steps=0, **step_args)
+        info = stages.run_steps(lm, loss, steps=p.mntp_steps, lr=p.mntp_lr, warmup_steps=0, **step_args(draws))
         return {**info, "titles": len(rows), "mask_token_id": stages.mask_token_id(tokenizer)}
     # simcse: dropout as the augmentation (the Llama's attention dropout), only the base model trains
     dropout_before = float(getattr(lm.config, "attention_dropout", 0.0))
     _attention_dropout(lm, float(p.simcse_dropout))
     lm.lm_head.requires_grad_(False)
-    draws = stages.batches(len(rows), p.simcse_batch_size, p.simcse_steps, rng)
+    draws = stages.EpochBatches(len(rows), p.simcse_batch_size, rng)
 
     def loss(step):
-        batch = stages.pad_rows([rows[i] for i in next(draws)], pad)
+        batch = stages.pad_rows([rows[i] for i in draws.next()], pad)
         return stages.simcse_loss(lm.model, batch["input_ids"].to(device), batch["real"].to(device), p.simcse_scale)
 
     info = stages.run_steps(lm.model, loss, steps=p.simcse_steps, lr=p.simcse_lr, warmup_steps=p.simcse_warmup_steps,
-                            **step_args)
+                            **step_args(draws))
     lm.requires_grad_(True)
     _attention_dropout(lm, dropout_before)  # the saved LLM keeps the backbone's own dropout
     return {**info, "titles": len(rows)}
@@ -154,9 +165,11 @@ def _attention_dropout(lm, p: float) -> None:
             module.attention_dropout = p
 
 
-def fine_tuned_llm(p, dataset, train, keys: dict[str, str], device, progress: bool = False):
+def fine_tuned_llm(p, dataset, train, keys: dict[str, str], device, progress: bool = False,
+                   checkpoint_minutes: float | None = None):
     """The LLM after every stage in p.stages (tokenizer, model, facts per stage): the latest
-    cached stage is loaded, the stages after it are trained and cached."""
+    cached stage is loaded, the stages after it are trained (resuming a stage's checkpoint, and
+    saving one every checkpoint_minutes where given) and cached."""
     facts: dict[str, dict] = {}
     source = p.llm
     todo = list(p.stages)
@@ -172,24 +185,29 @@ def fine_tuned_llm(p, dataset, train, keys: dict[str, str], device, progress: bo
     tokenizer = backbones.load_tokenizer(source)
     lm = backbones.load_decoder(source, dtype=torch.float32).to(device)
     for stage in todo:
-        info = _train_stage(stage, lm, tokenizer, p, dataset, train, device, progress)
-        _save(lm, tokenizer, stage_folder(p, dataset, stage, keys[stage]),
+        info = _train_stage(stage, lm, tokenizer, p, dataset, train, device, progress, key=keys[stage],
+                            checkpoint_minutes=checkpoint_minutes)
+        folder = stage_folder(p, dataset, stage, keys[stage])
+        _save(lm, tokenizer, folder,
               {"stage": stage, "key": keys[stage], "code_version": CODE_VERSION, "backbone": p.llm,
                "backbone_weights": backbones.provenance(p.llm), "settings": stage_settings(p)[stage], "facts": info})
+        checkpoint_file(folder).unlink(missing_ok=True)  # the cached stage replaces it
         facts[stage] = {**info, "cache": "miss"}
     return tokenizer, lm.eval(), facts
 
 
-def item_embeddings(p, dataset, train, device, progress: bool = False) -> tuple[torch.Tensor, dict]:
+def item_embeddings(p, dataset, train, device, progress: bool = False,
+                    checkpoint_minutes: float | None = None) -> tuple[torch.Tensor, dict]:
     """(n_items + 1, LLM width) float32 item embeddings (row 0 zero) and facts for the record:
-    which stages ran (or came from the cache), for how many steps, on which backbone."""
+    which stages ran (or came from the cache), for how many steps and sittings, on which
+    backbone. checkpoint_minutes: the run's training checkpoints (the stages save theirs too)."""
     start = time.perf_counter()
     keys = stage_keys(p, dataset, train)
     path = Path(p.cache_dir) / f"{dataset.name}-embeddings-{keys['embeddings']}.safetensors"
     facts: dict = {}
 
     def compute() -> torch.Tensor:
-        tokenizer, lm, stage_facts = fine_tuned_llm(p, dataset, train, keys, device, progress)
+        tokenizer, lm, stage_facts = fine_tuned_llm(p, dataset, train, keys, device, progress, checkpoint_minutes)
         facts.update(stage_facts)
         rows = stages.tokenize_titles(tokenizer, item_titles(dataset)[1:], p.item_max_length)
         vectors = stages.encode_titles(lm.model, rows, stages.pad_id(tokenizer), p.embed_batch_size, device, progress)

@@ -69,29 +69,42 @@ def pad_id(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def batches(n: int, batch_size: int, steps: int, rng: np.random.Generator):
-    """`steps` batches of indices into n examples: shuffled epochs, one after another (a batch
-    never spans two epochs, so its examples are distinct)."""
-    size = min(batch_size, n)
-    order, at = rng.permutation(n), 0
-    for _ in range(steps):
-        if at + size > n:
-            order, at = rng.permutation(n), 0
-        yield order[at:at + size]
-        at += size
+class EpochBatches:
+    """Batches of `batch_size` indices into n examples: shuffled epochs, one after another (a
+    batch never spans two epochs, so its examples are distinct). Its state (the epoch's order,
+    the position in it, and `rng`, which a stage may also draw from) is what a stage checkpoint
+    saves, so a resumed stage reads the batches an uninterrupted one would."""
+
+    def __init__(self, n: int, batch_size: int, rng: np.random.Generator):
+        self.n, self.size, self.rng = n, min(batch_size, n), rng
+        self.order, self.at = rng.permutation(n), 0
+
+    def next(self) -> np.ndarray:
+        if self.at + self.size > self.n:
+            self.order, self.at = self.rng.permutation(self.n), 0
+        self.at += self.size
+        return self.order[self.at - self.size:self.at]
 
 
 def run_steps(module: torch.nn.Module, loss_fn, *, steps: int, lr: float, warmup_steps: int, precision: str,
-              device: torch.device, desc: str, progress: bool = False, max_grad_norm: float = 1.0) -> dict:
+              device: torch.device, desc: str, progress: bool = False, max_grad_norm: float = 1.0,
+              checkpoint=None) -> dict:
     """A fixed number of AdamW steps (the HF Trainer's defaults the official scripts use: linear
     decay after the warm-up, no weight decay, gradients clipped at 1.0); `loss_fn(step)` gives the
-    step's loss. Returns the step count, seconds and the loss at the start and the end."""
+    step's loss. With `checkpoint` (a StageCheckpoint, checkpoint.py) the state is saved at a
+    step boundary whenever it is due and a saved state is resumed first, so the stage may take
+    several sittings. Returns the step count, seconds (all sittings), the number of sittings and
+    the loss at the start and the end."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=min(warmup_steps, steps), num_training_steps=steps)
     module.train()
-    losses, start = [], time.perf_counter()
-    for step in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+    losses, first, sittings, start = [], 0, 1, time.perf_counter()
+    saved = checkpoint.resume(module, optimizer, scheduler) if checkpoint is not None else None
+    if saved is not None:
+        losses, first, sittings = saved["losses"], saved["step"], saved["sittings"] + 1
+        start -= saved["seconds"]
+    for step in tqdm(range(first, steps), desc=desc, disable=not progress, leave=False, initial=first, total=steps):
         with autocast(precision, device):
             loss = loss_fn(step).float()
         if not torch.isfinite(loss):
@@ -102,10 +115,15 @@ def run_steps(module: torch.nn.Module, loss_fn, *, steps: int, lr: float, warmup
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
+        if checkpoint is not None and step + 1 < steps and checkpoint.due():  # the last step's state is the cache's
+            checkpoint.save(module, optimizer, scheduler, step=step + 1, losses=losses,
+                            seconds=time.perf_counter() - start, sittings=sittings)
     module.eval()
     tail = losses[-max(1, len(losses) // 10):]
-    return {"steps": steps, "seconds": time.perf_counter() - start,
-            "loss_first": losses[0] if losses else None, "loss_last_tenth": float(np.mean(tail)) if losses else None}
+    return {"steps": steps, "seconds": time.perf_counter() - start, "sittings": sittings,
+            "loss_first": losses[0] if losses else None, "loss_last_tenth": float(np.mean(tail)) if losses else None,
+            # the mean loss of each tenth of the steps (each step where there are fewer than ten)
+            "loss_curve": [float(np.mean(part)) for part in np.array_split(losses, min(10, len(losses)))] if losses else []}
 
 
 # ----------------------------------------------------------------------------- 1. CSFT

@@ -1,14 +1,17 @@
 """LLM2Rec on the tiny random Llama (a GGUF-converted decoder, never real weights): bidirectional
 attention through a 4D mask, the CSFT and MNTP batches, the SimCSE loss falling, the stage and
 item-table caches (hit without recomputing, invalidated by a changed setting or other data), the
-downstream SASRec over the frozen table, and the whole model through the shared runner."""
+downstream SASRec over the frozen table, a stage cut mid-way and resumed from its checkpoint, and
+the whole model through the shared runner."""
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from baselines.llm2rec import LLM2RecSASRec, item_embeddings, pipeline, stages
+from baselines.llm2rec.checkpoint import StageCheckpoint, checkpoint_file
 from benchmarks import backbones
 from benchmarks.models import build_model
 from benchmarks.split import leave_one_out
@@ -121,6 +124,73 @@ def test_item_table_cache_hits_and_invalidates(toy_dataset, tmp_path, tiny_llama
     # a later code version invalidates every stage
     monkeypatch.setattr(pipeline, "CODE_VERSION", "llm2rec-test")
     assert pipeline.stage_keys(model.params, toy_dataset, split.train)["csft"] != info["keys"]["csft"]
+
+
+class Cut(Exception):
+    """The call's time limit, simulated: raised right after a checkpoint is written."""
+
+
+def stage_run(dataset, tmp_path, llm, stage, cache: str, *, minutes=None, cut_at=None, **params):
+    """One stage of 4 steps trained on the tiny Llama into its own cache folder; with cut_at, the
+    call ends (Cut) right after the checkpoint at that step is saved."""
+    p = build(dataset, tmp_path / cache, llm, stages=[stage], **{f"{stage}_steps": 4}, **params).params
+    split = leave_one_out(dataset)
+    keys = pipeline.stage_keys(p, dataset, split.train)
+    real_save = StageCheckpoint.save
+
+    def save_then_cut(self, *args, step, **kwargs):
+        real_save(self, *args, step=step, **kwargs)
+        if step == cut_at:
+            raise Cut
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StageCheckpoint, "save", save_then_cut)
+        _, lm, facts = pipeline.fine_tuned_llm(p, dataset, split.train, keys, torch.device("cpu"),
+                                               checkpoint_minutes=minutes)
+    return lm, facts[stage], checkpoint_file(pipeline.stage_folder(p, dataset, stage, keys[stage]))
+
+
+@pytest.mark.parametrize("stage", ["csft", "mntp", "simcse"])
+def test_a_stage_cut_mid_way_resumes_to_the_uninterrupted_state(toy_dataset, tmp_path, tiny_llama, stage):
+    """A stage saving every step (checkpoint_minutes 0) and cut after 2 of its 4 steps, then called
+    again, ends with the weights and losses of one uninterrupted sitting (the same batches, masks
+    and dropout); its checkpoint is gone once the stage is cached, and the facts count 2 sittings."""
+    whole, whole_facts, _ = stage_run(toy_dataset, tmp_path, tiny_llama, stage, "whole")
+    with pytest.raises(Cut):
+        stage_run(toy_dataset, tmp_path, tiny_llama, stage, "cut", minutes=0, cut_at=2)
+    resumed, facts, saved = stage_run(toy_dataset, tmp_path, tiny_llama, stage, "cut", minutes=0)
+    torch.testing.assert_close(resumed.state_dict(), whole.state_dict(), rtol=0, atol=0)
+    assert facts["loss_curve"] == whole_facts["loss_curve"] and len(facts["loss_curve"]) == 4
+    assert facts["sittings"] == 2 and whole_facts["sittings"] == 1 and facts["steps"] == 4
+    assert not saved.exists() and (saved.with_name(saved.name.removesuffix(".checkpoint.safetensors")) / pipeline.MANIFEST).is_file()
+
+
+def test_a_checkpoint_of_another_setting_is_not_resumed(toy_dataset, tmp_path, tiny_llama):
+    with pytest.raises(Cut):
+        stage_run(toy_dataset, tmp_path, tiny_llama, "csft", "c", minutes=0, cut_at=2)
+    (old,) = (tmp_path / "c" / "llm2rec").glob("*.checkpoint.safetensors")
+    _, facts, _ = stage_run(toy_dataset, tmp_path, tiny_llama, "csft", "c", minutes=0, csft_lr=1e-4)
+    assert facts["sittings"] == 1 and old.exists()  # another key: its own file, the old one untouched
+    # even under this setting's name, a file saved for another key starts the stage afresh
+    p = build(toy_dataset, tmp_path / "c", tiny_llama, stages=["csft"], csft_steps=4, csft_lr=3e-4).params
+    key = pipeline.stage_keys(p, toy_dataset, leave_one_out(toy_dataset).train)["csft"]
+    other = StageCheckpoint(old.with_name("renamed.checkpoint.safetensors"), key + "x", 0, None, "cpu")
+    shutil.copy(old, other.path)
+    assert other.resume(torch.nn.Linear(1, 1), None, None) is None
+
+
+def test_fit_passes_the_runs_checkpoint_minutes_to_the_stages(toy_dataset, tmp_path, tiny_llama, monkeypatch):
+    from baselines.llm2rec import model as llm2rec_model
+    from benchmarks.training import Trainer
+
+    heard = []
+    monkeypatch.setattr(llm2rec_model, "item_embeddings", lambda *a, **k: heard.append(k["checkpoint_minutes"]) or 1 / 0)
+    model = build(toy_dataset, tmp_path, tiny_llama)
+    train = {"precision": "fp32"}
+    for trainer in (Trainer(train, {}, 0, checkpoint=tmp_path / "ck.pt", checkpoint_minutes=7), Trainer(train, {}, 0)):
+        with pytest.raises(ZeroDivisionError):
+            model.fit(leave_one_out(toy_dataset), trainer)
+    assert heard == [7, None]
 
 
 def test_downstream_sasrec_trains_a_step_and_scores_all_items(toy_dataset, tmp_path, tiny_llama):
