@@ -34,7 +34,7 @@ from benchmarks.tensors import cached_tensor, tensor_sha256, weights_fingerprint
 from . import stages
 from .checkpoint import StageCheckpoint, checkpoint_file
 
-CODE_VERSION = "llm2rec-1"  # bump when a stage's computation changes: every cached stage is then redone
+CODE_VERSION = "llm2rec-2"  # 2: SimCSE trains tied input embeddings. Bump when a stage's computation changes: every cached stage is then redone
 STAGES = ("csft", "mntp", "simcse")
 MANIFEST = "llm2rec_stage.json"
 
@@ -141,9 +141,10 @@ def _train_stage(stage: str, lm, tokenizer, p, dataset, train, device, progress:
         info = stages.run_steps(lm, loss, steps=p.mntp_steps, lr=p.mntp_lr, warmup_steps=0, **step_args(draws))
         return {**info, "titles": len(rows), "mask_token_id": stages.mask_token_id(tokenizer)}
     # simcse: dropout as the augmentation (the Llama's attention dropout), only the base model trains
+    # (run_steps optimises lm.model's parameters; freezing lm_head would also freeze the input
+    # embeddings of a model that ties them to it, as SmolLM2 does, while llm2vec trains them)
     dropout_before = float(getattr(lm.config, "attention_dropout", 0.0))
     _attention_dropout(lm, float(p.simcse_dropout))
-    lm.lm_head.requires_grad_(False)
     draws = stages.EpochBatches(len(rows), p.simcse_batch_size, rng)
 
     def loss(step):

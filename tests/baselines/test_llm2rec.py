@@ -126,6 +126,18 @@ def test_item_table_cache_hits_and_invalidates(toy_dataset, tmp_path, tiny_llama
     assert pipeline.stage_keys(model.params, toy_dataset, split.train)["csft"] != info["keys"]["csft"]
 
 
+def test_simcse_trains_the_input_embeddings_of_a_model_that_ties_them_to_its_head(toy_dataset, tmp_path, tiny_llama):
+    """SmolLM2 ties its input embeddings to its LM head; SimCSE (no LM head in its loss) must still
+    train them, as llm2vec trains the whole encoder (freezing the head froze them)."""
+    params = build(toy_dataset, tmp_path, tiny_llama, stages=["simcse"]).params
+    lm = backbones.load_decoder(tiny_llama)
+    lm.lm_head.weight = lm.model.embed_tokens.weight  # tied, as SmolLM2's
+    before = lm.model.embed_tokens.weight.detach().clone()
+    pipeline._train_stage("simcse", lm, backbones.load_tokenizer(tiny_llama), params, toy_dataset,
+                          leave_one_out(toy_dataset).train, torch.device("cpu"), False)
+    assert not torch.equal(lm.model.embed_tokens.weight, before)
+
+
 class Cut(Exception):
     """The call's time limit, simulated: raised right after a checkpoint is written."""
 
