@@ -52,7 +52,7 @@ from .errors import ConfigError
 from .models import resolve_model_params
 from .pages import ReportPage, report_pages
 from .tuning.spec import parse_tuning
-from .variants import RUN_NEUTRAL_KEYS
+from .variants import RUN_NEUTRAL_KEYS, WHERE_IT_RAN_KEYS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
@@ -354,8 +354,11 @@ def with_new_defaults(recorded: dict) -> dict:
 
 
 def identity_hash(cfg: dict) -> str:
-    """The config hash without `data.path` and the run-neutral keys (variants.RUN_NEUTRAL_KEYS):
-    where the source files lie is not what the run is (a record made on a GPU machine from a
-    copied folder is the same run; the record's data source hash says which files were read)."""
+    """The config hash without `data.path`, the run-neutral keys (variants.RUN_NEUTRAL_KEYS) and
+    where the run ran (variants.WHERE_IT_RAN_KEYS: device, threads): where the source files lie or
+    which machine trained it is not what the run is (a record made on a GPU machine from a copied
+    folder, or on one thread, is the same run; the record states its device and its data source
+    hash which files were read)."""
     neutral = {key.split(".", 1)[1] for key in RUN_NEUTRAL_KEYS if key.startswith("data.")}
-    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path" and k not in neutral}})
+    rest = {k: v for k, v in cfg.items() if k not in WHERE_IT_RAN_KEYS}
+    return config_hash({**rest, "data": {k: v for k, v in cfg["data"].items() if k != "path" and k not in neutral}})

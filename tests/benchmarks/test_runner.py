@@ -394,6 +394,28 @@ def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_pa
     assert not runner.is_done(spec)
 
 
+def test_a_record_made_on_another_device_or_thread_count_is_the_same_run(tmp_path, toy_ml1m):
+    """Where a run ran (device, num_threads: -o num_threads=1 on a shared machine, a GPU) is not
+    what it is: its record is done for the experiment's own run; any other setting is not."""
+    from benchmarks.records import read_record, write_record
+
+    exp = write_experiment(tmp_path)
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    spec = next(s for s in plan.runs if s.run == "MostPopular")
+    runner = Runner(tmp_path / "results", progress=False)
+    runner.run(spec)
+    path = runner.path(spec)
+    record = read_record(path)
+    record["config"].update(num_threads=1, device="cuda")
+    record["config_hash"] = "made elsewhere"
+    write_record(path, record)
+    assert runner.is_done(spec)
+    record["config"]["seed"] = 5
+    write_record(path, record)
+    assert not runner.is_done(spec)
+
+
 def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sitting(tmp_path, toy_ml1m, monkeypatch):
     """A run cut after its third epoch (checkpoints every epoch) is resumed by the next call: it
     trains only the epochs left and ends with the same weights, curve and metrics as a run that
