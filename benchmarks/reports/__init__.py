@@ -24,8 +24,13 @@ Rules every page follows:
   (variants.py), and stand in for their runs' main records only where `build_reports` is given
   their tags (`--with-variants`).
 
+- A main record made under an earlier version of its experiment file or model defaults (the
+  runner's `same_run` says it is not the run the file declares now) is stale: its row keeps its
+  numbers, marked `(stale)` with what differs, never starred nor the best baseline, and the
+  verdict leaves it out (staleness.py).
+
 Modules, in the order a build uses them: records (load once, old formats brought up to date),
-catalogue (pages, feeding, order), tables, variants, significance, paper, charts (the data of each figure;
+staleness (each main record current or stale), catalogue (pages, feeding, order), tables, variants, significance, paper, charts (the data of each figure;
 benchmarks/figures.py draws), pages (one page per declared page), verdict (the declared page of
 `kind: verdict`: the paper's claim tested per dataset, from main records, corrected for multiple
 comparisons), tuning (a page per experiment that declares `tuning:`, from the study summaries

@@ -1,5 +1,5 @@
 """The build: load the records once (main records, and the variants standing in where asked),
-write every declared page in order (catalogue.py: table pages, and the verdict page), a page of
+check each main record against its experiment file as it is now (staleness.py), write every declared page in order (catalogue.py: table pages, and the verdict page), a page of
 its own for an experiment that feeds none, a tuning page per experiment that declares `tuning:`
 (from the study summaries under results/tuning/), the views across pages and the index; then
 remove the files of the previous build that this one did not write."""
@@ -14,6 +14,7 @@ from .index import index_page
 from .pages import artefact_page
 from .paper import paper_reference
 from .records import load_records
+from .staleness import mark_stale
 from .tuning import tuning_pages
 from .verdict import verdict_page
 from .views import accuracy_latency_page, datasets_page, protocol_controls_page
@@ -31,6 +32,7 @@ def build_reports(results_dir: str | Path = "results", reports_dir: str | Path =
     records = load_records(results_dir, with_variants)
     by_exp, variants = records.by_experiment(), records.by_experiment(variants=True)
     named = files_named_by([*records, *records.variants])
+    mark_stale(records.records, results_dir, named)  # each main record: current, or stale and why
     experiments = {name: experiment_definition(name, [r for recs in {**variants.get(name, {}), **by_exp.get(name, {})}.values()
                                                       for r in recs], named)
                    for name in set(by_exp) | set(variants)}
@@ -54,11 +56,11 @@ def build_reports(results_dir: str | Path = "results", reports_dir: str | Path =
             path, n_ok = verdict_page(page, groups, paper, writer, not_run_line(page, files))
         else:
             path, n_ok = artefact_page(page, groups, paper, writer, results_dir, not_run_line(page, files))
-        listed.append((page.spec.title, path, f"{page.spec.what} ({_state(n_ok)})"))
+        listed.append((page.spec.title, path, f"{page.spec.what} ({_state(n_ok, groups)})"))
     for name in sorted(set(experiments) - claimed):  # experiments no declared page claims
         page = own_page(name)
         path, n_ok = artefact_page(page, groups_of(name), paper, writer, results_dir, not_run_line(page, files))
-        listed.append((page.spec.title, path, f"{page.spec.what} ({_state(n_ok)})"))
+        listed.append((page.spec.title, path, f"{page.spec.what} ({_state(n_ok, groups_of(name))})"))
 
     listed += tuning_pages(results_dir, {**files, **experiments}, writer)  # one per experiment declaring tuning:
     if any(r.has_data for r in records):
@@ -73,5 +75,8 @@ def build_reports(results_dir: str | Path = "results", reports_dir: str | Path =
     return writer.written
 
 
-def _state(n_ok: int) -> str:
-    return f"{n_ok} finished record(s)" if n_ok else "not run yet"
+def _state(n_ok: int, groups: list[Group]) -> str:
+    """'3 finished record(s)', with how many of them are stale (made under earlier settings)."""
+    n_stale = sum(1 for g in groups for r in g.records if r.ok and r.stale)
+    stale = f", {n_stale} of them stale" if n_stale else ""
+    return f"{n_ok} finished record(s){stale}" if n_ok else "not run yet"

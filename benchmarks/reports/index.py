@@ -1,6 +1,7 @@
 """The index, reports/README.md: the protocol stated once, from what the records hold (split,
 ranking, how tables and stars read, the evaluations, the timer, the devices, the data, the
-libraries and the commits the records were made at), and a link to every page. A record made
+libraries and the commits the records were made at), the stale main records counted apart
+(reports/staleness.py), and a link to every page. A record made
 without git (its commit named by $SUITE_GIT_COMMIT) is checked here against that commit's code."""
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def protocol(records: RecordSet) -> dict:
         "libraries": ", ".join(f"{lib} {' / '.join(sorted(v))}" for lib, v in versions.items()),
         "commits": ", ".join(f"{c} ({n} records)" for c, n in sorted(commits.items())),
         "variants": ", ".join(f"{tag} ({n})" for tag, n in sorted(Counter(r.variant for r in records.variants).items())),
+        "stale": ", ".join(f"{exp} ({n})" for exp, n in sorted(Counter(r.experiment for r in records if r.stale).items())),
+        "n_stale": sum(1 for r in records if r.stale), "n_main": sum(1 for r in records if not r.stands_in),
     }
 
 

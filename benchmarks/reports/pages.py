@@ -15,7 +15,7 @@ from .paper import PaperComparison, paper_comparison, paper_row_names
 from .records import Record, as_record
 from .inference import inference_table
 from .significance import against_reference, proposed_label, proposed_runs, significance
-from .tables import group_table
+from .tables import group_table, stale_lines
 from .text import render
 from .variants import variant_table
 from .writer import FigureFiles, TableFiles, Writer, slug
@@ -69,6 +69,7 @@ class Section:
     variants: TableFiles | None = None         # the variant records, apart from the table
     inference: TableFiles | None = None        # rows timed as published and at their best
     standing_in: str = ""                      # the tags of variants standing in for rows' own
+    stale: list[str] = field(default_factory=list)  # the stale rows, each with what differs
     records: str = ""
     commits: str = ""
 
@@ -87,7 +88,7 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
         heading=f"{group.dataset} ({group.experiment})" if several else group.dataset, stats=stats_line(ref),
         protocol=protocol_line(ref.evaluation) if ref.evaluation else None,
         latency=lat if lat and any(c in spec.columns for c in ("latency", "sections")) else None,
-        table=writer.table(stem, table.frame))
+        table=writer.table(stem, table.frame), stale=stale_lines(table))
     if spec.figure and table.ok:
         title = f"{spec.title.split(':')[0]}: {group.dataset} ({group.experiment})"
         if paths := table_figure(spec, table, title, writer.figure_stem(stem)):

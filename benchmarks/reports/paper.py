@@ -141,10 +141,12 @@ def paper_comparison(page: ReportPage, table: GroupTable, records: list[Record],
     if out.device_bound:
         out.devices = ", ".join(sorted({r.latency.get("device_name", "n/a") for r in ok})) or "n/a"
     rows = []
-    for run in table.frame["model"]:
+    for run in table.runs:
         if run not in reference:
             continue
         note = backbone_difference(table.ok[run][0], page.varied_backbone) if run in table.ok else ""
+        if run in table.stale:  # its numbers are of earlier settings, not of the row as declared now
+            note = "; ".join(filter(None, [note, "stale: made under earlier settings"]))
         row = _comparison_row(run, reference[run], table, note)
         if len(row) > 1:
             rows.append({**row, "note": note})

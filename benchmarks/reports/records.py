@@ -73,12 +73,13 @@ def _format_1(record: dict) -> dict:
 class Record:
     """One record, read-only: the fields the reports use, each with its value when absent."""
 
-    __slots__ = ("raw", "path", "stands_in")
+    __slots__ = ("raw", "path", "stands_in", "stale")
 
     def __init__(self, raw: dict, path: Path | None = None):
         self.raw = upgrade(raw)
         self.path = path  # the per-user arrays sit beside it
         self.stands_in = False  # a variant standing in for the main record (--with-variants)
+        self.stale = None  # a main record made under earlier settings: what differs (staleness.py)
 
     def __repr__(self) -> str:
         return f"Record({self.experiment}/{self.dataset}/{self.run}/seed{self.seed})"

@@ -10,6 +10,8 @@
   training converged: every stage stopped by patience, not by an epoch or time cap (a model that
   is not trained counts as converged). The table says when the best baseline was cut by its
   budget instead.
+- A stale row (made under an earlier version of its experiment file or model defaults,
+  staleness.py) is never the best baseline and never starred, as a row cut by its budget.
 - A page with a `reference_run` (ablations) tests every other row against that row instead.
 """
 from __future__ import annotations
@@ -82,7 +84,7 @@ def significance(table: GroupTable, exp: dict) -> tuple[pd.DataFrame | None, dic
     """Each proposed row against the best baseline of each metric, paired over users; and the
     stars: (run, metric) -> starred."""
     proposed = [run for run, recs in table.ok.items() if is_proposed(exp, run, recs[0].model)]
-    baselines = [run for run in table.ok if run not in proposed]
+    baselines = [run for run in table.ok if run not in proposed and run not in table.stale]
     if not proposed or not baselines:
         return None, {}
     rows, stars = [], {}
@@ -101,10 +103,12 @@ def significance(table: GroupTable, exp: dict) -> tuple[pd.DataFrame | None, dic
                 continue
             test, columns = paired_columns(mine, best_users, "proposed mean", "baseline mean")
             mine_converged = all(converged(r) for r in table.ok[run])
-            stars[(run, metric)] = test.a_significantly_better and mine_converged
+            stars[(run, metric)] = test.a_significantly_better and mine_converged and run not in table.stale
             notes = [test.note] if test.note else []
             if test.a_significantly_better and not mine_converged:
                 notes.append(f"not starred: {run} was cut by its budget")
+            if run in table.stale:
+                notes.append(f"{run} is stale (made under earlier settings): never starred")
             if not all(converged(r) for r in table.ok[best]):
                 notes.append(f"the best baseline {best} was cut by its budget")
             rows.append({**row, **columns, "*": "*" if stars[(run, metric)] else "", "note": "; ".join(notes)})

@@ -4,11 +4,13 @@ then any other run with records), a cell per column: the mean over seeds with it
 <reason>" / "failed: <error>" from a skip or failure record; nothing is filled in from
 elsewhere. Beside the numbers: how each row's training ended (`stopped by`), its seeds,
 backbones, device and evaluated users; and, where variant records stand in for a row's own
-(--with-variants), their tag in a `variant` column."""
+(--with-variants), their tag in a `variant` column. A row whose main records were made under
+an earlier version of its experiment file or model defaults (staleness.py) keeps its numbers,
+its name marked `(stale)`, and says what differs in the lines under the table (`stale_lines`)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -21,6 +23,7 @@ METRIC_LABELS = {"recall": "R", "ndcg": "N"}
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3, "gflop": 2}
 STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget": "time budget"}
+STALE_MARK = " (stale)"
 
 
 def short(metric: str) -> str:
@@ -67,6 +70,26 @@ class GroupTable:
     values: dict[str, dict[str, SeedSummary | None]]   # run -> column label -> summary
     ok: dict[str, list[Record]]                        # run -> finished records
     metrics: list[str]                                 # metric keys shown (recall@10, ...)
+    runs: list[str] = field(default_factory=list)      # the rows in order, by run name
+    stale: dict[str, str] = field(default_factory=dict)  # run -> what differs, for a stale row
+
+
+def stale_reasons(ok: list[Record]) -> str:
+    """What makes a row's finished records stale ('' where every one is current), per seed
+    where the seeds differ."""
+    reasons = {r.seed: r.stale for r in ok if r.stale}
+    if not reasons:
+        return ""
+    unique = list(dict.fromkeys(reasons.values()))
+    if len(unique) == 1 and len(reasons) == len(ok):
+        return unique[0]
+    return "; ".join(f"seed {seed}: {why}" for seed, why in reasons.items())
+
+
+def stale_lines(table: GroupTable) -> list[str]:
+    """One line per stale row: what differs from its experiment file now, and that it is to run."""
+    return [f"{run}: made under other settings than the experiment file now declares (now -> recorded: "
+            f"{why}); `python run_all.py --list` shows it to run." for run, why in table.stale.items()]
 
 
 def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list[Column]:
@@ -174,7 +197,7 @@ def group_table(page: ReportPage, exp: dict, records: list[Record], stars: dict[
     run_names += [r for r in by_run if r not in run_names]
     if rows_wanted is not None:
         run_names = [r for r in run_names if r in rows_wanted] or run_names
-    rows, values, ok_by_run = [], {}, {}
+    rows, values, ok_by_run, stale = [], {}, {}, {}
     standing = any(r.stands_in for r in records)
     for run in run_names:
         recs = by_run.get(run, [])
@@ -186,6 +209,9 @@ def group_table(page: ReportPage, exp: dict, records: list[Record], stars: dict[
             rows.append({**row, **missing_row(recs, cols), **marked})
             continue
         ok_by_run[run] = ok
+        if why := stale_reasons(ok):
+            stale[run] = why
+            row["model"] += STALE_MARK
         cells, values[run] = summary_cells(cols, ok, run, stars)
         rows.append({**row, **cells, **details(page, ok), **marked})
     frame = pd.DataFrame(rows).fillna("")
@@ -195,4 +221,4 @@ def group_table(page: ReportPage, exp: dict, records: list[Record], stars: dict[
         order = [c for c in frame.columns if c != "unit"]
         order.insert(order.index("input length") + 1, "unit")
         frame = frame[order]
-    return GroupTable(frame, values, ok_by_run, metrics)
+    return GroupTable(frame, values, ok_by_run, metrics, run_names, stale)

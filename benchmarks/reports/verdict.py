@@ -1,5 +1,6 @@
-"""The verdict page (reports/verdict.md): for each dataset, from main records only, the proposed
-rows against the best converged baseline of each metric, and one sentence saying whether the
+"""The verdict page (reports/verdict.md): for each dataset, from current main records only (a
+stale one, made under an earlier version of its experiment file or model defaults, is left out
+like a variant and named among the protocol differences), the proposed rows against the best converged baseline of each metric, and one sentence saying whether the
 paper's claim (its proposed model better than the best baseline, benchmarks/paper_reference.yaml)
 holds here.
 
@@ -115,22 +116,29 @@ def _paper_difference(spec, paper: dict, paper_dataset: str | None, run: str, me
 def compare_group(page: Page, group: Group, paper: dict) -> GroupVerdict:
     """The comparisons of one experiment on one dataset (p-values not yet corrected)."""
     verdict = GroupVerdict(group.experiment, group.dataset)
-    ok = [r for r in group.records if r.ok and not r.stands_in]  # main records only
+    main = [r for r in group.records if r.ok and not r.stands_in]  # main records only
+    ok = [r for r in main if not r.stale]  # current ones: a stale record is left out like a variant
+    stale = sorted({r.run for r in main if r.stale})
     by_run: dict[str, list[Record]] = {}
     for rec in sorted(ok, key=lambda r: r.seed):
         by_run.setdefault(rec.run, []).append(rec)
     proposed = [run for run, recs in by_run.items() if is_proposed(group.exp, run, recs[0].model)]
     baselines = {run: recs for run, recs in by_run.items() if run not in proposed}
     settled = {run: recs for run, recs in baselines.items() if all(converged(r) for r in recs)}
+    current = "current " if stale else ""
     if not ok:
-        verdict.problem = "only variant records, which the verdict leaves out (main records only)"
+        verdict.problem = ("only variant or stale records, which the verdict leaves out (current main records only)"
+                           if stale else "only variant records, which the verdict leaves out (main records only)")
+        verdict.differences = [stale_line(stale)] if stale else []
         return verdict
     if not proposed:
-        verdict.problem = "no main record of the proposed model"
+        verdict.problem = f"no {current}main record of the proposed model"
     elif not settled:
-        verdict.problem = "no baseline converged" if baselines else "no main record of a baseline"
+        verdict.problem = "no baseline converged" if baselines else f"no {current}main record of a baseline"
     paper_dataset, why = comparability(ok, paper, page.spec.candidates)
     verdict.differences = remaining_differences(by_run, proposed, baselines, settled, why)
+    if stale:
+        verdict.differences.insert(0, stale_line(stale))
     if verdict.problem:
         return verdict
     proposed_names = set(group.exp.get("proposed") or proposed)
@@ -152,6 +160,12 @@ def compare_group(page: Page, group: Group, paper: dict) -> GroupVerdict:
                 test, trials(mine), trials(theirs), all(converged(r) for r in mine), all(converged(r) for r in theirs),
                 _paper_difference(page.spec, paper, paper_dataset, run, metric, proposed_names)))
     return verdict
+
+
+def stale_line(runs: list[str]) -> str:
+    """The protocol difference of the stale rows the verdict leaves out."""
+    return (f"Left out as stale (made under an earlier version of the experiment file or the model defaults; "
+            f"`python run_all.py --list` shows them to run): {', '.join(runs)}.")
 
 
 def remaining_differences(by_run, proposed, baselines, settled, why_not_paper: str) -> list[str]:

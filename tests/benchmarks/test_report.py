@@ -9,6 +9,7 @@ from scipy import stats as scipy_stats
 from benchmarks import config as cfgmod
 from benchmarks.evaluate import TOPK_SAMPLED_RULE, metrics_from_ranks
 from benchmarks.records import record_path, write_record
+from benchmarks.reports import build as build_module
 from benchmarks.reports import build_reports, paper_reference
 from benchmarks.reports.catalogue import declared_pages
 
@@ -55,6 +56,17 @@ def ranked(ranks):
     per_user = metrics_from_ranks(ranks, (10, 20))
     metrics = {k: float(v.mean()) for k, v in per_user.items()}
     return metrics, {"user_index": np.arange(len(ranks), dtype=np.int64), "rank": ranks, **per_user}
+
+
+def hand_made_configs_are_current(patch):
+    """The synthetic records of these tests hold hand-made configs, not resolved ones: the reports
+    take every one as current (the staleness check has its own tests: test_report_stale.py)."""
+    patch.setattr(build_module, "mark_stale", lambda *args, **kwargs: None)
+
+
+@pytest.fixture(autouse=True)
+def every_record_current(monkeypatch):
+    hand_made_configs_are_current(monkeypatch)
 
 
 def write_experiments(folder, files):
@@ -219,6 +231,7 @@ def write_synthetic_results(results, rng=None):
 def build_synthetic(root):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cfgmod, "EXPERIMENTS_DIR", write_experiments(root / "experiments", EXPERIMENTS))
+        hand_made_configs_are_current(patch)
         results, reports = root / "results", root / "reports"
         write_synthetic_results(results)
         return results, reports, build_reports(results, reports)

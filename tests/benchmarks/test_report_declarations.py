@@ -11,6 +11,7 @@ from benchmarks.reports.catalogue import declared_pages
 from benchmarks.reports.records import OLD_TOPK_RULE, Record
 
 from .test_report import ranked, record, stats, write_experiments
+from .test_report import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
 
 NEW_PAGE = """description: my own comparison
 proposed: [Mine]

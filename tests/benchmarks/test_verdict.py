@@ -12,6 +12,7 @@ from benchmarks.reports.verdict import BETTER, TIE, UNTESTED, WORSE, Comparison,
 from benchmarks.statistics import PairedTest
 
 from .test_report import _ranks_with_recall, _trained, ranked, record, stats, write_experiments
+from .test_report import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
 
 EXPERIMENT = ("description: synthetic verdict\npaper_table: table3_overall\nproposed: [Lite]\n"
               "runs: {Base: {}, Weak: {}, Cut: {}, Lite: {}}\n")
