@@ -14,7 +14,10 @@ An experiment file (benchmarks/experiments/<name>.yaml) is one paper table or fi
       MostPopular: {model: {name: most_popular}}
       Lite: {model: {...}, per_dataset: {ml-1m: {...}}}   # a run's own per-dataset overrides
     proposed: [Lite]              # the runs of the proposed model: tested against the best
-                                  # baseline and starred (absent: the runs of model lite_llm4rec)
+                                  # baseline and starred (absent: the runs of the paper's
+                                  # proposed model, paper_reference.yaml)
+    tuning: {trials: 8, runs: [Lite], ...}   # the search budget every tuned row gets, and each
+                                  # run's `space:` in its entry (benchmarks/tuning/spec.py)
     report:                       # the report pages this experiment declares (ReportPage)
       - {page: table3, title: "Table 3: overall accuracy", what: ..., paper_key: table3_overall}
 
@@ -28,7 +31,8 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
     experiments: {table3_overall: {}, table1_2_4_5_generative: {datasets: [ml-1m-partial]}}
     datasets: [...]; seeds: [...]; runs: [...]   # replace the experiments' own lists
     config: {...}                            # a budget over every run of the set (above the
-                                             # experiments' own settings, below the command line)
+                                             # experiments' own settings, below the command line);
+                                             # the runs it changes are the set's variants (variants.py)
     priority: [table3_overall/ml-1m-partial/SASRec, table3_overall/*/*]   # within each seed, runs
                                              # matching an earlier pattern (experiment/dataset/run,
                                              # fnmatch) go first; the rest follow in the set's order
@@ -36,9 +40,10 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -46,6 +51,8 @@ import yaml
 from .errors import ConfigError
 from .models import resolve_model_params
 from .pages import ReportPage, report_pages
+from .tuning.spec import parse_tuning
+from .variants import RUN_NEUTRAL_KEYS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULTS_FILE = PACKAGE_DIR / "defaults.yaml"
@@ -58,7 +65,7 @@ SETS_FILE = EXPERIMENTS_DIR / "sets.yaml"
 # files by the data source's loader.
 FREE_FORM = {("model",), ("data", "files")}
 EXPERIMENT_KEYS = {"description", "paper_table", "datasets", "seeds", "config", "per_dataset", "runs",
-                   "proposed", "report"}
+                   "proposed", "report", "tuning"}
 PAGES = "pages"  # <experiments folder>/pages.yaml: the report pages that no experiment declares
 NOT_EXPERIMENTS = {"sets", PAGES}  # the files of an experiments folder that are no experiment
 
@@ -68,14 +75,21 @@ def load_yaml(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _parsed(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
+    return copy.deepcopy(data)  # callers may change what they get; the cache keeps its own
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str):
+    """YAML parsed once per text: planning resolves every run against the defaults, the presets
+    and its experiment three times (as run, as the experiment states it, with the set)."""
+    return yaml.safe_load(text)
 
 
 def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> dict:
@@ -99,6 +113,18 @@ def merge(base: dict, override: dict, *, where: str = "", _path: tuple = ()) -> 
             out[key] = merge(out[key], value, where=where, _path=path)
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def filled(base: dict, layer: dict) -> dict:
+    """`layer` with each mapping it sets completed from base's mapping at the same place, so that
+    merging it changes only the keys it names, even inside free-form sections (merge replaces a
+    free-form mapping whole: a tuned model.recbole_config.learning_rate must keep the row's
+    other RecBole settings)."""
+    out = {}
+    for key, value in layer.items():
+        below = base.get(key) if isinstance(base, dict) else None
+        out[key] = {**below, **filled(below, value)} if isinstance(value, dict) and isinstance(below, dict) else value
     return out
 
 
@@ -167,6 +193,8 @@ def load_experiment(name_or_path: str) -> tuple[str, dict]:
             raise ConfigError(f"{path}: 'proposed' names {unknown}, which are not runs of this experiment; "
                               f"runs: {list(exp['runs'])}")
     exp["report"] = report_pages(path, exp.get("report"))
+    exp["runs"] = {run: dict(entry or {}) for run, entry in exp["runs"].items()}
+    exp["tuning"] = parse_tuning(path, exp.get("tuning"), exp["runs"])  # takes each run's `space:` out
     exp.setdefault("datasets", ["ml-100k"])
     exp.setdefault("seeds", [0])
     exp.setdefault("config", {})
@@ -221,7 +249,8 @@ def load_set(name: str) -> dict:
 
 @dataclass
 class RunSpec:
-    """One run: an experiment row on one dataset with one seed, fully resolved."""
+    """One run: an experiment row on one dataset with one seed, fully resolved; and how its
+    config differs from what the experiment file alone resolves to (benchmarks/variants.py)."""
 
     experiment: str
     run: str
@@ -229,6 +258,14 @@ class RunSpec:
     seed: int
     config: dict
     paper_table: str | None
+    differs: dict = field(default_factory=dict)   # dotted key -> [the experiment's value, this run's]
+    set_name: str | None = None                   # the set whose config makes some of the differences
+    set_keys: tuple[str, ...] = ()                # the settings the set's config changes
+    tag: str | None = None                        # --tag: a variant by this name, whatever differs
+    reference_data: dict | None = None            # the experiment's own data section (files to compare)
+    experiment_file: str | None = None            # the file, where the experiment was given by its path
+    study: object | None = None                   # a tuned row's study (tuning.studies.StudyState)
+    tuning: dict | None = None                    # the finished study whose best settings it runs with
 
     @property
     def key(self) -> str:
@@ -245,10 +282,13 @@ def resolve_run(
     set_config: dict | None = None,
     cli_overrides: list[dict] | None = None,
     data_path: str | None = None,
+    tuned: dict | None = None,
 ) -> RunSpec:
     """Layer defaults < dataset preset < experiment < per-dataset < run < the run's per-dataset
-    < set < CLI. The set sits above the experiments: it states a budget for all of them (the GPU
-    set's time cap and all users), which the experiments' CPU budgets must not undo."""
+    < tuned < set < CLI. The set sits above the experiments: it states a budget for all of them
+    (the GPU set's time cap and all users), which the experiments' CPU budgets must not undo.
+    `tuned`: the best settings of the run's finished study (benchmarks/tuning), part of the
+    experiment's design, so below the set and the command line."""
     cfg = defaults()
     cfg = merge(cfg, {"data": dataset_section(dataset)}, where=" in datasets.yaml")
     cfg = merge(cfg, exp.get("config") or {}, where=f" in experiment {experiment!r}")
@@ -257,6 +297,7 @@ def resolve_run(
     run_per_dataset = run_entry.pop("per_dataset", None) or {}
     cfg = merge(cfg, run_entry, where=f" in {experiment}.runs.{run}")
     cfg = merge(cfg, run_per_dataset.get(dataset) or {}, where=f" in {experiment}.runs.{run}.per_dataset")
+    cfg = merge(cfg, filled(cfg, tuned or {}), where=f" in the tuned settings of {experiment}.runs.{run}")
     cfg = merge(cfg, set_config or {}, where=" in experiment set")
     for override in cli_overrides or []:
         cfg = merge(cfg, override, where=" on the command line")
@@ -273,6 +314,9 @@ def validate(cfg: dict) -> None:
     if ev["candidates"] not in ("full", "sampled"):
         raise ConfigError(f"eval.candidates must be 'full' or 'sampled', got {ev['candidates']!r}")
     from .evaluate import PROTOCOL_CONTROLS  # late import: keeps config free of torch at import
+    from .measurements import check_inference_settings
+
+    check_inference_settings(cfg["latency"].get("settings") or [])
 
     unknown = [c for c in ev["protocol_controls"] or [] if c not in PROTOCOL_CONTROLS]
     if unknown:
@@ -297,7 +341,7 @@ def config_hash(cfg: dict) -> str:
 # a record without the key is the same run as one with the key at this value. (A key whose default
 # changed what runs do, e.g. eval.protocol_controls, measuring more, is not listed: its old records
 # are other runs.)
-NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None}
+NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None, ("latency", "settings"): []}
 
 
 def with_new_defaults(recorded: dict) -> dict:
@@ -310,7 +354,8 @@ def with_new_defaults(recorded: dict) -> dict:
 
 
 def identity_hash(cfg: dict) -> str:
-    """The config hash without `data.path`: where the source files lie is not what the run is
-    (a record made on a GPU machine from a copied folder is the same run; the record's data
-    source hash says which files were read)."""
-    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path"}})
+    """The config hash without `data.path` and the run-neutral keys (variants.RUN_NEUTRAL_KEYS):
+    where the source files lie is not what the run is (a record made on a GPU machine from a
+    copied folder is the same run; the record's data source hash says which files were read)."""
+    neutral = {key.split(".", 1)[1] for key in RUN_NEUTRAL_KEYS if key.startswith("data.")}
+    return config_hash({**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "path" and k not in neutral}})

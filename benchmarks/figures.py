@@ -11,6 +11,9 @@ results/ itself.
   frontier (no other model is both faster and more accurate).
 - `learning_curves`: each trained row's validation metric against epoch and against training
   seconds, the best validation marked, so a reader sees which rows converged.
+- `tuning_curves`: one study's trials, drawn by Optuna's own matplotlib plots: the objective and
+  the best so far against trial, and each trial's validation curve (where the pruner cut it).
+  They take the study (an in-memory copy of a summary's trials, built by the reports).
 """
 from __future__ import annotations
 
@@ -264,3 +267,27 @@ def learning_curves(curves: pd.DataFrame, title: str, stem: Path, *, metric_labe
     fig.text(0.01, -0.03, "ring: best validation (weights kept); cross: last validation of a row cut by a cap",
              fontsize=8.5)
     return save(fig, stem)
+
+
+def tuning_curves(study, metric_label: str, title: str, stem: Path) -> list[list[Path]]:
+    """Optuna's plot_optimization_history (each trial's objective, the best so far) beside its
+    plot_intermediate_values (each trial's validations; a pruned trial's line ends early).
+    Optuna's plots switch matplotlib to its own style: the switch is kept inside this figure."""
+    import warnings
+
+    import optuna
+    from optuna.visualization import matplotlib as optuna_plots
+
+    with matplotlib.rc_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        history = optuna_plots.plot_optimization_history(study, target_name=f"validation {metric_label}")
+        history.set_title(f"{title}: objective and best so far", fontsize=10)  # in place of Optuna's title
+        curves = optuna_plots.plot_intermediate_values(study)
+        curves.set_title(f"{title}: validation curves of the trials", fontsize=10)
+        history.set_xlabel("trial (counted trials, in the order they finished)")
+        curves.set_xlabel("validation (step)")
+        curves.set_ylabel(f"validation {metric_label}")
+        if curves.get_legend() is not None:  # one entry per trial: the history's x axis names them
+            curves.get_legend().remove()
+        return [save(ax.figure, stem.with_name(f"{stem.name}__{part}"))
+                for ax, part in ((history, "history"), (curves, "validations"))]

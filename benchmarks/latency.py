@@ -24,10 +24,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from .evaluate import history_mask
 
-__all__ = ["device_description", "measure_latency", "section"]
+__all__ = ["batch_flops", "device_description", "matmul_peak", "measure_latency", "section"]
 
 
 class _Timer:
@@ -125,6 +126,50 @@ def _model_dtype(model) -> str:
     return "n/a"
 
 
+# ----------------------------------------------------------------------------- work and the hardware's limit
+
+
+def matmul_peak(device, dtype: torch.dtype = torch.float32, seconds: float = 0.3) -> dict:
+    """The device's attainable matrix-multiply rate at a precision, measured now: square matmuls
+    (1,024 on a CPU, 8,192 on a GPU) repeated for `seconds` after one warm-up. A model's share of
+    this peak says how close to the hardware's limit its time is, on this machine as loaded now."""
+    device = torch.device(device)
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    timer = _Timer(device)
+    with torch.inference_mode():
+        a @ b
+        start, count = timer.now(), 0
+        while timer.now() - start < seconds:
+            a @ b
+            count += 1
+        elapsed = timer.now() - start
+    return {"tflops": 2.0 * n ** 3 * count / elapsed / 1e12, "shape": [n, n, n],
+            "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
+            "device": str(device), "repeats": count}
+
+
+def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool) -> float:
+    """Floating-point operations of serving one batch (the timed path), counted by PyTorch's own
+    FlopCounterMode (matrix multiplies, convolutions, attention; elementwise work not counted)."""
+    batch = model.prepare(batch_hist)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
+    return float(counter.get_total_flops())
+
+
+def _serve(model, batch, batch_hist, *, top_k: int, mask_history: bool) -> torch.Tensor:
+    """From a prepared batch to the top-K ids on the host: what the timer times."""
+    if getattr(model, "output", "scores") == "scores":
+        scores = model.score(batch)[:, 1:]  # drop padding by slicing: no copy
+        if mask_history:
+            mask = history_mask(batch_hist, int(model.n_items), scores.device)[:, 1:]
+            scores = scores.masked_fill(mask, float("-inf"))
+        return (torch.topk(scores, top_k, dim=1).indices + 1).cpu()
+    return torch.as_tensor(model.recommend(batch, top_k)).cpu()
+
+
 # ----------------------------------------------------------------------------- the timer
 
 
@@ -138,11 +183,14 @@ def _batches(histories: Sequence[np.ndarray], batch_size: int) -> list:
 
 def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int = 32, top_k: int = 20,
                     warmup_batches: int = 3, max_batches: int | None = None,
-                    mask_history: bool = True) -> dict:
+                    mask_history: bool = True, count_flops: bool = True) -> dict:
     """Milliseconds per batch from prepared batch to top-K ids on the host (see module docstring).
 
     `max_batches` caps the number of measured batches (default: every full batch once); batches
     are reused in order when warm-up plus measured batches exceed what `histories` provides.
+    With `count_flops`, the first warm-up batch (untimed) is served under FlopCounterMode (without
+    warm-up, one extra untimed batch is), and the device's matrix-multiply peak is measured: the
+    result then holds the work per batch and the share of the peak the timed batches reach.
     """
     if len(histories) == 0:
         raise ValueError("no histories to time")
@@ -166,22 +214,21 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
     others: list[float] = []
     lengths: list[np.ndarray] = []
     timer = _Timer(device)
+    flops = None
     token = _ACTIVE.set(timer)
     try:
         with torch.inference_mode():
             for i in range(warmup_batches + n_measured):
                 batch_hist = batches[i % len(batches)]
                 batch = model.prepare(batch_hist)
+                if i == 0 and warmup_batches and count_flops:  # a warm-up batch is not timed: count its work
+                    with FlopCounterMode(display=False) as counter:
+                        _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
+                    flops = float(counter.get_total_flops())
+                    continue
                 timer.reset()
                 start = timer.now()
-                if output == "scores":
-                    scores = model.score(batch)[:, 1:]  # drop padding by slicing: no copy
-                    if mask_history:
-                        mask = history_mask(batch_hist, n_items, scores.device)[:, 1:]
-                        scores = scores.masked_fill(mask, float("-inf"))
-                    ids = (torch.topk(scores, top_k, dim=1).indices + 1).cpu()
-                else:
-                    ids = torch.as_tensor(model.recommend(batch, top_k)).cpu()
+                ids = _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
                 total = timer.now() - start
                 del ids
                 if i < warmup_batches:
@@ -200,6 +247,17 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
     if names:
         sections_ms["other"] = float(np.median(others) * 1000.0)
 
+    # the work of one batch (counted in the first warm-up batch, or here without warm-up) and the
+    # rate the hardware reaches now, at the model's precision
+    if count_flops and flops is None:
+        flops = batch_flops(model, batches[0], top_k=top_k, mask_history=mask_history)
+    dtype = _model_dtype(model)
+    work = {}
+    if count_flops:
+        peak = matmul_peak(device, getattr(torch, dtype) if dtype in ("float32", "bfloat16", "float16") else torch.float32)
+        achieved = flops / (float(np.median(ms)) / 1000.0) / 1e12
+        work = {"gflop_per_batch": flops / 1e9, "achieved_tflops": achieved, "peak": peak,
+                "share_of_peak": achieved / peak["tflops"] if peak["tflops"] > 0 else None}
     result = {
         "ms_per_batch_median": float(np.median(ms)),
         "ms_per_batch_p90": float(np.percentile(ms, 90)),
@@ -214,6 +272,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
         "dtype": _model_dtype(model),
         "input_length_mean": float(np.concatenate(lengths).mean()),
         "mask_history": bool(mask_history),
+        **work,
     }
     json.dumps(result)  # fail here, not when the record is written
     return result

@@ -12,10 +12,14 @@ never need to know what kind of model they hold:
   produce a ranked list (beam search). Such models set `output = "topk"`.
 - `input_length(histories)`: tokens or vectors the model reads per user (Table 5).
 
-Models are registered by name with `@register("name")`. Each model declares its hyper-parameters
-as a dataclass (`Params`, a subclass of `ModelParams`: typed fields with their defaults, checked
-once in `validate`); `resolve_model_params` fills a config's `model` section with them (unknown
-keys are errors) and `build_model` constructs the model with the validated object.
+Models are registered by name with `@register("name")`, or named by their path: `model.name:
+mypkg.models:MyRecommender` imports that class (a subclass of `Recommender`) as Python imports
+from the current folder, so a model of one's own needs no change to the suite. Each model
+declares its hyper-parameters as a dataclass (`Params`, a subclass of `ModelParams`: typed fields
+with their defaults, checked once in `validate`; a plain `defaults` dict also works);
+`resolve_model_params` fills a config's `model` section with them (unknown keys are errors) and
+`build_model` constructs the model with the validated object. `model_section` turns what a user
+types after `--model` (a registered name, a RecBole model's own name, a path) into that section.
 """
 from __future__ import annotations
 
@@ -30,8 +34,8 @@ from .errors import ConfigError, SkipRun
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ConfigError", "MODEL_REGISTRY", "ModelParams", "Recommender", "SkipRun", "build_model",
-           "model_class", "register", "resolve_model_params"]
+__all__ = ["ConfigError", "MODEL_FAMILIES", "MODEL_REGISTRY", "ModelParams", "Recommender", "SkipRun",
+           "build_model", "model_class", "model_section", "register", "resolve_model_params"]
 
 # name -> "module:Class". Imported lazily so that a run only pays for the libraries it uses.
 MODEL_REGISTRY: dict[str, str] = {
@@ -45,6 +49,10 @@ MODEL_REGISTRY: dict[str, str] = {
     "lightlm": "baselines.generative:LightLM",
     "p5_encoder_only": "baselines.generative:P5WithoutDecoder",
 }
+# Registered models that run several published models, each known by its own name (RecBole's
+# GRU4Rec, SASRec, ...): registry name -> the parameter that selects one. The class lists the
+# names it runs in `members`, so `--model SASRec` needs no table of its own here.
+MODEL_FAMILIES: dict[str, str] = {"recbole": "recbole_model"}
 
 
 @dataclasses.dataclass
@@ -119,6 +127,7 @@ class Recommender:
     """Base class: override `score` (output "scores") or `recommend` (output "topk")."""
 
     output: ClassVar[str] = "scores"
+    members: ClassVar[tuple[str, ...]] = ()  # a family's published models by name (MODEL_FAMILIES)
     # True for a model whose own decoding never lists the user's history items (so the history
     # masking control cannot change its numbers)
     never_lists_history: ClassVar[bool] = False
@@ -130,6 +139,20 @@ class Recommender:
         self.n_items = dataset.n_items
         self.device = device
         self.build()
+
+    @classmethod
+    def reads_item_text(cls, params: ModelParams) -> bool:
+        """Whether the model reads the items' text (the runner then refuses a dataset where most
+        items have only the fallback text, unless data.allow_missing_text says otherwise)."""
+        return False
+
+    @classmethod
+    def search_space(cls, params: ModelParams) -> dict | None:
+        """The settings `run_all.py --tune` searches for this model where an experiment's run
+        gives no `space:` of its own: {dotted config key: {type: float | int | categorical, low,
+        high, log, choices}} (benchmarks/tuning/spec.py). None: no default; a tuned row of this
+        model must give its space. Keep it small: every key costs trials of every row."""
+        return None
 
     def build(self) -> None:
         """Construct the model from `self.params` (validated), `self.dataset` and `self.device`."""
@@ -158,12 +181,58 @@ class Recommender:
 
 
 def model_class(name: str) -> type[Recommender]:
+    """The class of a registered model, or of a model given by its path ('module:Class')."""
+    if isinstance(name, str) and name not in MODEL_REGISTRY and ":" in name:
+        return _class_at(name)
     if name not in MODEL_REGISTRY:
         known = ", ".join(sorted(MODEL_REGISTRY))
-        raise ConfigError(f"unknown model {name!r}; known models: {known}")
+        raise ConfigError(f"unknown model {name!r}; known models: {known} (or a class of your own by its "
+                          "path, module:Class)")
     module_name, class_name = MODEL_REGISTRY[name].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls
+
+
+def _class_at(path: str) -> type[Recommender]:
+    """The class a 'package.module:Class' path names, checked to be a Recommender."""
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ConfigError(f"model {path!r}: a model given by its path reads 'package.module:Class'")
+    try:
+        found = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"model {path!r}: cannot import {module_name!r} ({err}); a model given by its "
+                          "path is imported as Python imports from the current folder") from None
+    for part in class_name.split("."):
+        found = getattr(found, part, None)
+    if not (isinstance(found, type) and issubclass(found, Recommender)):
+        raise ConfigError(f"model {path!r}: {class_name!r} in {module_name!r} is "
+                          f"{'missing' if found is None else 'not a subclass of benchmarks.models.Recommender'}")
+    return found
+
+
+def family_members() -> dict[str, tuple[str, ...]]:
+    """{family's registry name: the published models it runs by name} (imports each family)."""
+    return {family: tuple(model_class(family).members) for family in MODEL_FAMILIES}
+
+
+def model_section(name: str) -> dict:
+    """The `model:` section `--model NAME` stands for: a registered model ({name}), a family's
+    member by its own name, any case ({name: recbole, recbole_model: SASRec}), or a class by its
+    path ({name: 'mypkg.models:MyRecommender'}, imported here to fail early)."""
+    if name in MODEL_REGISTRY:
+        return {"name": name}
+    if ":" in name:
+        model_class(name)
+        return {"name": name}
+    members = family_members()
+    for family, names in members.items():
+        match = {member.lower(): member for member in names}.get(name.lower())
+        if match:
+            return {"name": family, MODEL_FAMILIES[family]: match}
+    raise ConfigError(f"unknown model {name!r}; registered: {', '.join(sorted(MODEL_REGISTRY))}; "
+                      + "; ".join(f"through {family}: {', '.join(names)}" for family, names in members.items())
+                      + "; or a class of your own by its path (package.module:Class)")
 
 
 def resolve_model_params(model_section: dict) -> dict:

@@ -17,6 +17,9 @@ COLUMN_GROUPS = ("metrics", "latency", "latency_detail", "input_length", "traini
 #   one_column  {row: {paper dataset: value}}, all values of `paper_column`
 PAPER_LAYOUTS = ("by_dataset", "one_dataset", "one_column")
 FIGURES = ("grouped_bars", "latency_breakdown")
+# What a page is: a table page (one table per experiment and dataset feeding it), or the verdict
+# on the paper's claim (benchmarks/reports/verdict.py), from the same records.
+PAGE_KINDS = ("table", "verdict")
 # Config keys under `model:` that name a pretrained backbone (a page may vary one of them).
 BACKBONE_KEYS = ("item_llm", "rec_llm", "backbone")
 
@@ -42,6 +45,7 @@ class ReportPage:
     excluded_paper_datasets: tuple[str, ...] = ()        # datasets that have a page of their own
     from_paper: bool = True                     # False: a view of ours, no artefact of the paper
     reference_run: str | None = None            # every other row tested against this one
+    kind: str = "table"                         # PAGE_KINDS
     declared_in: str = ""                       # the file that declares it (set on loading)
 
 
@@ -77,6 +81,7 @@ _PAGE_FIELDS = {
     "excluded_paper_datasets": (_texts, "a list of paper datasets", tuple),
     "from_paper": (lambda v: isinstance(v, bool), "true or false", bool),
     "reference_run": (lambda v: v is None or _text(v), "a run name or null", lambda v: v),
+    "kind": (lambda v: v in PAGE_KINDS, f"one of {list(PAGE_KINDS)}", str),
 }
 _LAYOUT_NEEDS = {"one_dataset": "paper_dataset", "one_column": "paper_column"}
 

@@ -1,6 +1,8 @@
 """Result records: one JSON file per run, written atomically, with per-user metrics beside it.
 
-Layout: results/<experiment>/<dataset>/<run>__seed<seed>.json and the same name with
+Layout: results/<experiment>/<dataset>/<run>__seed<seed>.json (the experiment's main record of
+the run; a run whose config differs from its experiment file's is a variant beside it,
+<run>__seed<seed>__<tag>.json, see benchmarks/variants.py) and the same name with
 `.per_user.safetensors` (each evaluated user's rank of the test target, for significance tests;
 see `write_record` for the compact form). A record is
 finished when its JSON exists; it is written last, after the per-user arrays, by renaming a
@@ -33,8 +35,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", name)
 
 
-def record_path(results_dir: str | Path, experiment: str, dataset: str, run: str, seed: int) -> Path:
-    return Path(results_dir) / _safe(experiment) / _safe(dataset) / f"{_safe(run)}__seed{seed}.json"
+def record_path(results_dir: str | Path, experiment: str, dataset: str, run: str, seed: int,
+                variant: str | None = None) -> Path:
+    """The main record's path, or with `variant` (a tag) the variant's beside it."""
+    suffix = f"__{variant}" if variant else ""
+    return Path(results_dir) / _safe(experiment) / _safe(dataset) / f"{_safe(run)}__seed{seed}{suffix}.json"
 
 
 def per_user_path(json_path: Path) -> Path:

@@ -1,7 +1,10 @@
 """The shared runner: for each planned run (benchmarks/planning.py) the same phases for every
 model: prepare (seed, device, data, split), train (the model's fit on the training split),
 measure (test and validation metrics, protocol controls, latency, input length) and record (one
-JSON record and its per-user ranks, written atomically)."""
+JSON record and its per-user ranks, written atomically). Where the record goes: the run's main
+record, or a variant beside it when its config differs from its experiment file's
+(`placement`, benchmarks/variants.py). A run that fails under --keep-going leaves a failure
+record (its error and traceback), retried on the next call like a skip."""
 from __future__ import annotations
 
 import json
@@ -17,13 +20,16 @@ import torch
 from .config import RunSpec, config_hash, identity_hash, with_new_defaults
 from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .errors import ConfigError
-from .evaluate import EvalResult, control_variant, evaluate, evaluation_settings, sample_candidates, user_subset
+from .evaluate import evaluate, evaluation_settings, user_subset
 from .latency import device_description, measure_latency
-from .models import SkipRun, build_model
+from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
+                           measure_protocol_controls)
+from .models import SkipRun, build_model, model_class, model_params
 from .planning import Plan
-from .records import git_commit, library_versions, now, read_record, record_path, write_record
+from .records import code_hash, git_commit, iter_records, library_versions, now, read_record, record_path, write_record
 from .split import hold_out_items, leave_one_out
 from .training import Trainer
+from .variants import SOURCE_HASH, parse_record_name, variant_tag
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,12 +50,18 @@ def seed_everything(seed: int) -> None:
 
 
 class Runner:
-    def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True):
+    def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True, *,
+                 checkpoint_minutes: float | None = None, checkpoint_dir: str | Path = ".cache/checkpoints"):
         self.results_dir = Path(results_dir)
         self.force = force
         self.progress = progress
+        self.checkpoint_minutes = checkpoint_minutes  # None: no training checkpoints (Trainer)
+        self.checkpoint_dir = Path(checkpoint_dir)
         self._datasets: dict[str, SequenceDataset] = {}
         self._source_hashes: dict[str, str | None] = {}
+        self._recorded_hashes: dict[str, set[str]] | None = None
+        self._placements: dict[int, tuple[RunSpec, str | None, dict]] = {}
+        self.current: RunContext | None = None  # the run in progress (its failure record reads it)
 
     def dataset(self, data_cfg: dict) -> SequenceDataset:
         key = json.dumps(data_cfg, sort_keys=True)
@@ -58,26 +70,75 @@ class Runner:
         return self._datasets[key]
 
     def path(self, spec: RunSpec) -> Path:
-        return record_path(self.results_dir, spec.experiment, spec.dataset, spec.run, spec.seed)
+        return record_path(self.results_dir, spec.experiment, spec.dataset, spec.run, spec.seed, self.placement(spec)[0])
 
-    def same_run(self, record: dict | None, spec: RunSpec) -> bool:
-        """Whether a record is of this run: the same resolved config, or the same config with the
-        data read from another folder holding the same source files (records made on a GPU
-        machine from a copied data folder, merged here)."""
-        if record is None:
-            return False
-        if record.get("config_hash") == config_hash(spec.config):
-            return True
-        if identity_hash(with_new_defaults(record["config"])) != identity_hash(spec.config):
-            return False
-        data = spec.config["data"]
+    def placement(self, spec: RunSpec) -> tuple[str | None, dict]:
+        """(variant tag or None for the main record, the differences from the experiment file):
+        the planned differences, and the data's where the run reads another folder whose files
+        hash otherwise than the experiment's own."""
+        known = self._placements.get(id(spec))
+        if known is None or known[0] is not spec:  # held with its spec: an id is not reused meanwhile
+            differs = dict(spec.differs)
+            data = self.data_difference(spec)
+            if data is not None:
+                differs[SOURCE_HASH] = data
+            tag = variant_tag(differs, tag=spec.tag, set_name=spec.set_name, set_keys=spec.set_keys)
+            self._placements[id(spec)] = known = (spec, tag, differs)
+        return known[1], known[2]
+
+    def data_difference(self, spec: RunSpec) -> list | None:
+        """[the experiment's source hash, this run's] where the run's data folder is not the
+        experiment's own and its files hash otherwise than the preset's folder (or, where that
+        folder is not here, than every main record of the dataset says); None where they are the
+        same, or nothing here says what the dataset's files are."""
+        reference, data = spec.reference_data, spec.config["data"]
+        if reference is None or reference.get("path") == data.get("path"):
+            return None
+        mine = self.source_hash_of(data)
+        if mine is None:  # no files there: the run stops at loading them
+            return None
+        preset = self.source_hash_of(reference)
+        known = {preset} if preset else self.recorded_source_hashes().get(spec.dataset, set())
+        if not known or mine in known:
+            return None
+        return [" or ".join(sorted(h[:16] for h in known)), mine[:16]]
+
+    def source_hash_of(self, data: dict) -> str | None:
         key = json.dumps(data, sort_keys=True)
         if key not in self._source_hashes:
             try:
                 self._source_hashes[key] = source_hash(data)
             except (DataError, OSError):  # no files here to compare: not known to be the same
                 self._source_hashes[key] = None
-        return self._source_hashes[key] is not None and self._source_hashes[key] == (record.get("data") or {}).get("source_hash")
+        return self._source_hashes[key]
+
+    def recorded_source_hashes(self) -> dict[str, set[str]]:
+        """dataset -> the source hashes of its main records in results_dir (read once)."""
+        if self._recorded_hashes is None:
+            self._recorded_hashes = {}
+            for path, record in iter_records(self.results_dir):
+                parsed = parse_record_name(path.name)
+                found = (record.get("data") or {}).get("source_hash")
+                if parsed and parsed[2] is None and found and record.get("dataset"):
+                    self._recorded_hashes.setdefault(record["dataset"], set()).add(found)
+        return self._recorded_hashes
+
+    def same_run(self, record: dict | None, spec: RunSpec) -> bool:
+        """Whether a record is of this run: the same resolved config, or the same config but for
+        the run-neutral keys (where the cache lies), or with the data read from another folder
+        holding the same source files (records made on a GPU machine from a copied data folder,
+        merged here)."""
+        if record is None or "config" not in record:
+            return False
+        if record.get("config_hash") == config_hash(spec.config):
+            return True
+        if identity_hash(with_new_defaults(record["config"])) != identity_hash(spec.config):
+            return False
+        data = spec.config["data"]
+        if record["config"]["data"].get("path") == data.get("path"):
+            return True
+        mine = self.source_hash_of(data)
+        return mine is not None and mine == (record.get("data") or {}).get("source_hash")
 
     def is_done(self, spec: RunSpec) -> bool:
         """A finished record of this run. A skip is not done: what was missing (a backbone's
@@ -87,9 +148,11 @@ class Runner:
 
     def expected_seconds(self, spec: RunSpec) -> float | None:
         """What this run is expected to cost: the training and evaluation seconds of the record at
-        its path (from any config or device: a guide to order runs by, not a promise), or None
-        where no finished record is there."""
+        its path, or else at its main record's (from any config or device: a guide to order runs
+        by, not a promise), or None where no finished record is there."""
         record = read_record(self.path(spec))
+        if not record or record.get("status") != "ok":
+            record = read_record(record_path(self.results_dir, spec.experiment, spec.dataset, spec.run, spec.seed))
         if not record or record.get("status") != "ok":
             return None
         latency = record.get("latency") or {}
@@ -98,10 +161,13 @@ class Runner:
             float((record.get("evaluation") or {}).get("seconds") or 0.0) + timed
 
     def skip_note(self, spec: RunSpec) -> str | None:
-        """'to retry (skipped: why)' where this run's last attempt was skipped."""
+        """'to retry (skipped: why)' or 'to retry (failed: error)' where this run's last attempt
+        was skipped or failed."""
         record = read_record(self.path(spec))
         if self.same_run(record, spec) and record.get("status") == "skipped":
             return f"to retry (skipped: {record.get('skip_reason')})"
+        if self.same_run(record, spec) and record.get("status") == "failed":
+            return f"to retry (failed: {record.get('error')})"
         return None
 
     def done_record(self, spec: RunSpec) -> dict | None:
@@ -118,13 +184,30 @@ class Runner:
         done = self.done_record(spec)
         if done is not None:
             return done
+        self.current = None
         ctx = self.prepare(spec)
+        check_item_text(ctx.cfg, ctx.dataset)
         try:
             ctx.model = build_model(ctx.cfg["model"], ctx.dataset, ctx.device)
             ctx.training = self.train(ctx)
         except SkipRun as reason:
             return self.record_skip(ctx, str(reason))
         return self.record(ctx, self.measure(ctx))
+
+    def identity(self, spec: RunSpec) -> dict:
+        """What every record of the run starts with: which run, its config, where it goes."""
+        cfg = spec.config
+        base = {"experiment": spec.experiment, "run": spec.run, "dataset": spec.dataset, "seed": spec.seed,
+                "model": cfg["model"]["name"], "paper_table": spec.paper_table,
+                "config": cfg, "config_hash": config_hash(cfg)}
+        tag, differs = self.placement(spec)
+        if tag:
+            base["variant"] = {"tag": tag, "differs": differs}
+        if spec.experiment_file:
+            base["experiment_file"] = spec.experiment_file
+        if spec.tuning:  # the finished study whose best settings the config holds
+            base["tuning"] = spec.tuning
+        return base
 
     def prepare(self, spec: RunSpec) -> "RunContext":
         cfg = spec.config
@@ -138,20 +221,29 @@ class Runner:
         if holdout:  # cold start: some items never seen in training (see hold_out_items)
             split = hold_out_items(split, holdout, cfg["split"]["holdout_seed"])
         base = {
-            "experiment": spec.experiment, "run": spec.run, "dataset": spec.dataset, "seed": spec.seed,
-            "model": cfg["model"]["name"], "paper_table": spec.paper_table,
-            "config": cfg, "config_hash": config_hash(cfg),
+            **self.identity(spec),
             "data": {"name": dataset.name, "source": dataset.source, "paper_name": cfg["data"]["paper_name"],
                      "stats": dataset.stats, "source_hash": dataset.source_hash,
                      "content_hash": dataset.content_hash, "settings": dataset.settings},
             "environment": {**device_description(device), "libraries": library_versions(), "git": git_commit()},
             "started": now(),
         }
-        return RunContext(spec, cfg, device, dataset, split, base)
+        self.current = RunContext(spec, cfg, device, dataset, split, base)
+        return self.current
 
-    def train(self, ctx: "RunContext") -> dict:
-        """The model's fit on the training split (no test part) with the shared trainer."""
-        trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress)
+    def checkpoint_path(self, spec: RunSpec) -> Path:
+        """Where a run's training checkpoints go: named by the run, its config and the code, so a
+        checkpoint is only ever resumed by the same run of the same code."""
+        name = f"{spec.experiment}__{spec.dataset}__{spec.run}__seed{spec.seed}"
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+        return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{code_hash()}.pt"
+
+    def train(self, ctx: "RunContext", on_validation=None) -> dict:
+        """The model's fit on the training split (no test part) with the shared trainer;
+        `on_validation(metrics, epoch)` hears every validation (a tuning trial's pruning)."""
+        trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress,
+                          checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes,
+                          on_validation=on_validation)
         t0 = time.perf_counter()
         training = ctx.model.fit(ctx.split.for_training(), trainer) or {}
         training.setdefault("seconds", time.perf_counter() - t0)
@@ -175,12 +267,15 @@ class Runner:
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
             cfg["eval"]["protocol_controls"], eval_kwargs)
-        latency = None
+        latency, settings = None, []
         if cfg["latency"]["enabled"]:
             lat = cfg["latency"]
-            latency = measure_latency(model, test_histories, batch_size=lat["batch_size"], top_k=lat["top_k"],
-                                      warmup_batches=lat["warmup_batches"], max_batches=lat["max_batches"],
-                                      mask_history=eval_kwargs["mask_history"])
+            latency_kwargs = dict(batch_size=lat["batch_size"], top_k=lat["top_k"], warmup_batches=lat["warmup_batches"],
+                                  max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
+            latency = measure_latency(model, test_histories, **latency_kwargs)  # as published: eager
+            settings = measure_inference_settings(
+                model, test_histories, split.test_targets[users], check_inference_settings(lat.get("settings") or []),
+                eval_kwargs, latency_kwargs)
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
@@ -188,6 +283,7 @@ class Runner:
             "valid_metrics": valid.metrics,
             "protocol_variants": protocol_variants,
             "latency": latency,
+            **({"inference_settings": settings} if settings else {}),
             "input_length": {"mean": float(np.mean(model.input_length(test_histories))),
                              "unit": getattr(model, "input_unit", "items")},
             "per_user": {"user_index": users, "rank": test.ranks},
@@ -204,6 +300,9 @@ class Runner:
         if cold_start is not None:
             record["cold_start"] = cold_start
         write_record(self.path(ctx.spec), record, per_user)
+        checkpoint = self.checkpoint_path(ctx.spec)
+        for path in checkpoint.parent.glob(checkpoint.name + "*"):  # this run's stages: no longer needed
+            path.unlink()
         return record
 
     def record_skip(self, ctx: "RunContext", reason: str) -> dict:
@@ -216,6 +315,23 @@ class Runner:
         record = {**ctx.base, "status": "skipped", "skip_reason": reason, "finished": now()}
         write_record(path, record)
         return record
+
+    def record_failure(self, spec: RunSpec, error: BaseException) -> Path | None:
+        """A failed run's record: its error and traceback, and as much of the run as was known
+        (its data, where it got that far). It never replaces a finished record (of an older
+        config, or one --force was redoing): a failure must not cost a result. Returns the path
+        written, or None."""
+        path = self.path(spec)
+        previous = read_record(path)
+        if previous is not None and previous.get("status") == "ok":
+            return None
+        ctx = self.current if self.current is not None and self.current.spec is spec else None
+        base = ctx.base if ctx is not None else {
+            **self.identity(spec), "environment": {"libraries": library_versions(), "git": git_commit()}}
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        write_record(path, {**base, "status": "failed", "error": f"{type(error).__name__}: {error}",
+                            "traceback": trace, "finished": now()})
+        return path
 
 
 @dataclass
@@ -232,69 +348,50 @@ class RunContext:
     training: dict = field(default_factory=dict)
 
 
-def measure_protocol_controls(model, histories, targets, controls, eval_kwargs: dict) -> dict:
-    """The same trained model's test users evaluated once more per control (one evaluation
-    choice flipped): {label: {evaluation, metrics}}, or {label: {skipped: why}} where the control
-    cannot change this model's numbers."""
-    variants = {}
-    for control in controls or []:
-        label, kwargs = control_variant(control, eval_kwargs)
-        if control == "history_masking" and eval_kwargs["candidates"] == "sampled":
-            variants[label] = {"skipped": "sampled candidates never include history items"}
-            continue
-        if control == "history_masking" and model.never_lists_history:
-            variants[label] = {"skipped": f"{type(model).__name__}'s decoding never lists history items"}
-            continue
-        if kwargs["candidates"] == "sampled":
-            try:  # a catalogue too small for the negatives: say so, do not fail the finished run
-                sample_candidates(histories, targets, model.n_items, kwargs["num_negatives"], kwargs["negative_seed"])
-            except ValueError as err:
-                variants[label] = {"skipped": str(err)}
-                continue
-        result = evaluate(model, histories, targets, **{**kwargs, "progress": False})
-        variants[label] = {"evaluation": result.settings, "metrics": result.metrics}
-    return variants
+def check_item_text(cfg: dict, dataset: SequenceDataset) -> None:
+    """A model that reads item text refuses a dataset where most items have only the fallback
+    text (it would read ids dressed as text), unless data.allow_missing_text says to go on."""
+    missing = int((dataset.stats or {}).get("items_without_text", 0))
+    if cfg["data"].get("allow_missing_text") or missing * 2 <= dataset.n_items:
+        return
+    cls = model_class(cfg["model"]["name"])
+    if cls.reads_item_text(model_params(cls, cfg["model"])):
+        raise DataError(f"{missing:,} of the {dataset.n_items:,} items of dataset {dataset.name!r} have no text of "
+                        f"their own, only the fallback {cfg['data'].get('missing_text')!r}, and model "
+                        f"{cfg['model']['name']!r} reads item text; give the items' text (for ml-1m: movies.dat), "
+                        "or set data.allow_missing_text=true (-o data.allow_missing_text=true) to run it anyway")
 
 
-def cold_start_result(split, users: np.ndarray, test: EvalResult) -> tuple[dict, EvalResult, np.ndarray]:
-    """The cold-start measurement: the test result restricted to the evaluated users whose test
-    target is a held-out item (the record's metrics), with the held-out items and the metrics of
-    all evaluated users and of the other users beside it (from the same per-user values)."""
-    cold = np.isin(split.test_targets[users], split.held_out_items)
-    if not cold.any():
-        raise ConfigError(f"no evaluated user's test target is one of the {len(split.held_out_items)} "
-                          "held-out items: raise split.holdout_items or evaluate more users")
-    means = lambda rows: {k: float(v[rows].mean()) for k, v in test.per_user.items()} if rows.any() else None  # noqa: E731
-    info = {
-        "users": f"{int(cold.sum())} of {len(users)} evaluated users: those whose test target is one of "
-                 f"the {len(split.held_out_items)} items held out of training (cold start)",
-        "n_users": int(cold.sum()),
-        "held_out_items": split.held_out_items.tolist(),
-        "metrics_all_users": test.metrics,
-        "metrics_other_users": means(~cold),
-    }
-    restricted = EvalResult(ranks=test.ranks[cold], per_user={k: v[cold] for k, v in test.per_user.items()},
-                            metrics=means(cold), settings={**test.settings, "n_users": int(cold.sum())})
-    return info, restricted, users[cold]
+@dataclass
+class Failure:
+    """A run that raised under --keep-going: its key, its error, and its failure record (None
+    where a finished record was there and kept)."""
+
+    key: str
+    error: str
+    record: Path | None
 
 
-def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> list[dict]:
+def run_plan(plan: Plan, runner: Runner, *, keep_going: bool = False) -> tuple[list[dict], list[Failure]]:
+    """Run every planned run; (the records, the failures). Without keep_going the first failure
+    propagates; with it each failure is recorded and the other runs go on."""
     from tqdm.auto import tqdm
 
     records, failures = [], []
     for spec in tqdm(plan.runs, desc="runs", disable=not runner.progress):
         done = runner.done_record(spec)
-        tqdm.write(f"[run] {spec.key}: {'already done, skipped' if done is not None else 'running'}")
+        tag = runner.placement(spec)[0]
+        label = spec.key + (f" (variant {tag})" if tag else "")
+        tqdm.write(f"[run] {label}: {'already done, skipped' if done is not None else 'running'}"
+                   + (f" ({spec.study.note})" if spec.study is not None else ""))
         if done is not None:
             records.append(done)
             continue
         try:
             records.append(runner.run(spec))
-        except Exception:
+        except Exception as error:
             if not keep_going:
                 raise
-            failures.append(spec.key)
             tqdm.write(traceback.format_exc())
-    if failures:
-        raise RuntimeError(f"{len(failures)} run(s) failed: {', '.join(failures)}")
-    return records
+            failures.append(Failure(label, f"{type(error).__name__}: {error}", runner.record_failure(spec, error)))
+    return records, failures

@@ -11,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -118,20 +121,60 @@ class WindowedNextItemModel(NeuralRecommender):
         return np.array([min(len(h), self.window) for h in histories], dtype=np.float64)
 
 
+def training_throughput(step_flops: float, steps: int, rows: int, seconds: float, precision: str, device) -> dict:
+    """Where a training's time goes: batch rows and steps per second (training and validation
+    together, this sitting), the first step's work (forward and backward, FlopCounterMode) and the
+    share of the device's measured matrix-multiply peak at the training precision it reaches."""
+    from .latency import matmul_peak
+
+    peak = matmul_peak(device, torch.bfloat16 if precision == "bf16" else torch.float32)
+    achieved = step_flops * steps / max(seconds, 1e-9) / 1e12
+    return {"rows_per_second": rows / max(seconds, 1e-9), "steps_per_second": steps / max(seconds, 1e-9),
+            "gflop_per_step": step_flops / 1e9, "achieved_tflops": achieved, "peak": peak,
+            "share_of_peak": achieved / peak["tflops"] if peak["tflops"] > 0 else None}
+
+
 class Trainer:
-    def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True):
+    """The shared loop. With `checkpoint` (a file path) and `checkpoint_minutes`, the state of a
+    long training (weights, optimiser, schedule, random generators, the stopping rule's state and
+    the curve so far) is saved at the end of an epoch every so many minutes, and a later `fit` of
+    the same run resumes from it: a run longer than one sitting (or one call to a GPU machine)
+    finishes over several. A finished fit leaves a final checkpoint (its best weights and result),
+    so a two-stage model resumes in its second stage; the runner removes the files once the run's
+    record is written."""
+
+    def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
+                 checkpoint: Path | None = None, checkpoint_minutes: float | None = None,
+                 on_validation: Callable[[dict, int], None] | None = None):
         autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
         self.seed = seed
         self.progress = progress
+        self.checkpoint = Path(checkpoint) if checkpoint is not None and checkpoint_minutes is not None else None
+        self.checkpoint_minutes = checkpoint_minutes
+        # hears every validation of the training (metrics, epoch): a tuning trial reports its
+        # validation curve to Optuna through it, and may stop the training (optuna.TrialPruned)
+        self.on_validation = on_validation
 
     def with_epochs(self, epochs: int | None) -> "Trainer":
         """The same trainer with another epoch budget (None keeps it), for a second stage."""
         cfg = dict(self.cfg)
         if epochs is not None:
             cfg["epochs"] = int(epochs)
-        return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress)
+        stage = self.checkpoint.with_name(self.checkpoint.name + ".stage2") if self.checkpoint else None
+        return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress, checkpoint=stage,
+                       checkpoint_minutes=self.checkpoint_minutes, on_validation=self.on_validation)
+
+    def _save(self, state: dict) -> None:
+        from .records import atomic_write
+
+        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+
+    def _load(self) -> dict | None:
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return None
+        return torch.load(self.checkpoint, map_location="cpu", weights_only=False)  # the suite's own file
 
     def validate(self, model: Recommender, split) -> dict:
         """The validation metrics early stopping reads, for every trained model: the suite's
@@ -146,6 +189,13 @@ class Trainer:
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
                           **{**settings, "candidates": "full"})
         return result.metrics
+
+    def validated(self, metrics: dict, epoch: int) -> None:
+        """One validation of the training, told to the `on_validation` hook: the shared loop
+        calls it after each validation, and so does every loop that validates through
+        `validate` (the RecBole rows'), so a tuning trial hears every row's curve."""
+        if self.on_validation is not None:
+            self.on_validation(metrics, int(epoch))
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
         """Train with early stopping; the best validated weights are restored at the end.
@@ -175,14 +225,35 @@ class Trainer:
         best_state, history = None, []
         start = time.perf_counter()
         stopped = "epochs"
-        if keep_initial:
+        first_epoch, resumes = 1, 0
+        saved = self._load()
+        if saved is not None and saved.get("finished"):  # this stage ended in an earlier sitting
+            model.module.load_state_dict(saved["model"])
+            model.module.eval()
+            return saved["result"]
+        if saved is not None:
+            model.module.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            rng.bit_generator.state = saved["rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            stopping.__dict__.update(saved["stopping"])
+            best_state, history = saved["best_state"], saved["history"]
+            start -= saved["seconds"]
+            first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
+            first_batches = None  # drawn with a fresh generator: the saved one goes on instead
+        elif keep_initial:
             initial = self.validate(model, split)
+            self.validated(initial, 0)
             stopping.update(initial[metric], epoch=0)
             best_state = _snapshot(model.module)
             history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
+        last_save = time.perf_counter()
+        step_flops, steps, rows, sitting_start = None, 0, 0, time.perf_counter()
         budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
-        for epoch in range(1, epochs + 1):
-            batches = first_batches if epoch == 1 else model.training_batches(split, epoch - 1, rng, batch_size)
+        for epoch in range(first_epoch, epochs + 1):
+            batches = first_batches if epoch == 1 and first_batches is not None else \
+                model.training_batches(split, epoch - 1, rng, batch_size)
             model.module.train()
             losses = []
             bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
@@ -192,12 +263,19 @@ class Trainer:
                     # below and recorded with how many of its batches ran
                     stopped = "time_budget"
                     break
-                with autocast(cfg["precision"], model.device):
-                    loss = model.loss(batch).float()
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # the first step's work is counted (forward and backward), for the throughput
+                counting = FlopCounterMode(display=False) if step_flops is None else contextlib.nullcontext()
+                with counting:
+                    with autocast(cfg["precision"], model.device):
+                        loss = model.loss(batch).float()
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite training loss {loss.item()} at epoch {epoch}")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                if step_flops is None:
+                    step_flops = float(counting.get_total_flops())
+                steps += 1
+                rows += len(batch[0]) if hasattr(batch[0], "__len__") else 1
                 if cfg["max_grad_norm"]:
                     torch.nn.utils.clip_grad_norm_(params, float(cfg["max_grad_norm"]))
                 optimizer.step()
@@ -208,6 +286,7 @@ class Trainer:
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
             if epoch % int(cfg["eval_every"]) == 0 or epoch == epochs or stopped == "time_budget":
                 valid = self.validate(model, split)
+                self.validated(valid, epoch)
                 entry["valid"] = valid
                 if stopping.update(valid[metric], epoch):
                     best_state = _snapshot(model.module)
@@ -221,10 +300,17 @@ class Trainer:
                 break
             if stopped == "time_budget":
                 break
+            if self.checkpoint is not None and time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
+                self._save({"model": _snapshot(model.module), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                            "torch_rng": torch.get_rng_state(), "stopping": dict(stopping.__dict__),
+                            "best_state": best_state, "history": history, "epoch": epoch,
+                            "seconds": time.perf_counter() - start, "resumes": resumes})
+                last_save = time.perf_counter()
         if best_state is not None:
             model.module.load_state_dict(best_state)
         model.module.eval()
-        return {
+        result = {
             "epochs": sum(1 for entry in history if entry["epoch"] > 0),
             "best_epoch": stopping.best_epoch,
             "best_valid": {metric: stopping.best},
@@ -232,3 +318,11 @@ class Trainer:
             "seconds": time.perf_counter() - start,
             "history": history,
         }
+        if steps:
+            result["throughput"] = training_throughput(step_flops, steps, rows, time.perf_counter() - sitting_start,
+                                                       cfg["precision"], model.device)
+        if resumes:
+            result["resumed"] = resumes  # sittings after the first
+        if self.checkpoint is not None:
+            self._save({"finished": True, "model": _snapshot(model.module), "result": result})
+        return result

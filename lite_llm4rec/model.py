@@ -120,6 +120,21 @@ class LiteLLM4Rec(WindowedNextItemModel):
     Params = LiteLLM4RecParams
     input_unit = "item vectors"
 
+    @classmethod
+    def reads_item_text(cls, params) -> bool:
+        return True  # the Item LLM turns each item's text into its vector
+
+    @classmethod
+    def search_space(cls, params) -> dict:
+        """What `--tune` searches by default: the learning rate around the paper's 5e-4, the
+        suite's dropout on the input vectors and the user vector (0.1 was chosen on one
+        comparison, table3_overall.yaml), the Recommendation LLM's own dropout and the weight
+        decay (the paper's differs per dataset). Widths are the backbones': not searched."""
+        return {"train.lr": {"type": "float", "low": 1.0e-4, "high": 2.0e-3, "log": True},
+                "model.dropout": {"type": "float", "low": 0.0, "high": 0.5},
+                "model.rec_llm_dropout": {"type": "float", "low": 0.0, "high": 0.3},
+                "train.weight_decay": {"type": "float", "low": 0.0, "high": 0.1}}
+
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device
         self.batch_users = p.exclude_history_in_loss

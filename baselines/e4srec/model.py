@@ -138,6 +138,13 @@ class E4SRec(WindowedNextItemModel):
     Params = E4SRecParams
     input_unit = "tokens + item embeddings"
 
+    @classmethod
+    def search_space(cls, params) -> dict:
+        """What `--tune` searches by default: the learning rate around the official 3e-4 and the
+        LoRA rank (alpha stays, so the update's scale alpha / r moves with it); the LLM is frozen."""
+        return {"train.lr": {"type": "float", "low": 1.0e-4, "high": 1.0e-3, "log": True},
+                "model.lora_r": {"type": "categorical", "choices": [8, 16, 32]}}
+
     def build(self) -> None:
         p = self.params
         tokenizer = backbones.load_tokenizer(p.llm)

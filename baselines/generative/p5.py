@@ -67,6 +67,12 @@ class LightLMParams(P5Params):
     constrained: bool = True
 
 
+# What `--tune` searches by default for the generative family (P5, POD, LightLM and the w/o_d
+# rows): the learning rate only, around the suite's 5e-4. A trial trains a sequence-to-sequence
+# model and validates by beam search, the costliest of any row, so the space holds one setting.
+GENERATIVE_SEARCH_SPACE = {"train.lr": {"type": "float", "low": 1.0e-4, "high": 3.0e-3, "log": True}}
+
+
 class P5(NeuralRecommender):
     """P5-style generative recommender; POD and LightLM are the same model with other settings."""
 
@@ -74,6 +80,10 @@ class P5(NeuralRecommender):
     output = "topk"
     never_lists_history = True  # see "Lists" in the package docstring
     input_unit = "tokens"
+
+    @classmethod
+    def search_space(cls, params) -> dict:
+        return {key: dict(spec) for key, spec in GENERATIVE_SEARCH_SPACE.items()}
 
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device

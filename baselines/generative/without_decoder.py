@@ -15,7 +15,7 @@ from benchmarks.tensors import masked_mean
 from benchmarks.training import NeuralRecommender, mask_padding_column
 
 from .indexing import random_indexing
-from .p5 import P5_PROMPT
+from .p5 import GENERATIVE_SEARCH_SPACE, P5_PROMPT
 from .prompts import PromptBuilder, PromptInputs, input_token_limit
 
 
@@ -24,6 +24,8 @@ class P5WithoutDecoderParams(ModelParams):
     backbone: str = "all-MiniLM-L6-v2"
     backbone_init: str = "pretrained"
     item_text: str = "id"                    # id (w/o_d) | title (w/o_d_TID)
+    title_text: str = "title"                # what "title" reads: the item's title alone (the paper's
+                                             # Table 2) | text (the dataset's item text: title, year, genres)
     indexing_seed: int = 0
     prompt: str | None = P5_PROMPT
     prompt_vectors: int = 0                  # POD's continuous prompt (POD_w/o_d, POD_w/o_d_TID)
@@ -35,6 +37,7 @@ class P5WithoutDecoderParams(ModelParams):
 
     def validate(self) -> None:
         self.choice("item_text", ("id", "title"))
+        self.choice("title_text", ("title", "text"))
         self.choice("strategy", ("sampling", "all"))
         self.choice("backbone_init", ("pretrained", "scratch"))
         self.positive_int("max_seq_length", "max_input_tokens")
@@ -49,12 +52,22 @@ class P5WithoutDecoder(NeuralRecommender):
     Params = P5WithoutDecoderParams
     input_unit = "tokens"
 
+    @classmethod
+    def search_space(cls, params) -> dict:
+        return {key: dict(spec) for key, spec in GENERATIVE_SEARCH_SPACE.items()}  # as P5's (p5.py)
+
+    @classmethod
+    def reads_item_text(cls, params) -> bool:
+        return params.item_text == "title"  # w/o_d_TID reads titles; w/o_d reads ids
+
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length
         self.tokenizer = backbones.load_tokenizer(p.backbone)
-        texts = (random_indexing(dataset.n_items, p.indexing_seed) if p.item_text == "id"
-                 else [""] + list(dataset.item_texts[1:]))
+        if p.item_text == "id":
+            texts = random_indexing(dataset.n_items, p.indexing_seed)
+        else:
+            texts = [""] + list((dataset.item_titles if p.title_text == "title" else dataset.item_texts)[1:])
         item_tokens = [tuple(self.tokenizer(t, add_special_tokens=False)["input_ids"]) if i else ()
                        for i, t in enumerate(texts)]
         self.encoder = backbones.load_encoder(p.backbone, pretrained=p.backbone_init == "pretrained")
@@ -97,4 +110,4 @@ class P5WithoutDecoder(NeuralRecommender):
     def describe(self) -> dict:
         p = self.params
         return {**super().describe(), "backbones": f"{p.backbone} encoder only (no decoder)",
-                "item_text": p.item_text}
+                "item_text": p.item_text if p.item_text == "id" else f"{p.item_text} ({p.title_text})"}

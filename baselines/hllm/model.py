@@ -185,6 +185,17 @@ class HLLM(NeuralRecommender):
     Params = HLLMParams
     input_unit = "item embeddings"
 
+    @classmethod
+    def reads_item_text(cls, params) -> bool:
+        return True  # the Item LLM reads each item's text
+
+    @classmethod
+    def search_space(cls, params) -> dict:
+        """What `--tune` searches by default: the learning rate around HLLM's 1e-4 and the
+        number of sampled negatives (HLLM's 256 was set for far larger catalogues)."""
+        return {"train.lr": {"type": "float", "low": 3.0e-5, "high": 3.0e-4, "log": True},
+                "model.num_negatives": {"type": "categorical", "choices": [64, 128, 256]}}
+
     def build(self) -> None:
         p, dataset, device = self.params, self.dataset, self.device
         self.window = p.max_seq_length

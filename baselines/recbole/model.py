@@ -63,8 +63,8 @@ from benchmarks.split import pad_histories
 
 from .compat import import_recbole, load_checkpoint, outputs_under
 from .data import ItemIndex, recbole_config, write_atomic_files
-from .settings import (ATOMIC_NAME, MIN_INTERACTIONS, NEEDS_ATTRIBUTES, RecBoleParams, check_extra_keys,
-                       model_yaml_keys, recbole_settings)
+from .settings import (ATOMIC_NAME, MIN_INTERACTIONS, NEEDS_ATTRIBUTES, SUPPORTED_MODELS, RecBoleParams,
+                       check_extra_keys, default_search_space, model_yaml_keys, recbole_settings)
 from .trainer import TimeBudgetSpent, suite_validated
 
 def _json_safe(value):
@@ -73,7 +73,12 @@ def _json_safe(value):
 
 class RecBoleModel(Recommender):
     Params = RecBoleParams
+    members = SUPPORTED_MODELS  # `--model SASRec` is {name: recbole, recbole_model: SASRec}
     input_unit = "items"
+
+    @classmethod
+    def search_space(cls, params) -> dict:
+        return default_search_space(params.recbole_model)  # settings.py says what and why
 
     def build(self) -> None:
         params, dataset = self.params, self.dataset
@@ -220,6 +225,7 @@ class RecBoleModel(Recommender):
             def validate() -> tuple[float, dict]:
                 epoch = len(rb_trainer.train_loss_dict)  # epochs trained so far (RecBole counts from 0)
                 valid = trainer.validate(self, split)
+                trainer.validated(valid, epoch)  # the trainer's hook hears it (a tuning trial's pruning)
                 improved = stopping.update(valid[metric], epoch)
                 loss = rb_trainer.train_loss_dict[epoch - 1]  # RecBole sums the batches' losses
                 history.append({"epoch": epoch, "loss": float(loss) / max(1, len(train_data)),

@@ -153,3 +153,33 @@ def recbole_settings(p: RecBoleParams, device, folder: Path, train: dict | None,
             "valid_metric": metric_name(train["valid_metric"]),
         })
     return settings
+
+
+# ----------------------------------------------------------------------------- default search spaces
+
+# `run_all.py --tune` searches these where a run gives no `space:` (benchmarks/tuning). Small on
+# purpose: a budget of 8 trials spreads over few settings. Every row searches RecBole's learning
+# rate around its default 0.001, its width and its dropout, each at RecBole's own keys (the
+# model's yaml under recbole/properties/model/). The window (max_seq_length) is not searched: the
+# rows of a table all read the same 20 items. Widths stay even (n_heads 2) and inner_size stays.
+_LEARNING_RATE = {"type": "float", "low": 1.0e-4, "high": 1.0e-2, "log": True}
+_DROPOUT = {"type": "float", "low": 0.0, "high": 0.5}
+_TRANSFORMER = {"hidden_size": {"type": "categorical", "choices": [32, 64, 128]},      # default 64
+                "hidden_dropout_prob": _DROPOUT, "attn_dropout_prob": _DROPOUT}
+_SPACES = {
+    # recurrent: the GRU's state width (default 128) and RecBole's single dropout (default 0.3)
+    "GRU4Rec": {"hidden_size": {"type": "categorical", "choices": [64, 128, 256]}, "dropout_prob": _DROPOUT},
+    # NARM's dropout is a list (embedding, then the concatenated context): both items, default [0.25, 0.5]
+    "NARM": {"hidden_size": {"type": "categorical", "choices": [64, 128, 256]},
+             "dropout_probs.0": _DROPOUT, "dropout_probs.1": _DROPOUT},
+    # STAMP has one width (embedding_size, default 64) and no dropout
+    "STAMP": {"embedding_size": {"type": "categorical", "choices": [32, 64, 128]}},
+    "SASRec": _TRANSFORMER, "BERT4Rec": _TRANSFORMER, "S3Rec": _TRANSFORMER, "FDSA": _TRANSFORMER,
+}
+
+
+def default_search_space(recbole_model: str) -> dict:
+    """The search space of a RecBole row: learning_rate and the model's width and dropout keys,
+    under model.recbole_config."""
+    keys = {"learning_rate": _LEARNING_RATE, **_SPACES[recbole_model]}
+    return {f"model.recbole_config.{key}": dict(spec) for key, spec in keys.items()}

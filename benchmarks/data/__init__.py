@@ -30,7 +30,7 @@ __all__ = [
     "format_stats",
 ]
 
-CACHE_FORMAT = 1  # bump when the on-disk layout or processing code changes meaning
+CACHE_FORMAT = 2  # bump when the on-disk layout or processing code changes meaning (2: item titles)
 
 
 def _hash_files(files: list[Path]) -> str:
@@ -59,6 +59,7 @@ def _save(dataset: SequenceDataset, folder: Path) -> None:
             "user_ids": dataset.user_ids,
             "item_ids": dataset.item_ids,
             "item_texts": dataset.item_texts,
+            "item_titles": dataset.item_titles,
             "item_attributes": dataset.item_attributes,
             "stats": dataset.stats,
             "source_hash": dataset.source_hash,

@@ -80,6 +80,9 @@ class SequenceDataset:
     stats: dict
     source_hash: str
     settings: dict
+    # each item's title alone where its source has one (else its text): what the paper's
+    # title-as-id variants read (w/o_d_TID); derived from the same source and settings
+    item_titles: list[str] | None = None
 
     @property
     def n_users(self) -> int:
@@ -213,7 +216,7 @@ def process(
     # 5. item texts with an explicit fallback: an item "has text" when a field the template
     # uses is non-empty
     used = template_fields(text_template)
-    texts, missing = [""], 0
+    texts, titles, missing = [""], [""], 0
     for item in items_sorted:
         fields = {k_: v for k_, v in raw.item_fields.get(item, {}).items() if v and v.strip()}
         if any(name in fields for name in used):
@@ -221,6 +224,7 @@ def process(
         else:
             missing += 1
             texts.append(_format_text(missing_text, {"item_id": item}))
+        titles.append(fields["title"].strip() if "title" in fields else texts[-1])
     attributes = None
     if raw.item_attributes is not None:
         attributes = [[]] + [list(raw.item_attributes.get(item, [])) for item in items_sorted]
@@ -251,6 +255,7 @@ def process(
         user_ids=list(sequences.keys()),
         item_ids=[PAD_ITEM] + items_sorted,
         item_texts=texts,
+        item_titles=titles,
         item_attributes=attributes,
         stats=stats,
         source_hash=source_hash,

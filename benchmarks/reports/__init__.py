@@ -17,14 +17,20 @@ Rules every page follows:
   paper's, with the difference, only where the dataset and the evaluation protocol match the
   paper's; a row whose backbone differs from the paper's says so instead of a difference, and
   the paper's times (measured on its own unnamed GPU) are never set against ours.
-- A cell with no record says "not run" (or "skipped: <reason>" from a skip record); nothing is
-  filled in from elsewhere.
+- A cell with no record says "not run" (or "skipped: <reason>" / "failed: <error>" from a skip
+  or failure record); nothing is filled in from elsewhere.
+- The tables hold main records (a run as its experiment file states it); variant records (a
+  config that differs: -o, a set's budget, other data) are listed under their table
+  (variants.py), and stand in for their runs' main records only where `build_reports` is given
+  their tags (`--with-variants`).
 
 Modules, in the order a build uses them: records (load once, old formats brought up to date),
-catalogue (pages, feeding, order), tables, significance, paper, charts (the data of each figure;
-benchmarks/figures.py draws), pages (one page per declared page), views (accuracy-latency,
-protocol controls, datasets), index, writer (files and stale-file removal), text (the jinja2
-templates under templates/), build.
+catalogue (pages, feeding, order), tables, variants, significance, paper, charts (the data of each figure;
+benchmarks/figures.py draws), pages (one page per declared page), verdict (the declared page of
+`kind: verdict`: the paper's claim tested per dataset, from main records, corrected for multiple
+comparisons), tuning (a page per experiment that declares `tuning:`, from the study summaries
+under results/tuning/), views (accuracy-latency, protocol controls, datasets), index, writer
+(files and stale-file removal), text (the jinja2 templates under templates/), build.
 """
 from .build import build_reports
 from .paper import paper_reference

@@ -9,7 +9,12 @@ name declared twice is an error naming both files.
 
 Feeding: a page is fed by the experiment that declares it and by every experiment whose
 `paper_table` (one key or a list) names the page's paper_key or the declaring experiment. An
-experiment with records that feeds no page gets a page of its own, named after it.
+experiment with records that feeds no page gets a page of its own, named after it; so does the
+`quick` experiment of `run_all.py --model`, which has no file and feeds no paper table.
+
+Experiment files outside the experiments folder (`--experiments path/to/mine.yaml`): their
+records name the file (`experiment_file`), and the file's pages and `proposed:` are read from it
+while it is there.
 
 Order (the index lists the pages in it): the paper's tables, then its figures, each by the first
 number in the page name (table1 ... table9, figure2, figure4_5, figure6); then the pages of ours
@@ -24,6 +29,7 @@ from pathlib import Path
 
 from .. import config as cfgmod
 from ..pages import ReportPage
+from ..planning import QUICK
 from .records import Record
 
 
@@ -56,6 +62,11 @@ class Group:
     exp: dict
     dataset: str
     records: list[Record] = field(default_factory=list)
+    variants: list[Record] = field(default_factory=list)   # shown apart, under the table
+
+    @property
+    def any_record(self) -> Record:
+        return (self.records or self.variants)[0]
 
 
 def paper_keys(name: str, paper_table) -> set[str]:
@@ -68,12 +79,21 @@ def paper_keys(name: str, paper_table) -> set[str]:
     return keys
 
 
-def _experiment_files() -> dict[str, Path]:
-    """Experiment files by name: the shipped ones, and those of EXPERIMENTS_DIR in their place."""
+def _experiment_files(named: dict[str, Path] | None = None) -> dict[str, Path]:
+    """Experiment files by name: the shipped ones, those of EXPERIMENTS_DIR in their place, and
+    the files records name (`named`, from `files_named_by`)."""
     files = {}
     for folder in dict.fromkeys([cfgmod.SHIPPED_EXPERIMENTS_DIR, cfgmod.EXPERIMENTS_DIR]):
         files.update({p.stem: p for p in sorted(Path(folder).glob("*.yaml"))})
+    files.update(named or {})
     return files
+
+
+def files_named_by(records) -> dict[str, Path]:
+    """{experiment: its file} for the records made from an experiment file given by its path,
+    where that file is still there."""
+    return {rec.experiment: Path(rec.experiment_file) for rec in records
+            if rec.experiment_file and Path(rec.experiment_file).is_file()}
 
 
 def _order(page: Page) -> tuple:
@@ -83,10 +103,11 @@ def _order(page: Page) -> tuple:
     return (not page.spec.from_paper, kind, int(number.group()) if number else math.inf, name)
 
 
-def declared_pages() -> list[Page]:
-    """Every declared page, in the index's order (see the module's docstring)."""
+def declared_pages(named: dict[str, Path] | None = None) -> list[Page]:
+    """Every declared page, in the index's order (see the module's docstring); `named`: the
+    experiment files records name (files_named_by)."""
     pages: dict[str, Page] = {}
-    for name, path in _experiment_files().items():
+    for name, path in _experiment_files(named).items():
         if name == cfgmod.PAGES:
             found = [Page(spec) for spec in cfgmod.load_pages_file(path)]
         elif name in cfgmod.NOT_EXPERIMENTS:
@@ -103,14 +124,22 @@ def declared_pages() -> list[Page]:
 
 def own_page(name: str) -> Page:
     """The page of an experiment that feeds no declared page."""
+    if name == QUICK:
+        return Page(ReportPage(name, "Models run by themselves", "each model run alone with its defaults "
+                               "(`python run_all.py --model NAME --dataset NAME`), beside the others run so",
+                               from_paper=False), name)
     return Page(ReportPage(name, name, f"the records of experiment `{name}`, which feeds no table or figure "
                                        "of the paper", from_paper=False), name)
 
 
-def experiment_definition(name: str, records: list[Record]) -> dict:
-    """The experiment file's content, or what its records say where the file no longer exists."""
+def experiment_definition(name: str, records: list[Record], named: dict[str, Path] | None = None) -> dict:
+    """The experiment file's content (from the file its records name, where they name one), the
+    quick experiment's, or what its records say where the file no longer exists."""
+    if name == QUICK:
+        return {"runs": {}, "paper_table": None,
+                "description": "each model by itself with its defaults (`python run_all.py --model NAME`)"}
     try:
-        return cfgmod.load_experiment(name)[1]
+        return cfgmod.load_experiment(str((named or {}).get(name, name)))[1]
     except cfgmod.ConfigError:
         return {"runs": {}, "description": "(the experiment file no longer exists)",
                 "paper_table": records[0].paper_table}

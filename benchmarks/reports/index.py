@@ -4,11 +4,12 @@ libraries and the commits the records were made at), and a link to every page. A
 without git (its commit named by $SUITE_GIT_COMMIT) is checked here against that commit's code."""
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from .. import records as records_mod
 from .pages import protocol_line
+from .paper import proposed_model
 from .records import RecordSet
 from .text import render
 from .writer import Writer
@@ -37,7 +38,7 @@ def protocol(records: RecordSet) -> dict:
     for x in lats:
         dtypes[(x["device_name"], x["device"], x["torch_threads"])].add(str(x.get("dtype", "n/a")))
     data = {}
-    for r in records:
+    for r in (r for r in records if r.has_data):
         data[(r.dataset, r.content_hash)] = {"dataset": r.dataset, "source": r.source, "k_core": r.stats["k_core"],
                                              "content_hash": r.content_hash[:12], "source_hash": r.source_hash[:12]}
     versions = defaultdict(set)
@@ -54,11 +55,13 @@ def protocol(records: RecordSet) -> dict:
         "data": [data[k] for k in sorted(data)],
         "libraries": ", ".join(f"{lib} {' / '.join(sorted(v))}" for lib, v in versions.items()),
         "commits": ", ".join(f"{c} ({n} records)" for c, n in sorted(commits.items())),
+        "variants": ", ".join(f"{tag} ({n})" for tag, n in sorted(Counter(r.variant for r in records.variants).items())),
     }
 
 
 def index_page(records: RecordSet, pages: list[tuple[str, Path, str]], writer: Writer) -> Path:
     """pages: (title, page file, what it shows) in the order the index lists them."""
-    text = render("index.md.j2", protocol=protocol(records) if records else None,
+    text = render("index.md.j2", protocol=protocol(records) if records or records.variants else None,
+                  proposed=proposed_model()["label"],
                   pages=[(title, path.name, what) for title, path, what in pages])
     return writer.text("README.md", text)

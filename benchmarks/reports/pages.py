@@ -1,8 +1,9 @@
 """One page per declared paper table or figure (and per page of ours): for each experiment and
 dataset feeding it, the dataset and protocol it ran under, the table (CSV and LaTeX beside it),
 the page's figure and the validation curves, the significance of the proposed rows, the
-ablations against their reference row, the paper's numbers where comparable, and where the
-records lie. The prose is templates/artefact.md.j2."""
+ablations against their reference row, the paper's numbers where comparable, the variant
+records apart (reports/variants.py), and where the records lie. The prose is
+templates/artefact.md.j2."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,13 +13,17 @@ from .catalogue import Group, Page
 from .charts import CURVES_CAPTION, FIGURE_CAPTIONS, learning_curves, table_figure
 from .paper import PaperComparison, paper_comparison, paper_row_names
 from .records import Record, as_record
-from .significance import against_reference, significance
+from .inference import inference_table
+from .significance import against_reference, proposed_label, proposed_runs, significance
 from .tables import group_table
 from .text import render
+from .variants import variant_table
 from .writer import FigureFiles, TableFiles, Writer, slug
 
 
 def stats_line(rec: Record) -> str:
+    if not rec.has_data:
+        return "Data not read: every record of this table failed before loading it."
     s = rec.stats
     counts = ", ".join(f"{s[key]:,} {key}" for key in ("users", "items", "interactions"))
     return (f"{counts}, density {s['density']:.4f} (the paper's Table 8 'sparsity'), {s['k_core']}-core, "
@@ -61,6 +66,9 @@ class Section:
     significance: TableFiles | None = None
     versus: TableFiles | None = None
     paper: PaperComparison | None = None
+    variants: TableFiles | None = None         # the variant records, apart from the table
+    inference: TableFiles | None = None        # rows timed as published and at their best
+    standing_in: str = ""                      # the tags of variants standing in for rows' own
     records: str = ""
     commits: str = ""
 
@@ -68,7 +76,7 @@ class Section:
 def _section(page: Page, group: Group, several: bool, paper: dict, writer: Writer, results_dir: Path) -> Section:
     spec, records = page.spec, group.records
     ok = [r for r in records if r.ok]
-    ref = (ok or records)[0]
+    ref = next((r for r in [*ok, *records, *group.variants] if r.has_data), group.any_record)
     wanted = paper_row_names(spec, paper) if spec.paper_rows_only else None
     first = group_table(spec, group.exp, records, rows_wanted=wanted)
     sig, stars = significance(first, group.exp)
@@ -92,9 +100,15 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
         section.significance = writer.table(stem + "__significance", sig)
     if spec.reference_run and (versus := against_reference(table, spec.reference_run)) is not None:
         section.versus = writer.table(stem + "__against_" + slug(spec.reference_run), versus)
-    section.paper = paper_comparison(spec, table, records, paper, writer, stem)
+    if any(c in spec.columns for c in ("latency", "sections")) and \
+            (frame := inference_table(table.ok, proposed_runs(group.exp, table.ok))) is not None:
+        section.inference = writer.table(stem + "__inference_settings", frame)
+    section.paper = paper_comparison(spec, table, records, paper, writer, stem) if records else None
+    if group.variants:
+        section.variants = writer.table(stem + "__variants", variant_table(spec, group.exp, group.variants))
+    section.standing_in = ", ".join(sorted({r.variant for r in records if r.stands_in}))
     section.records = f"{results_dir}/{group.experiment}/{group.dataset}/"
-    section.commits = ", ".join(c[:10] for c in sorted({r.commit for r in records}))
+    section.commits = ", ".join(c[:10] for c in sorted({r.commit for r in [*records, *group.variants]}))
     return section
 
 
@@ -109,6 +123,6 @@ def artefact_page(page: Page, groups: list[Group], paper: dict, writer: Writer, 
     several = len(experiments) > 1
     sections = [_section(page, group, several, paper, writer, results_dir) for group in groups]
     text = render("artefact.md.j2", page=page.spec, sections=sections, not_run=not_run, experiments=experiments,
-                  metrics="metrics" in page.spec.columns)
+                  metrics="metrics" in page.spec.columns, proposed=proposed_label(groups))
     n_ok = sum(1 for g in groups for r in g.records if r.ok)
     return writer.text(f"{page.spec.page}.md", text), n_ok

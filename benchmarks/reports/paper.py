@@ -8,6 +8,7 @@ ours. How a page's numbers sit under its paper_key: ReportPage.paper_layout (ben
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,12 @@ DEVICE_BOUND_PAPER_COLUMNS = {"ms_per_batch", "beam_search_share"}
 
 def paper_reference() -> dict:
     return yaml.safe_load(PAPER_FILE.read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def proposed_model() -> dict:
+    """The paper's proposed model: {name: its registry name, label: how the pages name it}."""
+    return dict(paper_reference()["proposed_model"])
 
 
 def comparability(records: list[Record], paper: dict, candidates: str = "full") -> tuple[str | None, str]:

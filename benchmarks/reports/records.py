@@ -17,6 +17,13 @@ by the field it lacks:
 
 A change to what the runner records that the reports cannot tell by a missing field bumps
 RECORD_FORMAT and adds its step here.
+
+Main records and variants. A record named `<run>__seed<N>.json` is its experiment's main record
+of the run; `<run>__seed<N>__<tag>.json` is a variant (its config differs from the experiment
+file's, benchmarks/variants.py). The pages are built from the main records; `load_records(...,
+with_variants=[tag, ...])` lets the variants of those tags stand in for the main records of their
+run (all its seeds, the first tag found winning), and keeps every other variant apart
+(`RecordSet.variants`), for the pages' "Variant records" tables.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ import pandas as pd
 
 from .. import records as records_mod
 from ..evaluate import TOPK_SAMPLED_RULE
+from ..variants import parse_record_name
 
 OLD_TOPK_RULE = ("recorded before top-k lists were constrained to the sampled candidates (its list was a "
                  "full-ranking list filtered to them); re-run to measure")
@@ -65,11 +73,12 @@ def _format_1(record: dict) -> dict:
 class Record:
     """One record, read-only: the fields the reports use, each with its value when absent."""
 
-    __slots__ = ("raw", "path")
+    __slots__ = ("raw", "path", "stands_in")
 
     def __init__(self, raw: dict, path: Path | None = None):
         self.raw = upgrade(raw)
         self.path = path  # the per-user arrays sit beside it
+        self.stands_in = False  # a variant standing in for the main record (--with-variants)
 
     def __repr__(self) -> str:
         return f"Record({self.experiment}/{self.dataset}/{self.run}/seed{self.seed})"
@@ -87,7 +96,22 @@ class Record:
     ok = property(lambda self: self.raw.get("status") == "ok")
     skipped = property(lambda self: self.raw.get("status") == "skipped")
     skip_reason = property(lambda self: self.raw.get("skip_reason"))
+    failed = property(lambda self: self.raw.get("status") == "failed")
+    error = property(lambda self: self.raw.get("error"))
     paper_table = property(lambda self: self.raw.get("paper_table"))
+    experiment_file = property(lambda self: self.raw.get("experiment_file"))
+
+    @property
+    def variant(self) -> str | None:
+        """The variant's tag (from the record, or its file's name), or None for a main record."""
+        tag = (self.raw.get("variant") or {}).get("tag")
+        if tag is None and self.path is not None:
+            parsed = parse_record_name(Path(self.path).name)
+            tag = parsed[2] if parsed else None
+        return tag
+
+    # what made a variant: {dotted key: [the experiment's value, this run's]}, where recorded
+    variant_differs = property(lambda self: (self.raw.get("variant") or {}).get("differs"))
 
     # what ran
     config = property(lambda self: self._block("config"))
@@ -97,8 +121,9 @@ class Record:
     model_info = property(lambda self: self._block("model_info"))
     backbones = property(lambda self: self.model_info.get("backbones"))
 
-    # the data
-    data = property(lambda self: self.raw["data"])
+    # the data (a run that failed before its data was loaded has none)
+    data = property(lambda self: self.raw.get("data") or {})
+    has_data = property(lambda self: bool(self.data.get("stats")))
     stats = property(lambda self: self.data["stats"])
     paper_name = property(lambda self: self.data.get("paper_name"))
     source = property(lambda self: self.data["source"])
@@ -169,10 +194,12 @@ FRAME_COLUMNS = ["experiment", "dataset", "run", "seed", "model", "status", "can
 
 
 class RecordSet:
-    """Every record of a results folder, in path order, and a table of their scalar fields."""
+    """The records the pages are built from (main records, and the variants standing in for
+    theirs), in path order, a table of their scalar fields, and the other variants apart."""
 
-    def __init__(self, records: Iterable[Record]):
+    def __init__(self, records: Iterable[Record], variants: Iterable[Record] = ()):
         self.records = list(records)
+        self.variants = list(variants)
         self.frame = pd.DataFrame([_row(r) for r in self.records], columns=FRAME_COLUMNS)
 
     def __iter__(self):
@@ -188,10 +215,10 @@ class RecordSet:
     def ok(self) -> list[Record]:
         return [r for r in self.records if r.ok]
 
-    def by_experiment(self) -> dict[str, dict[str, list[Record]]]:
-        """experiment -> dataset -> records (in path order)."""
+    def by_experiment(self, variants: bool = False) -> dict[str, dict[str, list[Record]]]:
+        """experiment -> dataset -> records (in path order); the variants kept apart with `variants`."""
         out: dict[str, dict[str, list[Record]]] = {}
-        for rec in self.records:
+        for rec in self.variants if variants else self.records:
             out.setdefault(rec.experiment, {}).setdefault(rec.dataset, []).append(rec)
         return out
 
@@ -214,5 +241,19 @@ def _row(rec: Record) -> dict:
             "recall@10": rec.metrics.get("recall@10")}
 
 
-def load_records(results_dir: str | Path) -> RecordSet:
-    return RecordSet(Record(raw, path) for path, raw in records_mod.iter_records(results_dir))
+def load_records(results_dir: str | Path, with_variants: Iterable[str] = ()) -> RecordSet:
+    """Every record under results_dir: the main records, with the variants of `with_variants`
+    standing in for their runs' main records, and the other variants apart."""
+    loaded = [Record(raw, path) for path, raw in records_mod.iter_records(results_dir)]
+    main = [r for r in loaded if r.variant is None]
+    variants = [r for r in loaded if r.variant is not None]
+    standing: dict[tuple, str] = {}
+    for tag in with_variants:  # the first tag given that a run has wins
+        for rec in variants:
+            if rec.variant == tag:
+                standing.setdefault((rec.experiment, rec.dataset, rec.run), tag)
+    chosen = [r for r in variants if standing.get((r.experiment, r.dataset, r.run)) == r.variant]
+    for rec in chosen:
+        rec.stands_in = True
+    kept = [r for r in main if (r.experiment, r.dataset, r.run) not in standing]
+    return RecordSet(sorted(kept + chosen, key=lambda r: str(r.path)), [r for r in variants if not r.stands_in])

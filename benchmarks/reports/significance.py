@@ -2,7 +2,8 @@
 
 - The proposed rows are the runs an experiment names under `proposed:`. An experiment that names
   none (a file without the key, or records whose experiment file is gone) falls back to the runs
-  of the model `lite_llm4rec` (FALLBACK_PROPOSED_MODEL).
+  of the paper's proposed model (`proposed_model` in benchmarks/paper_reference.yaml): no model
+  is named in the report code.
 - Each proposed row is tested against the best baseline of each metric column (the non-proposed
   row with the highest mean over seeds), paired over users (benchmarks/statistics.py).
 - A row earns its `*` when it is significantly better (the paired t-test, p < ALPHA) and its
@@ -19,16 +20,30 @@ import pandas as pd
 
 from ..statistics import (SeedSummary, align_users, best_row, format_p, paired_test,
                           per_user_mean_over_seeds)
+from .paper import proposed_model
 from .records import Record
 from .tables import GroupTable, short
-
-FALLBACK_PROPOSED_MODEL = "lite_llm4rec"
 
 
 def is_proposed(exp: dict, run: str, model: str | None) -> bool:
     """Whether a run is a row of the proposed model (see the module's docstring)."""
     declared = exp.get("proposed")
-    return model == FALLBACK_PROPOSED_MODEL if declared is None else run in declared
+    return model == proposed_model()["name"] if declared is None else run in declared
+
+
+def proposed_runs(exp: dict, ok: dict[str, list[Record]]) -> set[str]:
+    """The proposed rows among a table's finished runs."""
+    return {run for run, recs in ok.items() if is_proposed(exp, run, recs[0].model)}
+
+
+def proposed_label(groups) -> str:
+    """How a page names its proposed rows in the star note: the paper's model by its label where
+    every proposed row with a record is one of its (or none has a record), else the rows' names."""
+    rows = {(rec.run, rec.model) for group in groups for rec in group.records
+            if rec.ok and is_proposed(group.exp, rec.run, rec.model)}
+    if all(model == proposed_model()["name"] for _, model in rows):
+        return proposed_model()["label"]
+    return ", ".join(sorted(run for run, _ in rows))
 
 
 def converged(record: Record) -> bool:

@@ -1,8 +1,10 @@
 """One table of a page: one experiment on one dataset, one row per run (the experiment's order,
 then any other run with records), a cell per column: the mean over seeds with its 95% interval
 (benchmarks/statistics.py). A row without a finished record says "not run", or "skipped:
-<reason>" from a skip record; nothing is filled in from elsewhere. Beside the numbers: how each
-row's training ended (`stopped by`), its seeds, backbones, device and evaluated users."""
+<reason>" / "failed: <error>" from a skip or failure record; nothing is filled in from
+elsewhere. Beside the numbers: how each row's training ended (`stopped by`), its seeds,
+backbones, device and evaluated users; and, where variant records stand in for a row's own
+(--with-variants), their tag in a `variant` column."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -17,7 +19,7 @@ from .records import Record
 
 METRIC_LABELS = {"recall": "R", "ndcg": "N"}
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
-DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3}
+DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3, "gflop": 2}
 STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget": "time budget"}
 
 
@@ -76,6 +78,9 @@ def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list
             cols += [Column(short(m), ("metrics", m), DIGITS["metric"]) for m in metrics]
         elif group == "latency":
             cols.append(Column("ms/batch", ("latency", "ms_per_batch_median"), DIGITS["ms"]))
+            if any(r.number(("latency", "gflop_per_batch")) is not None for r in ok):  # counted since 2026-12
+                cols += [Column("GFLOP/batch", ("latency", "gflop_per_batch"), DIGITS["gflop"]),
+                         Column("share of peak", ("latency", "share_of_peak"), DIGITS["share"])]
         elif group == "latency_detail":
             cols.append(Column("ms/batch p90", ("latency", "ms_per_batch_p90"), DIGITS["ms"]))
         elif group == "input_length":
@@ -113,13 +118,30 @@ def stopped_by_cell(records: list[Record]) -> str:
     return unique[0] if len(unique) == 1 else "; ".join(f"seed {r.seed}: {c}" for r, c in zip(records, cells))
 
 
-def _missing_row(records: list[Record], cols: list[Column]) -> dict:
+def missing_row(records: list[Record], cols: list[Column]) -> dict:
+    """The cells of a row without a finished record: why, in the first cell."""
+    failed = [r for r in records if r.failed]
     skipped = [r for r in records if r.skipped]
-    note = f"skipped: {skipped[0].skip_reason}" if skipped else "not run"
+    note = (f"failed: {failed[0].error}" if failed else f"skipped: {skipped[0].skip_reason}" if skipped
+            else "not run")
     return {c.label: note if i == 0 else "" for i, c in enumerate(cols)}
 
 
-def _details(page: ReportPage, ok: list[Record]) -> dict:
+def summary_cells(cols: list[Column], ok: list[Record], run: str, stars: dict | None = None) -> tuple[dict, dict]:
+    """(the row's cells, their summaries): each column's mean over the seeds' records, `*` where
+    `stars` gives (run, metric) its star."""
+    cells, values = {}, {}
+    for col in cols:
+        summary = summarize_seeds(r.number(col.path) for r in ok)
+        values[col.label] = summary
+        cell = format_summary(summary, col.digits)
+        if stars and col.path[0] == "metrics" and stars.get((run, col.path[1])):
+            cell += "*"
+        cells[col.label] = cell
+    return cells, values
+
+
+def details(page: ReportPage, ok: list[Record]) -> dict:
     """The cells beside the numbers: training end, seeds, backbones, device, unit, users."""
     row = {}
     if "metrics" in page.columns:
@@ -153,24 +175,22 @@ def group_table(page: ReportPage, exp: dict, records: list[Record], stars: dict[
     if rows_wanted is not None:
         run_names = [r for r in run_names if r in rows_wanted] or run_names
     rows, values, ok_by_run = [], {}, {}
+    standing = any(r.stands_in for r in records)
     for run in run_names:
         recs = by_run.get(run, [])
         ok = sorted((r for r in recs if r.ok), key=lambda r: r.seed)
         row = {"model": run}
+        # the last column: which rows are variants standing in for the experiment's own records
+        marked = {"variant": ", ".join(sorted({r.variant for r in recs if r.stands_in}))} if standing else {}
         if not ok:
-            rows.append({**row, **_missing_row(recs, cols)})
+            rows.append({**row, **missing_row(recs, cols), **marked})
             continue
         ok_by_run[run] = ok
-        values[run] = {}
-        for col in cols:
-            summary = summarize_seeds(r.number(col.path) for r in ok)
-            values[run][col.label] = summary
-            cell = format_summary(summary, col.digits)
-            if stars and col.path[0] == "metrics" and stars.get((run, col.path[1])):
-                cell += "*"
-            row[col.label] = cell
-        rows.append({**row, **_details(page, ok)})
+        cells, values[run] = summary_cells(cols, ok, run, stars)
+        rows.append({**row, **cells, **details(page, ok), **marked})
     frame = pd.DataFrame(rows).fillna("")
+    if standing:
+        frame = frame[[c for c in frame.columns if c != "variant"] + ["variant"]]
     if "unit" in frame.columns:  # beside the number it qualifies
         order = [c for c in frame.columns if c != "unit"]
         order.insert(order.index("input length") + 1, "unit")

@@ -183,7 +183,7 @@ def config_control_pairs(by_run: dict[tuple, list[Record]]) -> list[dict]:
 def datasets_page(records: RecordSet, paper: dict, writer: Writer) -> Path:
     """Table 8: statistics of every dataset in the records, beside the paper's where it has one."""
     rows, seen = [], set()
-    for rec in sorted(records, key=lambda r: r.dataset):
+    for rec in sorted((r for r in records if r.has_data), key=lambda r: r.dataset):
         if (rec.dataset, rec.content_hash) in seen:
             continue
         seen.add((rec.dataset, rec.content_hash))

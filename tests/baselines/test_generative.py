@@ -284,3 +284,17 @@ def test_unknown_settings_fail_before_work(toy, tiny_bert):
         build("lightlm", toy, tiny_bert, ffn_width=10_000)
     with pytest.raises(ValueError, match="item_text"):
         build("p5_encoder_only", toy, tiny_bert, item_text="genre")
+
+
+def test_title_variant_reads_the_title_alone_by_default(toy, tiny_bert):
+    """w/o_d_TID writes item titles instead of ids, as the paper's Table 2: the title alone (the
+    toy movies' "Movie 5 (1955)"), not the dataset's item text with its genres, unless asked."""
+    dataset, _ = toy
+    assert dataset.item_titles[1].startswith("Movie ") and "genres" in dataset.item_texts[1]
+    assert "genres" not in " ".join(dataset.item_titles)
+    model = build("p5_encoder_only", toy, tiny_bert, item_text="title")
+    words = model.tokenizer(dataset.item_titles[3], add_special_tokens=False)["input_ids"]
+    assert list(model.prompt.item_tokens[3]) == words
+    text = build("p5_encoder_only", toy, tiny_bert, item_text="title", title_text="text")
+    assert list(text.prompt.item_tokens[3]) == text.tokenizer(dataset.item_texts[3], add_special_tokens=False)["input_ids"]
+    assert model.describe()["item_text"] == "title (title)"

@@ -406,3 +406,57 @@ def test_recbole_rows_stop_by_the_suites_patience_and_ties_are_no_gain(tmp_path,
     restored = _snapshot_weights(model)
     assert all(torch.equal(restored[k], seen[1]["weights"][k]) for k in restored)
     assert not all(torch.equal(restored[k], seen[3]["weights"][k]) for k in restored)
+
+
+# ----------------------------------------------------------------------------- tuning
+
+
+class _Trial:
+    """Stands for an Optuna trial: keeps what is reported, prunes after `prune_after` reports."""
+
+    def __init__(self, prune_after=None):
+        self.reported, self.prune_after = [], prune_after
+
+    def report(self, value, step):
+        self.reported.append((step, value))
+
+    def should_prune(self):
+        return self.prune_after is not None and len(self.reported) >= self.prune_after
+
+
+def test_recbole_validations_reach_the_tuning_hook_and_a_pruned_trial_stops(tmp_path, one_thread):
+    import optuna
+
+    from benchmarks.tuning.search import PruningReporter
+
+    dataset = toy_data(tmp_path)
+    split = leave_one_out(dataset).for_training()
+    defaults = cfgmod.defaults()
+    train = dict(defaults["train"], epochs=3, batch_size=64)
+    trial = _Trial()
+    model = build_model(params("STAMP", tmp_path / "runs"), dataset, torch.device("cpu"))
+    info = model.fit(split, Trainer(train, defaults["eval"], seed=0, progress=False,
+                                    on_validation=PruningReporter(trial, "recall@10")))
+    assert [value for _, value in trial.reported] == [h["valid"]["recall@10"] for h in info["history"]]
+    assert [step for step, _ in trial.reported] == [0, 1, 2]
+    trial = _Trial(prune_after=2)
+    model = build_model(params("STAMP", tmp_path / "runs"), dataset, torch.device("cpu"))
+    with pytest.raises(optuna.TrialPruned):
+        model.fit(split, Trainer(train, defaults["eval"], seed=0, progress=False,
+                                 on_validation=PruningReporter(trial, "recall@10")))
+    assert len(trial.reported) == 2
+
+
+@pytest.mark.parametrize("name", SUPPORTED_MODELS)
+def test_recbole_accepts_every_setting_of_the_default_search_space(tmp_path, name):
+    from baselines.recbole.settings import default_search_space
+    from benchmarks.tuning.spec import parse_space, space_layer
+
+    sampled = {p.key: p.choices[-1] if p.type == "categorical" else p.high for p in
+               parse_space(name, default_search_space(name))}
+    extra = space_layer(sampled)["model"]["recbole_config"]
+    model = build_model(params(name, tmp_path / "runs", recbole_config={**SMALL[name], **extra}),
+                        toy_data(tmp_path), torch.device("cpu"))  # RecBole checks the keys here
+    assert model.extra == {**SMALL[name], **extra}
+    if name == "NARM":
+        assert extra["dropout_probs"] == [0.5, 0.5]

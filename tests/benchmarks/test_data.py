@@ -366,7 +366,8 @@ def test_iterated_k_core_needs_several_rounds(tmp_path):
     A, B, C, D, X = 1, 2, 3, 4, 99
     rows = [(u, i) for u in (1, 2, 3) for i in (A, B, C)]
     rows += [(4, A), (4, D), (4, X), (5, A), (5, D), (5, B), (6, A), (6, D), (6, C)]
-    folder = ml1m_folder(tmp_path, "".join(f"{u}::{i}::5::{t}\n" for t, (u, i) in enumerate(rows)), movies=None)
+    # movies.dat is required (an empty one: no titles needed here)
+    folder = ml1m_folder(tmp_path, "".join(f"{u}::{i}::5::{t}\n" for t, (u, i) in enumerate(rows)), movies="")
     ds = load(tmp_path, "ml-1m", folder, k_core=3)
     assert ds.user_ids == ["1", "2", "3"]
     assert ds.item_ids == ["[PAD]", "1", "2", "3"]
@@ -751,6 +752,12 @@ def test_process_text_blank_fields_collapsed_whitespace_and_missing_fields():
     assert ds.item_texts[1] == "Heat (1995) |"  # whitespace collapsed; a missing field is empty
     assert ds.item_texts[2:] == ["Item 2", "Item 3"]
     assert ds.stats["items_without_text"] == 2
+    # the title alone (what w/o_d_TID reads), else the item's text; padding has neither
+    assert ds.item_titles[0] == "" and ds.item_titles[1].split() == ["Heat", "(1995)"]
+    assert ds.item_titles[2:] == ["Item 2", "Item 3"]
+    with_genre = _process(_raw(rows, item_fields=fields), text_template="{title} | {genre}")
+    assert with_genre.item_texts[1:] == ["Heat (1995) | Crime", "| Drama", "| Horror"]
+    assert with_genre.item_titles[1].split() == ["Heat", "(1995)"] and with_genre.item_titles[2:] == ["| Drama", "| Horror"]
 
 
 def test_process_errors_name_the_setting_and_the_file():

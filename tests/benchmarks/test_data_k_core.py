@@ -25,7 +25,8 @@ def test_a_round_that_removes_only_a_user_is_not_the_last():
 def test_the_same_through_the_loader(tmp_path):
     rows = [(1, 10), (1, 20), (1, 40), (1, 30), (2, 40), (2, 10), (2, 20), (2, 30), (3, 10), (3, 20), (3, 30),
             (4, 10), (4, 40)]
-    folder = ml1m_folder(tmp_path, "".join(f"{u}::{i}::5::{t}\n" for t, (u, i) in enumerate(rows)), movies=None)
+    # movies.dat is required (an empty one: no titles needed here)
+    folder = ml1m_folder(tmp_path, "".join(f"{u}::{i}::5::{t}\n" for t, (u, i) in enumerate(rows)), movies="")
     ds = load(tmp_path, "ml-1m", folder, k_core=3)
     assert sequences_by_user(ds) == {"1": ["10", "20", "30"], "2": ["10", "20", "30"], "3": ["10", "20", "30"]}
     assert ds.stats["k_core_rounds"] == 3
@@ -45,7 +46,7 @@ def test_below_k_3_users_still_need_three_items(k):
 
 def test_loading_with_k_core_1_drops_users_too_short_for_leave_one_out(tmp_path):
     folder = ml1m_folder(tmp_path, "1::10::5::1\n1::20::5::2\n1::30::5::3\n2::10::5::1\n2::20::5::2\n3::30::5::1\n",
-                         movies=None)
+                         movies="")  # movies.dat is required (empty: no titles needed here)
     ds = load(tmp_path, "ml-1m", folder, k_core=1)
     assert ds.user_ids == ["1"] and sequences_by_user(ds) == {"1": ["10", "20", "30"]}
     split = leave_one_out(ds)

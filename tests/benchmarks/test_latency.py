@@ -80,7 +80,8 @@ def test_prepare_is_not_timed():
 def test_batches_partial_and_cycling():
     model = SleepyScores()
     # 10 users in batches of 4: the partial batch of 2 is dropped.
-    res = measure_latency(model, histories(10), batch_size=4, warmup_batches=0)
+    # count_flops off: with no warm-up batch, counting the work would take one more (untimed) call
+    res = measure_latency(model, histories(10), batch_size=4, warmup_batches=0, count_flops=False)
     assert res["n_batches"] == 2 and model.calls == 2
     # Fewer users than one batch: the only batch is timed, at its real size.
     res = measure_latency(SleepyScores(), histories(3), batch_size=8, warmup_batches=1)
@@ -189,3 +190,38 @@ def test_bad_arguments():
         measure_latency(SleepyScores(), [], batch_size=4)
     with pytest.raises(ValueError):
         measure_latency(SleepyScores(n_items=5), histories(4), top_k=6)
+
+
+def test_work_per_batch_and_share_of_the_measured_peak():
+    """FLOPs are counted by FlopCounterMode in the first warm-up batch (no extra call), the peak is
+    measured in the same call, and the share is their ratio at the timed median."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class Linear:
+        output = "scores"
+
+        def __init__(self):
+            self.n_items, self.device, self.calls = 40, torch.device("cpu"), 0
+            self.module = torch.nn.Linear(16, 41)
+
+        def prepare(self, histories):
+            return torch.ones(len(histories), 16)
+
+        def score(self, batch):
+            self.calls += 1
+            return self.module(batch)
+
+        def input_length(self, histories):
+            return np.ones(len(histories))
+
+    model = Linear()
+    res = measure_latency(model, histories(16), batch_size=8, top_k=5, warmup_batches=1, max_batches=2)
+    assert model.calls == 3  # one warm-up (counted) and two timed batches
+    with FlopCounterMode(display=False) as counter:
+        model.module(torch.ones(8, 16))
+    assert res["gflop_per_batch"] * 1e9 == counter.get_total_flops() == 2 * 8 * 16 * 41
+    peak = res["peak"]
+    assert peak["tflops"] > 0 and peak["dtype"] == "float32" and peak["shape"] == [1024, 1024, 1024]
+    assert peak["threads"] == torch.get_num_threads()
+    achieved = res["gflop_per_batch"] / res["ms_per_batch_median"]  # GFLOP/ms = TFLOP/s
+    assert res["achieved_tflops"] == pytest.approx(achieved) and res["share_of_peak"] == pytest.approx(achieved / peak["tflops"])

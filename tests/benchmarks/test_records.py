@@ -252,3 +252,16 @@ def test_records_hold_numpy_values_and_paths_as_json(tmp_path):
     assert type(back["epochs"]) is int and type(back["loss"]) is float
     with pytest.raises(TypeError, match="not JSON serialisable: set"):
         records.write_record(path, {"status": "ok", "bad": {1, 2}})
+
+
+def test_record_paths_main_and_variant_round_trip(tmp_path):
+    from benchmarks.variants import parse_record_name
+
+    main = records.record_path(tmp_path, "table3 overall", "ml-1m", "Lite-LLM4Rec/sampling", 2)
+    assert main == tmp_path / "table3_overall" / "ml-1m" / "Lite-LLM4Rec_sampling__seed2.json"
+    variant = records.record_path(tmp_path, "table3 overall", "ml-1m", "Lite-LLM4Rec/sampling", 2, variant="gpu")
+    assert variant == main.with_name("Lite-LLM4Rec_sampling__seed2__gpu.json")  # beside its main record
+    assert records.record_path(tmp_path, "e", "d", "r", 0, variant="") == records.record_path(tmp_path, "e", "d", "r", 0)
+    # the name the reports read back: run, seed and tag
+    assert parse_record_name(main.name) == ("Lite-LLM4Rec_sampling", 2, None)
+    assert parse_record_name(variant.name) == ("Lite-LLM4Rec_sampling", 2, "gpu")

@@ -492,14 +492,36 @@ PATIENCE = {"stopped_by": "early_stopping", "history": [{"epoch": 1, "valid": {"
 CAPPED = {"stopped_by": "epochs", "history": [{"epoch": 1, "valid": {"recall@10": 0.1}}]}
 
 
-def test_is_proposed_declared_runs_or_the_lite_llm4rec_fallback():
-    from benchmarks.reports.significance import FALLBACK_PROPOSED_MODEL, is_proposed
+def test_is_proposed_declared_runs_or_the_papers_proposed_model(tmp_path):
+    from types import SimpleNamespace
 
-    assert FALLBACK_PROPOSED_MODEL == "lite_llm4rec"
+    from benchmarks.reports.paper import paper_reference
+    from benchmarks.reports.significance import is_proposed, proposed_label, proposed_runs
+
+    # undeclared: the paper's proposed model (named in paper_reference.yaml, nowhere in the code)
+    assert paper_reference()["proposed_model"] == {"name": "lite_llm4rec", "label": "Lite-LLM4Rec"}
     assert is_proposed({}, "Lite", "lite_llm4rec") and not is_proposed({}, "SASRec", "sasrec")
     assert is_proposed({"proposed": ["Mine"]}, "Mine", "mine")
     assert not is_proposed({"proposed": ["Mine"]}, "Lite", "lite_llm4rec")  # declared: the model no longer decides
     assert not is_proposed({"proposed": []}, "Lite", "lite_llm4rec")
+
+    lite = _sig_record(tmp_path, "Lite", 10, model="lite_llm4rec")
+    sas = _sig_record(tmp_path, "SASRec", 10)
+    mine = _sig_record(tmp_path, "Mine", 10)
+    assert proposed_runs({}, {"Lite": [lite], "SASRec": [sas]}) == {"Lite"}
+    assert proposed_runs({"proposed": ["Mine"]}, {"Lite": [lite], "Mine": [mine]}) == {"Mine"}
+
+    def group(exp, *recs):
+        return SimpleNamespace(exp=exp, records=list(recs))
+
+    # the star note names the paper's model where every proposed row is one of its, else the rows
+    assert proposed_label([group({}, lite, sas)]) == "Lite-LLM4Rec"
+    assert proposed_label([group({}, sas)]) == "Lite-LLM4Rec"  # no proposed row has a record
+    assert proposed_label([group({"proposed": ["Mine", "SASRec"]}, mine, sas)]) == "Mine, SASRec"
+    assert proposed_label([group({}, lite), group({"proposed": ["Mine"]}, mine)]) == "Lite, Mine"
+    failed = _sig_record(tmp_path, "Mine", 10, seed=1)
+    failed.raw["status"] = "failed"
+    assert proposed_label([group({"proposed": ["Mine"]}, failed)]) == "Lite-LLM4Rec"  # only finished runs count
 
 
 def test_converged_means_every_stage_stopped_by_patience(tmp_path):
@@ -640,3 +662,41 @@ def test_against_reference_tests_every_other_row_per_metric(tmp_path):
                               "Full")
     assert frame.to_dict("records") == [{"row": "Bare", "metric": "R@10", "against": "Full",
                                          "note": "no per-user arrays"}]
+
+
+def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t3": "paper_table: table3_overall\nruns: {SASRec: {}, Old: {}}\n"})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    write_record(record_path(results, "t3", "ml-1m", "SASRec", 0),
+                 record("SASRec", "ml-1m", stats(100, 50, 2000), m,
+                        latency={"gflop_per_batch": 13.6, "share_of_peak": 0.4567}))
+    write_record(record_path(results, "t3", "ml-1m", "Old", 0), record("Old", "ml-1m", stats(100, 50, 2000), m))
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| model"))
+    assert "| GFLOP/batch " in header and "| share of peak " in header
+    assert re.search(r"\| SASRec +\|.*\| 13\.60 +\| 0\.457 ", page)
+
+
+def test_rows_timed_as_published_and_at_their_best_with_both_ratios(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t4": (
+        "paper_table: table4_inference_ms_per_batch_of_32\nruns: {P5: {}, Lite-LLM4Rec: {}}\nproposed: [Lite-LLM4Rec]\n")})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    for run, published, best in (("P5", 6000.0, 3000.0), ("Lite-LLM4Rec", 90.0, 30.0)):
+        rec = record(run, "ml-1m", stats(100, 50, 2000), m, experiment="t4", model=run.lower().replace("-", "_"),
+                     latency={"ms_per_batch_median": published})
+        rec["inference_settings"] = [
+            {"label": "bf16 eager", "setting": {"precision": "bf16", "compile": False},
+             "latency": {"ms_per_batch_median": best, "share_of_peak": 0.5}, "metrics": {**m, "recall@10": 0.19}},
+            {"label": "fp32 compiled", "setting": {"precision": "fp32", "compile": True},
+             "latency": {"ms_per_batch_median": best * 1.5}, "metrics": m}]
+        write_record(record_path(results, "t4", "ml-1m", run, 0), rec)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table4.md").read_text()
+    p5 = next(line for line in page.splitlines() if line.startswith("| P5 ") and "bf16 eager" in line)
+    cells = [c.strip() for c in p5.strip("|").split("|")]
+    assert cells[1:] == ["6000.00", "bf16 eager", "3000.00", "2.00x", "0.2000", "0.1900", "0.500", "66.7x", "100.0x"]

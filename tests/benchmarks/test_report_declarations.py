@@ -73,6 +73,7 @@ def test_an_unknown_key_in_a_page_declaration_is_an_error_naming_file_and_key(tm
     (("  - page: my_comparison\n", "  - page: my comparison\n"), "'page' must be a file name"),
     (("    title: \"My comparison\"\n", ""), r"missing \['title'\]"),
     (("proposed: [Mine]\n", "proposed: [Mien]\n"), r"'proposed' names \['Mien'\], which are not runs"),
+    (("    from_paper: false\n", "    from_paper: false\n    kind: chart\n"), r"'kind' must be one of \['table', 'verdict'\]"),
 ])
 def test_page_declarations_and_proposed_runs_are_checked(tmp_path, monkeypatch, change, message):
     exp_dir = write_experiments(tmp_path / "experiments", {"mine": NEW_PAGE.replace(*change)})
@@ -92,8 +93,9 @@ def test_a_page_declared_twice_is_an_error_naming_both_files(tmp_path, monkeypat
 def test_the_shipped_pages_in_the_order_of_the_index():
     pages = declared_pages()
     assert [p.spec.page for p in pages] == ["table1", "table2", "table3", "table4", "table5", "table6", "table7",
-                                            "table9", "figure2", "figure4_5", "figure6", "cold_start"]
+                                            "table9", "figure2", "figure4_5", "figure6", "cold_start", "verdict"]
     declared_by = {p.spec.page: p.experiment for p in pages}
+    assert declared_by["verdict"] == "table3_overall" and pages[-1].spec.kind == "verdict"
     assert declared_by["table3"] == "table3_overall" and declared_by["figure2"] == "table1_2_4_5_generative"
     assert declared_by["table9"] is None  # benchmarks/experiments/pages.yaml: no experiment feeds it yet
     assert cfgmod.load_experiment("table3_overall")[1]["proposed"] == ["Lite-LLM4Rec_sampling", "Lite-LLM4Rec_all"]

@@ -392,3 +392,94 @@ def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_pa
     old["config"]["train"]["warmup_ratio"] = 0.5
     write_record(path, old)
     assert not runner.is_done(spec)
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sitting(tmp_path, toy_ml1m, monkeypatch):
+    """A run cut after its third epoch (checkpoints every epoch) is resumed by the next call: it
+    trains only the epochs left and ends with the same weights, curve and metrics as a run that
+    was never cut; its checkpoints are gone once the record is written."""
+    import benchmarks.training as training
+
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 6, patience: 10, lr: 0.05},"
+                                     " latency: {enabled: false}}\nruns:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    spec = plan.runs[0]
+    whole = Runner(tmp_path / "whole", progress=False).run(spec)
+
+    epochs_trained, real_validate = [], Trainer.validate
+
+    def cut_after_three(self, model, split):
+        epochs_trained.append(1)
+        if len(epochs_trained) == 4:
+            raise KeyboardInterrupt  # the fourth validation never happens: a killed sitting
+        return real_validate(self, model, split)
+
+    runner = Runner(tmp_path / "cut", progress=False, checkpoint_minutes=0, checkpoint_dir=tmp_path / "ckpt")
+    monkeypatch.setattr(training.Trainer, "validate", cut_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(spec)
+    assert not runner.is_done(spec) and len(list((tmp_path / "ckpt").glob("*.pt"))) == 1
+    monkeypatch.setattr(training.Trainer, "validate", real_validate)
+    seen = []
+    monkeypatch.setattr(training.Trainer, "validate", lambda self, m, s: seen.append(1) or real_validate(self, m, s))
+    resumed = runner.run(spec)
+    assert len(seen) == 3  # epochs 4, 5 and 6 only
+    assert resumed["training"]["resumed"] == 1 and resumed["training"]["epochs"] == 6
+    assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx([h["loss"] for h in whole["training"]["history"]])
+    assert resumed["metrics"] == pytest.approx(whole["metrics"])
+    assert not list((tmp_path / "ckpt").glob("*"))
+
+
+def test_training_records_its_throughput_and_share_of_peak(tmp_path, toy_dataset):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    name, exp = load_experiment(str(write_experiment(tmp_path)))
+    cfg = resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override("train.epochs=2")]).config
+    model = build_model(cfg["model"], toy_dataset, __import__("torch").device("cpu"))
+    split = leave_one_out(toy_dataset)
+    batch = model.training_batches(split, 0, np.random.default_rng(0), int(cfg["train"]["batch_size"]))[0]
+    with FlopCounterMode(display=False) as counter:
+        model.loss(batch).backward()  # forward and backward of one step
+    model.module.zero_grad()
+    result = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
+    work = result["throughput"]
+    assert work["gflop_per_step"] * 1e9 == counter.get_total_flops() > 0
+    steps = 2 * len(model.training_batches(split, 0, np.random.default_rng(0), int(cfg["train"]["batch_size"])))
+    assert work["steps_per_second"] * result["seconds"] == pytest.approx(steps, rel=0.05)
+    assert work["peak"]["dtype"] == "float32" and 0 < work["share_of_peak"] == pytest.approx(
+        work["achieved_tflops"] / work["peak"]["tflops"])
+
+
+def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp_path, toy_ml1m, monkeypatch):
+    """latency.settings: each setting times the trained model again and evaluates it again; bf16
+    autocast reaches the model's matrix multiplies, compile wraps its score (spied here: a real
+    compile costs half a minute) and is undone afterwards."""
+    import torch
+
+    import benchmarks.measurements as measurements
+
+    compiled = []
+    monkeypatch.setattr(measurements.torch, "compile",
+                        lambda fn, mode=None: compiled.append(mode) or (lambda *a, **k: fn(*a, **k)))
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 2}, latency: {max_batches: 2, "
+                                     "warmup_batches: 1, batch_size: 8, settings: [{precision: bf16}, "
+                                     "{precision: fp32, compile: true}]}}\n"
+                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    seen_dtypes = []
+    original = tests.benchmarks.toy_models.ToyNextItem.score
+    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "score",
+                        lambda self, batch: seen_dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+                        or original(self, batch))
+    record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
+    settings = record["inference_settings"]
+    assert [s["label"] for s in settings] == ["bf16 eager", "fp32 compiled"] and compiled == ["default"]
+    assert torch.bfloat16 in seen_dtypes  # the bf16 setting reached the model
+    for s in settings:
+        assert s["latency"]["n_batches"] == 2 and set(s["metrics"]) == set(record["metrics"])
+    assert settings[1]["metrics"] == pytest.approx(record["metrics"])  # fp32, the same model
+    with pytest.raises(Exception, match="latency.settings"):
+        plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], data_path=str(toy_ml1m),
+                  overrides=[f"data.cache_dir={tmp_path / 'cache'}", "latency.settings=[{precision: fp16}]"])

@@ -139,7 +139,9 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
     """The same set, shrunk: a toy ml-1m standing in for ml-1m-partial under a data root (as the
     offline bundle lays it out), a tiny BERT standing in for MiniLM, one epoch, a few rows of
     each experiment, two seeds; run as two shards into one results/, then reported, then listed
-    as done against a copy of the data in another folder (records merged from a GPU machine)."""
+    as done against a copy of the data in another folder (records merged from a GPU machine).
+    The set's budget and these overrides make every record a variant of the experiments' own
+    (benchmarks/variants.py): tagged `toy` here, and reported with `--with-variants toy`."""
     import shutil
     from tests.conftest import write_ml1m
 
@@ -151,14 +153,14 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
     common = ["--set", "gpu", "--dataset", "ml-1m-partial", "--data-root", "data_local", "--device", "cpu",
               "--runs", ",".join(rows), "--seeds", "0,1", "-o", "eval.num_negatives=20",  # 60 toy items
               "-o", "train.epochs=1", "-o", "latency.max_batches=1", "-o", "latency.warmup_batches=0",
-              "--results-dir", str(results), "--reports-dir", str(reports), "--quiet"]
+              "--results-dir", str(results), "--reports-dir", str(reports), "--quiet", "--tag", "toy"]
     for shard in ("1/2", "2/2"):
         assert run_all.main(common + ["--shard", shard]) == 0
     assert not reports.exists()  # shards leave the report to one build over the merged records
     written = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
     assert written == sorted(
-        [f"table3_overall/ml-1m-partial/{run}__seed{seed}.json" for run in ("MostPopular", "SASRec", "Lite-LLM4Rec_sampling")
-         for seed in (0, 1)] + [f"{exp}/ml-1m-partial/{run}__seed{seed}.json" for seed in (0, 1) for exp, run in
+        [f"table3_overall/ml-1m-partial/{run}__seed{seed}__toy.json" for run in ("MostPopular", "SASRec", "Lite-LLM4Rec_sampling")
+         for seed in (0, 1)] + [f"{exp}/ml-1m-partial/{run}__seed{seed}__toy.json" for seed in (0, 1) for exp, run in
                                 (("figure4_5_ablations", "fixT5"), ("table1_2_4_5_generative", "P5"),
                                  ("figure6_topn_sampled", "P5"))])
     for path in results.rglob("*.json"):
@@ -167,7 +169,8 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
         assert rec["config"]["train"]["max_minutes"] is None and rec["evaluation"]["users"] == "all"
         assert rec["config"]["data"]["path"] == "data_local/ml-1m-partial"
         assert rec["latency"] is None if "figure6" in path.parts[-3] else rec["latency"]["n_batches"] == 1
-    assert run_all.main(["--report-only", "--results-dir", str(results), "--reports-dir", str(reports)]) == 0
+    assert run_all.main(["--report-only", "--results-dir", str(results), "--reports-dir", str(reports),
+                         "--with-variants", "toy"]) == 0
     table3 = (reports / "table3.md").read_text()
     assert "n=2: 0, 1" in table3 and " ± " in table3  # two seeds: mean and interval
     assert re.search(r"\| SASRec +\| 0\.", table3) and re.search(r"\| BERT4Rec +\| not run", table3)

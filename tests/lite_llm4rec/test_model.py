@@ -318,3 +318,20 @@ def test_head_has_no_bias_and_the_softmax_leaves_out_the_users_other_items(toy_d
     plain.module.load_state_dict(model.module.state_dict())
     plain.module.eval()
     assert masked < plain.loss(plain.training_batches(split, 0, np.random.default_rng(0), 8)[0])
+
+
+def test_two_stage_fit_resumes_from_its_stage_checkpoints(toy_dataset, tmp_path, tiny_bert):
+    """Both stages leave a final checkpoint: a second fit of the same run (a later sitting) trains
+    nothing and ends with the same weights and result."""
+    split = leave_one_out(toy_dataset)
+    trainer = Trainer({**TRAIN, "epochs": 2}, EVAL, seed=0, progress=False, checkpoint=tmp_path / "ck.pt",
+                      checkpoint_minutes=0)
+    model = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2)
+    first = model.fit(split, trainer)
+    assert (tmp_path / "ck.pt").is_file() and (tmp_path / "ck.pt.stage2").is_file()
+    again = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2)
+    again.loss = lambda batch: (_ for _ in ()).throw(AssertionError("trained again"))
+    second = again.fit(split, trainer)
+    assert second["best_valid"] == first["best_valid"] and second["epochs"] == first["epochs"]
+    after, before = snapshot(again.module), snapshot(model.module)
+    assert all(torch.equal(after[k], before[k]) for k in after)

@@ -14,14 +14,15 @@ class MovieLens1MLoader(Loader):
     `movies.dat` (MovieID::Title::Genres, genres separated by '|'), ISO-8859-1.
 
     Text fields: title (as in the file, with the year: "Toy Story (1995)"), year (taken from the
-    title), genres (space-joined). Attributes: the genres."""
+    title), genres (space-joined). Attributes: the genres. Both files are required: without
+    movies.dat every item would silently get the fallback text."""
 
     name = "ml-1m"
     default_k_core = 5
     default_text_template = "{title}, genres: {genres}"
     default_encoding = "iso-8859-1"
-    required_files = {"ratings": "ratings.dat"}
-    optional_files = {"movies": "movies.dat"}
+    required_files = {"ratings": "ratings.dat", "movies": "movies.dat"}
+    optional_files = {}
 
     def read(self, files, encoding=None):
         encoding = encoding or self.default_encoding
@@ -37,9 +38,7 @@ class MovieLens1MLoader(Loader):
             times.append(_timestamp(parts[3], "Timestamp", path, line_no))
         if not users:
             raise _no_interactions(path, f"one rating per line ({layout})")
-        fields, attributes = {}, None
-        if "movies" in files:
-            fields, attributes = self._read_movies(files["movies"], encoding)
+        fields, attributes = self._read_movies(files["movies"], encoding)
         return _raw(self.name, list(files.values()), users, items, times, fields, attributes)
 
     @staticmethod

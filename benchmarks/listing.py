@@ -1,0 +1,119 @@
+"""What the command line prints besides progress: the catalogue of models, experiments and
+datasets (one line each), the plan of `--list` (each run's state and expected cost, variants
+named as such), and the small table of metrics after `--model`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from . import config as cfgmod
+from .planning import Plan
+from .variants import describe
+
+
+def _first_sentence(text: str, limit: int = 90) -> str:
+    text = " ".join(str(text or "").split())
+    first = text.split(". ")[0].split(": ")[0].rstrip(".") if text else ""
+    return first if len(first) <= limit else first[:limit - 3].rstrip() + "..."
+
+
+def catalogue(*, models: bool, experiments: bool, datasets: bool) -> None:
+    if models:
+        _models()
+    if experiments:
+        _experiments()
+    if datasets:
+        _datasets()
+
+
+def _models() -> None:
+    from .models import MODEL_FAMILIES, MODEL_REGISTRY, family_members
+
+    print("Models (--model NAME, or model.name in an experiment file):")
+    for name, where in sorted(MODEL_REGISTRY.items()):
+        print(f"  {name:22s} {where}")
+    for family, members in family_members().items():
+        for member in members:
+            print(f"  {member:22s} through {family} ({MODEL_FAMILIES[family]}: {member})")
+    print(f"  {'package.module:Class':22s} a class of your own, by its path (examples/byo_model/)")
+
+
+def _experiments() -> None:
+    print("Experiments (--experiments NAME[,NAME], or the path of a file of your own):")
+    for name in cfgmod.list_experiments():
+        try:
+            _, exp = cfgmod.load_experiment(name)
+        except cfgmod.ConfigError as err:
+            print(f"  {name:26s} (does not load: {err})")
+            continue
+        print(f"  {name:26s} rows {', '.join(exp['runs'])}; datasets {', '.join(exp['datasets'])}; "
+              f"{_first_sentence(exp['description'])}")
+    print("Sets (--set NAME):")
+    for name in sorted(cfgmod.load_yaml(cfgmod.SETS_FILE)):
+        entry = cfgmod.load_set(name)
+        print(f"  {name:26s} {', '.join(entry['experiments'])}; {_first_sentence(entry.get('description'))}")
+
+
+def _datasets() -> None:
+    from .data.loaders import get_loader
+
+    print("Dataset presets (--dataset NAME; --data-path DIR points one at its files):")
+    for name, preset in cfgmod.dataset_presets().items():
+        loader = get_loader(preset["source"])
+        path = preset.get("path")
+        if path is None:
+            where = "embedded in the recbole package: nothing to download" if loader.embedded else "give --data-path"
+        else:
+            where = f"{path}{'' if Path(path).exists() else ' (not here: give --data-path)'}"
+        needs = ", ".join({**loader.required_files, **(preset.get("files") or {})}.values())
+        print(f"  {name:15s} {preset['source']:14s} {where}; files: {needs}")
+
+
+def plan_listing(plan: Plan, runner, *, force: bool) -> None:
+    """Each run: key (and variant), model, expected cost, state; then what each variant changes."""
+    total, variants, studies = 0.0, {}, set()
+    for spec in plan.runs:
+        tag, differs = runner.placement(spec)
+        label = spec.key + (f" [variant {tag}]" if tag else "")
+        if tag:
+            variants.setdefault(tag, describe(differs))
+        state = "done" if runner.is_done(spec) and not force else runner.skip_note(spec) or "to run"
+        cost = runner.expected_seconds(spec)
+        if state != "done":
+            total += cost or 0.0
+        shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s"
+        print(f"{label:60s} model={spec.config['model']['name']:20s} {shown:16s} {state}")
+        if spec.study is not None and spec.study.ref.name not in studies:
+            studies.add(spec.study.ref.name)
+            print(f"  {spec.study.note}")
+    print(f"expected: ~{total:,.0f} s for the runs to run with a record to estimate from "
+          "(recorded training and evaluation seconds; 'cost ?' where none)")
+    for tag, what in variants.items():
+        print(f"variant {tag}: differs from the experiment file in {what}; written beside the main record "
+              f"(reports show it under 'Variant records', or in the table with --with-variants {tag})")
+
+
+def quick_table(plan: Plan, runner) -> None:
+    """The records of the runs just made (or found), as a small table of metrics and latency."""
+    from .records import read_record
+    from .reports.records import Record
+    from .reports.tables import stopped_by_cell
+
+    rows = []
+    for spec in plan.runs:
+        path = runner.path(spec)
+        record = read_record(path) or {}
+        metrics, latency = record.get("metrics") or {}, record.get("latency") or {}
+        tag = runner.placement(spec)[0]
+        row = {"model": spec.run, "dataset": spec.dataset, "seed": spec.seed, "variant": tag or ""}
+        if record.get("status") != "ok":
+            row["R@10"] = f"{record.get('status', 'no record')}: {record.get('skip_reason') or record.get('error') or ''}"
+        else:
+            for key in sorted(metrics, key=lambda k: (not k.startswith("recall"), int(k.split("@")[1]))):
+                row[key.replace("recall", "R").replace("ndcg", "N")] = f"{metrics[key]:.4f}"
+            row["ms/batch"] = f"{latency['ms_per_batch_median']:.2f}" if latency else "n/a"
+            row["stopped by"] = stopped_by_cell([Record(record)])
+        row["record"] = str(path)
+        rows.append(row)
+    print(tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True))

@@ -1,0 +1,1 @@
+"""Examples of using the suite from outside it (byo_model: a model of your own)."""
