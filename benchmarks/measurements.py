@@ -1,7 +1,8 @@
 """What the runner measures beside the test metrics, on the trained model: the protocol controls
 (the test users evaluated once more with one evaluation choice flipped), the cold-start
 restriction (the users whose test target was held out of training) and the inference settings
-(the same model timed and evaluated again under another precision or compiled)."""
+(the same model timed and evaluated again under another precision, compiled, on another
+attention implementation or thread count)."""
 from __future__ import annotations
 
 import contextlib
@@ -60,35 +61,79 @@ def cold_start_result(split, users: np.ndarray, test: EvalResult) -> tuple[dict,
 
 
 INFERENCE_PRECISIONS = ("fp32", "bf16")
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa")
+SETTING_KEYS = "precision (fp32 | bf16), compile (true | false), attention (eager | sdpa) and threads (a count)"
 
 
 def check_inference_settings(settings) -> list[dict]:
-    """latency.settings as a list of {precision, compile}; anything else is a ConfigError."""
+    """latency.settings as a list of {precision, compile[, attention][, threads]}; anything else
+    is a ConfigError. attention and threads appear only where a setting names them, so the
+    settings of records made before they existed read the same."""
     if not isinstance(settings, list):
-        raise ConfigError(f"latency.settings must be a list of {{precision, compile}}, got {settings!r}")
+        raise ConfigError(f"latency.settings must be a list of settings with keys {SETTING_KEYS}, got {settings!r}")
     out = []
     for entry in settings:
-        unknown = set(entry or {}) - {"precision", "compile"} if isinstance(entry, dict) else {"?"}
-        if unknown or entry.get("precision", "fp32") not in INFERENCE_PRECISIONS or \
-                not isinstance(entry.get("compile", False), bool):
-            raise ConfigError(f"latency.settings entry {entry!r}: keys precision (fp32 | bf16) and compile (true | false)")
-        out.append({"precision": entry.get("precision", "fp32"), "compile": entry.get("compile", False)})
+        entry = entry if isinstance(entry, dict) else {"?": entry}
+        threads = entry.get("threads")
+        if set(entry) - {"precision", "compile", "attention", "threads"} or \
+                entry.get("precision", "fp32") not in INFERENCE_PRECISIONS or \
+                not isinstance(entry.get("compile", False), bool) or \
+                entry.get("attention", "eager") not in ATTENTION_IMPLEMENTATIONS or \
+                (threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1)):
+            raise ConfigError(f"latency.settings entry {entry!r}: keys {SETTING_KEYS}")
+        setting = {"precision": entry.get("precision", "fp32"), "compile": entry.get("compile", False)}
+        setting.update({k: entry[k] for k in ("attention", "threads") if entry.get(k) is not None})
+        out.append(setting)
     return out
 
 
 def setting_label(setting: dict) -> str:
-    return setting["precision"] + (" compiled" if setting["compile"] else " eager")
+    label = setting["precision"] + (" compiled" if setting["compile"] else " eager")
+    if setting.get("attention") in ATTENTION_IMPLEMENTATIONS:
+        label += f", {setting['attention']} attention"
+    if setting.get("threads"):
+        label += f", {setting['threads']} threads"
+    return label
+
+
+def _set_attention(model, implementation: str) -> dict:
+    """Every transformers backbone inside the model switched to one attention implementation
+    (PreTrainedModel.set_attn_implementation); returns {module path: the implementation it had}
+    for those switched, so the caller can switch them back. A backbone that does not support it
+    keeps its own (and is not listed)."""
+    from transformers import PreTrainedModel
+
+    before = {}
+    modules = model.modules() if isinstance(model, torch.nn.Module) else \
+        (m for value in vars(model).values() if isinstance(value, torch.nn.Module) for m in value.modules())
+    for module in modules:
+        if isinstance(module, PreTrainedModel) and id(module) not in before:
+            had = module.config._attn_implementation
+            try:
+                module.set_attn_implementation(implementation)
+            except (ValueError, ImportError):
+                continue
+            before[id(module)] = (module, had)
+    return before
 
 
 @contextlib.contextmanager
 def inference_setting(model, setting: dict):
     """The model served under one inference setting: matrix multiplies in bfloat16 (autocast) and
     or its `score` compiled with torch.compile (CUDA graphs through the "reduce-overhead" mode on
-    a GPU). Compiling applies to scoring models; a generative model's beam search is not compiled
-    (what was applied is returned)."""
+    a GPU), its transformers backbones on another attention implementation (eager or PyTorch's
+    scaled_dot_product_attention), torch's CPU threads set. Compiling applies to scoring models; a
+    generative model's beam search is not compiled. Yields what was applied; everything is
+    restored afterwards."""
     device = torch.device(getattr(model, "device", "cpu"))
     applied = {"precision": setting["precision"], "compile": False}
-    original = None
+    original, switched, threads = None, {}, torch.get_num_threads()
+    if setting.get("attention"):
+        switched = _set_attention(model, setting["attention"])
+        applied["attention"] = setting["attention"] if switched else "not supported by the model's backbones"
+    if setting.get("threads"):
+        torch.set_num_threads(setting["threads"])
+        applied["threads"] = setting["threads"]
     if setting["compile"] and getattr(model, "output", "scores") == "scores":
         original = model.score
         model.score = torch.compile(original, mode="reduce-overhead" if device.type == "cuda" else "default")
@@ -101,6 +146,9 @@ def inference_setting(model, setting: dict):
     finally:
         if original is not None:
             del model.score  # the class's method again
+        for module, had in switched.values():
+            module.set_attn_implementation(had)
+        torch.set_num_threads(threads)
 
 
 def measure_inference_settings(model, histories, targets, settings: list[dict], eval_kwargs: dict,
