@@ -483,6 +483,24 @@ def test_history_mask_is_built_on_the_device_asked_for():
     assert mask.device.type == "meta" and mask.dtype == torch.bool and mask.shape == (2, 5)
 
 
+def test_topk_positions_are_valid_first_occurrences_kept_on_the_lists_device():
+    from benchmarks.evaluate import _topk_keep
+
+    # a generated list's positions: valid ids (1..n_items), each at its first occurrence; an
+    # excluded (history) item drops out unless it is the target itself
+    ids = torch.tensor([[3, 0, 3, 6, 2, 5, 2], [1, 4, 4, -1, 5, 1, 2]])
+    targets = torch.tensor([2, 4])
+    assert _topk_keep(ids, targets, 5, None).tolist() == [[True, False, False, False, True, True, False],
+                                                          [True, True, False, False, True, False, True]]
+    exclude = history_mask([np.array([3, 2]), np.array([4, 5])], 5, "cpu")
+    assert _topk_keep(ids, targets, 5, exclude).tolist() == [[False, False, False, False, True, True, False],
+                                                             [True, True, False, False, False, False, True]]
+    # built where the lists are ("meta" standing in for an accelerator)
+    on_meta = _topk_keep(ids.to("meta"), targets.to("meta"), 5, exclude.to("meta"))
+    assert on_meta.device.type == "meta" and on_meta.shape == ids.shape
+    assert _topk_keep(ids.to("meta"), targets.to("meta"), 5, None).device.type == "meta"
+
+
 def test_nan_error_names_the_rows():
     def message(nan_rows, n_users=8):
         scores = torch.rand(n_users, 6)

@@ -658,10 +658,11 @@ def test_against_reference_tests_every_other_row_per_metric(tmp_path):
     frame = against_reference(_sig_table(ok, {r: [0.5] for r in ok}), "Full")
     last = frame.to_dict("records")[-1]
     assert (last["row"], last["metric"], last["note"], last["row mean"]) == ("Bare", "R@10", "no per-user arrays", "")
-    frame = against_reference(_sig_table({"Full": ok["Full"], "Bare": ok["Bare"]}, {"Full": [0.5], "Bare": [0.1]}),
-                              "Full")
-    assert frame.to_dict("records") == [{"row": "Bare", "metric": "R@10", "against": "Full",
-                                         "note": "no per-user arrays"}]
+    frame = against_reference(_sig_table({"Full": ok["Full"], "Bare": ok["Bare"]}, {"Full": [0.5], "Bare": [0.1]},
+                                         metrics=("recall@10", "ndcg@10")), "Full")
+    assert frame.to_dict("records") == [  # one row per metric, each saying why there is no test
+        {"row": "Bare", "metric": "R@10", "against": "Full", "note": "no per-user arrays"},
+        {"row": "Bare", "metric": "N@10", "against": "Full", "note": "no per-user arrays"}]
 
 
 def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, monkeypatch):
