@@ -516,6 +516,23 @@ def test_nan_error_names_the_rows():
     assert "for 7 user(s) in this batch (batch rows [0, 1, 2, 3, 4]...);" in message([0, 1, 2, 3, 4, 6, 7])
 
 
+def test_targets_of_any_integer_type_are_item_ids():
+    # sequences may be stored as int32 or uint16 (and targets passed as lists or tensors): the
+    # ranks are the same as for int64 targets
+    scores = torch.tensor([[0.0, 0.9, 0.5, 0.1, 0.7], [0.0, 0.2, 0.4, 0.8, 0.6]])
+    exclude = history_mask([np.array([1]), np.array([3])], 4, "cpu")
+    expected = ranks_from_scores(scores, np.array([2, 4], dtype=np.int64), exclude)
+    assert expected.tolist() == [2.0, 1.0]
+    for targets in (np.array([2, 4], dtype=np.int32), np.array([2, 4], dtype=np.uint16), [2, 4],
+                    torch.tensor([2, 4], dtype=torch.int32)):
+        np.testing.assert_array_equal(ranks_from_scores(scores, targets, exclude), expected)
+        assert ranks_from_topk(torch.tensor([[1, 2, 3], [3, 4, 1]]), targets).tolist() == [2.0, 2.0]
+    hist = [np.array([1, 2], dtype=np.int32), np.array([5], dtype=np.int32)]
+    model = TableScores(12, seed=3)
+    np.testing.assert_array_equal(evaluate(model, hist, np.array([3, 4], dtype=np.int32)).ranks,
+                                  evaluate(model, hist, [3, 4]).ranks)
+
+
 def test_ranks_from_scores_errors_name_the_shapes():
     with pytest.raises(ValueError, match=r"scores must be \(batch, n_items \+ 1\), got shape \(6,\)"):
         ranks_from_scores(torch.rand(6), [1])

@@ -20,6 +20,16 @@ def test_pad_histories_keeps_the_last_items_left_aligned():
     assert out.tolist() == [[2, 3, 4], [5, 0, 0]]
 
 
+def test_pad_histories_are_int64_ids_at_least_one_column_wide():
+    # the array becomes embedding indices (torch.from_numpy): int64 whatever the histories hold
+    for histories in ([np.array([1, 2], dtype=np.int32), np.array([3], dtype=np.uint16)], [[1, 2], [3]]):
+        out = pad_histories(histories)
+        assert out.dtype == np.int64 and out.tolist() == [[1, 2], [3, 0]]
+    # no items at all: one padding column, for a batch of empty histories and for no batch
+    assert pad_histories([np.array([], dtype=np.int64)] * 2).tolist() == [[0], [0]]
+    assert pad_histories([]).shape == (0, 1) and pad_histories([]).dtype == np.int64
+
+
 @pytest.mark.parametrize("strategy", ["sampling", "all"])
 def test_next_item_batches_padded_and_listed_hold_the_same_samples(toy_dataset, strategy):
     split = leave_one_out(toy_dataset)
