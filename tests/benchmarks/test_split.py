@@ -104,6 +104,24 @@ def test_sampling_skips_users_without_two_training_items():
     assert targets.tolist() == [2] and inputs[0].tolist() == [1] and users.tolist() == [2]
 
 
+@pytest.mark.parametrize("strategy", ["sampling", "all"])
+def test_samples_are_int64_targets_and_users_whatever_the_sequences_hold(strategy):
+    """The targets feed a cross-entropy loss (int64 class indices) and the users index per-user
+    state: int64 from int32 sequences, and when no user has a sample."""
+    from benchmarks.split import all_samples, sampling_samples
+
+    def samples(train):
+        if strategy == "all":
+            return all_samples(train, 3)
+        return sampling_samples(train, 3, np.random.default_rng(0))
+
+    inputs, targets, users = samples([np.array([4, 2, 9], dtype=np.int32), np.array([1, 3], dtype=np.uint16)])
+    assert targets.dtype == np.int64 and users.dtype == np.int64
+    assert set(users.tolist()) == {0, 1} and set(targets.tolist()) <= {2, 9, 3}
+    inputs, targets, users = samples([np.array([4], dtype=np.int32)])  # one item: nothing to predict
+    assert inputs == [] and targets.dtype == np.int64 and users.dtype == np.int64 and not targets.size
+
+
 # ----------------------------------------------------------------------------- cold start
 
 
