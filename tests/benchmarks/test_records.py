@@ -265,3 +265,29 @@ def test_record_paths_main_and_variant_round_trip(tmp_path):
     # the name the reports read back: run, seed and tag
     assert parse_record_name(main.name) == ("Lite-LLM4Rec_sampling", 2, None)
     assert parse_record_name(variant.name) == ("Lite-LLM4Rec_sampling", 2, "gpu")
+
+
+def test_per_user_ranks_stored_in_the_smallest_unsigned_type_capped_at_the_evaluated_k(tmp_path):
+    """compact_per_user's docstring: a rank past the largest K is stored as largest K + 1, in the
+    smallest unsigned type that holds it; the Ks are those the evaluation ran with (its block),
+    the config's only for records without one."""
+    ranks = np.array([1.0, 3.0, 7.0, np.inf])
+    for largest_k, dtype in ((254, np.uint8), (255, np.uint16), (65534, np.uint16), (65535, np.uint32)):
+        arrays, meta = records.compact_per_user({"config": {"eval": {"ks": [1, largest_k]}}}, {"rank": ranks})
+        assert arrays["rank"].dtype == dtype, largest_k
+        assert arrays["rank"].tolist() == [1, 3, 7, largest_k + 1] and meta["rank_cap"] == str(largest_k + 1)
+    evaluated = {"config": {"eval": {"ks": [10, 20]}}, "evaluation": {"ks": [5]}}
+    arrays, meta = records.compact_per_user(evaluated, {"rank": ranks})
+    assert arrays["rank"].tolist() == [1, 3, 6, 6] and meta["ks"] == "5" and meta["rank_cap"] == "6"
+    # users other than 0..n-1 are kept, as int32 (4 bytes a user); read back as int64 indices
+    arrays, _ = records.compact_per_user(evaluated, {"rank": ranks, "user_index": np.array([9, 2, 4, 7])})
+    assert arrays["user_index"].dtype == np.int32 and arrays["user_index"].tolist() == [9, 2, 4, 7]
+    path = tmp_path / "Toy__seed0.json"
+    records.write_record(path, evaluated, {"rank": ranks, "user_index": np.array([9, 2, 4, 7])})
+    back = records.read_per_user(path)
+    assert back["user_index"].dtype == np.int64 and back["user_index"].tolist() == [9, 2, 4, 7]
+    assert back["recall@5"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    for bad in ([0.0, 2.0], [1.0, np.nan]):
+        with pytest.raises(ValueError, match=r"^per-user ranks must be >= 1 \(inf for a target never listed\)$"):
+            records.compact_per_user(evaluated, {"rank": np.array(bad)})
+

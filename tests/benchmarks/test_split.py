@@ -155,6 +155,7 @@ def test_hold_out_items_removes_the_items_from_training_only(toy_dataset):
     assert np.array_equal(split.test_targets, full.test_targets)
     assert split.n_items == full.n_items
     assert not full.held_out_items.size  # the input split is left alone
+    assert np.array_equal(split.for_training().held_out_items, held)  # what fit() sees names them too
     assert any(np.isin(full.train[u], held).any() for u in range(full.n_users))  # something was dropped
 
 

@@ -94,9 +94,9 @@ def test_interval_at_another_confidence_and_over_many_seeds():
 
 
 def test_per_user_arrays_are_checked():
-    with pytest.raises(ValueError, match="no per-user arrays"):
+    with pytest.raises(ValueError, match="^no per-user arrays$"):
         per_user_mean_over_seeds([], "recall@10")
-    with pytest.raises(ValueError, match="user_index repeats a user"):
+    with pytest.raises(ValueError, match="^user_index repeats a user$"):
         per_user_mean_over_seeds([{"user_index": np.array([1, 1]), "recall@10": np.array([0.0, 1.0])}], "recall@10")
     with pytest.raises(KeyError, match=r"no per-user values for 'ndcg@10' \(have \['rank', 'recall@10'\]\)"):
         per_user_mean_over_seeds([{"recall@10": np.array([1.0]), "rank": np.array([1.0])}], "ndcg@10")
@@ -105,6 +105,10 @@ def test_per_user_arrays_are_checked():
         [{"user_index": np.array([3, 0, 2]), "hits": np.array([1, 0, 1])},
          {"user_index": np.array([0, 2, 3]), "hits": np.array([1, 0, 0])}], "hits")
     assert users.tolist() == [0, 2, 3] and values.tolist() == [0.5, 0.5, 0.5] and values.dtype == np.float64
+    # user indices as records store them (int32): read back as int64 indices
+    users, values = per_user_mean_over_seeds([{"user_index": np.array([4, 1], dtype=np.int32),
+                                               "hits": np.array([1, 0])}], "hits")
+    assert dict(zip(users.tolist(), values.tolist())) == {4: 1.0, 1: 0.0} and users.dtype == np.int64
 
 
 def test_paired_test_notes_and_the_star_threshold():
@@ -115,7 +119,8 @@ def test_paired_test_notes_and_the_star_threshold():
     empty = paired_test([], [])
     assert empty.n_users == 0 and math.isnan(empty.mean_a) and math.isnan(empty.wilcoxon_pvalue)
     same = paired_test([0.2, 0.4], [0.2, 0.4])
-    assert same.note == "identical values for every user" and same.mean_difference == 0.0
+    assert same.note == "identical values for every user" and same.mean_difference == 0.0 and same.n_users == 2
+    assert (same.t_pvalue, same.wilcoxon_pvalue) == (1.0, 1.0)
     assert paired_test([0.1, 0.9, 0.4], [0.0, 0.2, 0.5]).note == ""
     with pytest.raises(ValueError, match=r"paired values need the same 1-D shape, got \(2,\) and \(1,\)"):
         paired_test([1.0, 2.0], [1.0])
@@ -136,3 +141,28 @@ def test_best_row_of_any_sign_and_p_value_formatting():
     assert best_row({"A": 0.1, "B": 0.3, "C": 0.2}) == "B" and best_row({}) is None
     assert format_p(None) == "n/a" and format_p(float("inf")) == "n/a"
     assert format_p(1e-4) == "0.0001" and format_p(0.99999) == "1.0000" and format_p(0.0) == "< 0.0001"
+
+
+def test_paired_test_of_hits_given_as_booleans():
+    # Recall@K per user as hits (rank <= K): booleans are 0/1 values, not an error
+    ranks_a, ranks_b = np.array([1, 3, 30, 2, 5, 50]), np.array([12, 3, 40, 25, 9, 60])
+    hits = paired_test(ranks_a <= 10, ranks_b <= 10)
+    as_floats = paired_test((ranks_a <= 10).astype(float), (ranks_b <= 10).astype(float))
+    assert hits == as_floats and hits.mean_a == pytest.approx(4 / 6) and hits.mean_b == pytest.approx(2 / 6)
+
+
+def test_paired_test_lets_no_warning_escape(recwarn):
+    """The edge cases scipy answers with a warning are answered by definition (the docstring): none
+    reaches the caller, e.g. no users, or differences equal but for rounding (scipy's t-test warns
+    of catastrophic cancellation there)."""
+    import warnings
+
+    a = np.array([0.3, 0.7, 0.9, 0.55])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = paired_test([], [])
+        nearly = paired_test(a, a - 0.1)  # differences 0.1 up to rounding: not all equal as floats
+    assert math.isnan(empty.mean_a) and math.isnan(empty.mean_b) and empty.n_users == 0
+    assert nearly.n_users == 4 and nearly.mean_difference == pytest.approx(0.1)
+    assert nearly.wilcoxon_pvalue == pytest.approx(stats.wilcoxon(a, a - 0.1).pvalue)
+    assert not recwarn.list
