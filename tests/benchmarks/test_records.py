@@ -291,3 +291,17 @@ def test_per_user_ranks_stored_in_the_smallest_unsigned_type_capped_at_the_evalu
         with pytest.raises(ValueError, match=r"^per-user ranks must be >= 1 \(inf for a target never listed\)$"):
             records.compact_per_user(evaluated, {"rank": np.array(bad)})
 
+
+def test_per_user_file_sits_beside_its_record_under_a_fixed_name(tmp_path):
+    # the committed results hold files of this name: reading them depends on it
+    assert records.per_user_path(Path("results") / "t3" / "ml-1m" / "SASRec__seed0.json") == \
+        Path("results") / "t3" / "ml-1m" / "SASRec__seed0.per_user.safetensors"
+    assert records.per_user_path(Path("SASRec__seed0__gpu.json")).name == "SASRec__seed0__gpu.per_user.safetensors"
+
+
+def test_iter_records_yields_finished_records_only(tmp_path):
+    records.write_record(tmp_path / "e" / "d" / "A__seed0.json", {"status": "ok", "run": "A"})
+    (tmp_path / "e" / "d" / "B__seed0.json").write_text('{"status": "ok", "run"')  # cut short
+    (tmp_path / "e" / "study.json").write_text('{"trials": 8}')  # a JSON file that is no record
+    assert [(path.name, rec["run"]) for path, rec in records.iter_records(tmp_path)] == [("A__seed0.json", "A")]
+

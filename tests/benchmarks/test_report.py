@@ -639,6 +639,26 @@ def test_significance_skips_metrics_without_a_baseline_value_and_names_missing_a
     assert frame.to_dict("records")[0]["note"] == "no per-user arrays for Mine" and stars == {}
 
 
+def test_significance_goes_on_past_a_metric_or_row_it_cannot_test(tmp_path):
+    from benchmarks.reports.significance import significance
+
+    ok = {"Base": [_sig_record(tmp_path, "Base", 50, training=PATIENCE)],
+          "Bare": [_sig_record(tmp_path, "Bare", 150, training=PATIENCE, per_user=False)],
+          "Mine": [_sig_record(tmp_path, "Mine", 150, training=PATIENCE)],
+          "Twin": [_sig_record(tmp_path, "Twin", 50, training=PATIENCE)]}
+    exp = {"proposed": ["Bare", "Mine", "Twin"]}
+    table = _sig_table(ok, {"Base": [0.25], "Bare": [0.75], "Mine": [0.75], "Twin": [0.25]},
+                       metrics=("ndcg@10", "recall@10"))
+    table.values["Base"]["N@10"] = None  # no baseline value for the first metric: it is skipped, not the rest
+    frame, stars = significance(table, exp)
+    rows = frame.to_dict("records")
+    assert [(r["proposed"], r["metric"]) for r in rows] == [("Bare", "R@10"), ("Mine", "R@10"), ("Twin", "R@10")]
+    assert rows[0]["note"] == "no per-user arrays for Bare"  # and the rows after it are still tested
+    assert stars == {("Mine", "recall@10"): True, ("Twin", "recall@10"): False}
+    # the paired test's own note (a row equal to the baseline user by user) is kept
+    assert rows[2]["note"] == "identical values for every user" and rows[2]["difference"] == "+0.0000"
+
+
 def test_against_reference_tests_every_other_row_per_metric(tmp_path):
     from benchmarks.reports.significance import against_reference
 

@@ -78,6 +78,9 @@ def test_best_baseline_skips_excluded_and_missing_rows():
     assert best_row(means, exclude={"Lite"}) == "SASRec"
     assert best_row({"A": 0.2, "B": 0.2}) == "A"  # ties: the first in table order
     assert best_row({"Lite": 0.3}, exclude={"Lite"}) is None
+    # a row passed over does not end the search: rows after it still count
+    assert best_row({"Lite": 0.9, "A": 0.1}, exclude={"Lite"}) == "A"
+    assert best_row({"Broken": float("nan"), "Skipped": None, "A": 0.1}) == "A"
     assert format_p(0.00001) == "< 0.0001" and format_p(0.0312) == "0.0312" and format_p(float("nan")) == "n/a"
 
 
