@@ -250,6 +250,8 @@ def test_records_hold_numpy_values_and_paths_as_json(tmp_path):
     assert back == {"record_format": records.RECORD_FORMAT, "status": "ok", "epochs": 7, "loss": 0.5,
                     "ranks": [1, 2], "cache": str(Path("data") / "cache")}
     assert type(back["epochs"]) is int and type(back["loss"]) is float
+    # records are committed: one key a line, so a changed value is a one-line diff
+    assert path.read_text().splitlines()[:3] == ["{", f'  "record_format": {records.RECORD_FORMAT},', '  "status": "ok",']
     with pytest.raises(TypeError, match="not JSON serialisable: set"):
         records.write_record(path, {"status": "ok", "bad": {1, 2}})
 
