@@ -155,8 +155,18 @@ def test_hold_out_items_removes_the_items_from_training_only(toy_dataset):
     assert np.array_equal(split.test_targets, full.test_targets)
     assert split.n_items == full.n_items
     assert not full.held_out_items.size  # the input split is left alone
-    assert np.array_equal(split.for_training().held_out_items, held)  # what fit() sees names them too
     assert any(np.isin(full.train[u], held).any() for u in range(full.n_users))  # something was dropped
+
+
+def test_the_training_split_names_the_held_out_items():
+    """What fit() sees (Split.for_training) says which items are held out (cold start): a model
+    must not learn them, and a sampler must not draw them."""
+    from benchmarks.split import hold_out_items
+
+    split = hold_out_items(_split_over([list(range(1, 11))] * 2, 10), 0.3, seed=1)
+    training = split.for_training()
+    assert np.array_equal(training.held_out_items, split.held_out_items) and len(training.held_out_items) == 3
+    assert not hasattr(training, "test_targets")
 
 
 def test_hold_out_items_is_seeded_and_draws_from_every_item():
