@@ -69,6 +69,8 @@ def summary(date: str, duration: str | None, root: Path = ROOT, status_of: dict 
     equivalents = root / "tests" / "mutation_equivalents.yaml"
     listed = (yaml.safe_load(equivalents.read_text()) if equivalents.is_file() else None) or {}
     reasons, equivalent = listed.get("reasons") or {}, listed.get("equivalent") or {}
+    # reasons that hold only on the machine the run used (a CPU), not in general: said apart
+    cpu_only = set(listed.get("cpu_only_reasons") or ())
     unknown = sorted({key for key in equivalent.values() if key not in reasons})
     if unknown:
         raise SystemExit(f"{equivalents}: reasons not defined: {', '.join(unknown)}")
@@ -116,7 +118,10 @@ def summary(date: str, duration: str | None, root: Path = ROOT, status_of: dict 
                    f"| {row['no_tests']} | {row['other']} | {row['equivalent']} | {raw} | {net} |")
     out += ["", "## Survivors", "",
             f"{len(survivors)} survived or had no test; {sum(1 for *_, key in survivors if key)} of them are "
-            "listed as equivalent, each with its reason.", ""]
+            "listed as equivalent, each with its reason"
+            + (f", {sum(1 for *_, key in survivors if key in cpu_only)} of those only on the CPU the run used "
+               f"({', '.join(sorted(cpu_only))}: they would differ with tensors on an accelerator)"
+               if cpu_only & {key for *_, key in survivors} else "") + ".", ""]
     used = {key for *_, key in survivors if key}
     if used:
         out += ["Reasons (keys used below):", ""]

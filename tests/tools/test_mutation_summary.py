@@ -39,8 +39,9 @@ def test_counts_rates_and_equivalents(project):
     # b: 3 killed, 1 crashed (counted, not detected)
     results("pkg/b.py", {"pkg.b.x_h__mutmut_1": 1, "pkg.b.x_h__mutmut_2": 1, "pkg.b.x_h__mutmut_3": 1,
                          "pkg.b.x_h__mutmut_4": -11})
-    equivalents("reasons:\n  same: it does the same\n  unused: not used\n"
-                "equivalent:\n  pkg.a.x_f__mutmut_8: same\n  pkg.a.x_g__mutmut_2: same\n"
+    equivalents("reasons:\n  same: it does the same\n  unused: not used\n  cpu: a no-op on the CPU\n"
+                "cpu_only_reasons: [cpu]\n"
+                "equivalent:\n  pkg.a.x_f__mutmut_8: same\n  pkg.a.x_g__mutmut_2: cpu\n"
                 "  pkg.b.x_h__mutmut_1: same\n")
     page = summary("2026-01-02", "5 min", root=root, status_of=STATUS, one_line=lambda name, path: f"change {name}")
     # mutants, killed, timeout, survived, no tests, other, equivalent, raw rate, excl. equivalent
@@ -52,6 +53,8 @@ def test_counts_rates_and_equivalents(project):
     assert "- `f__mutmut_8`: `change pkg.a.x_f__mutmut_8` — equivalent (same)" in page
     assert "- `g__mutmut_1`: `change pkg.a.x_g__mutmut_1` — **not classified**" in page
     assert "- **same**: it does the same" in page and "unused" not in page  # only the reasons used
+    assert ("3 survived or had no test; 2 of them are listed as equivalent, each with its reason, 1 of those "
+            "only on the CPU the run used (cpu: they would differ with tensors on an accelerator).") in page
     assert "- `pkg/b.py` `pkg.b.x_h__mutmut_4`: segfault" in page
     # listed as equivalent but killed: named so the list can be cleaned
     assert page.rstrip().endswith("- `pkg.b.x_h__mutmut_1`")
