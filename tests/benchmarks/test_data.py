@@ -691,3 +691,106 @@ def test_item_counts_as_without_text_when_template_fields_are_empty(tmp_path):
     ds = load(tmp_path, "ml-1m", folder, text_template="{nosuchfield}")
     assert ds.stats["items_without_text"] == ds.n_items
     assert ds.item_texts[1] == "Item 10"
+
+
+# ----------------------------------------------------------------------------------------------
+# process() on what a loader read, directly
+# ----------------------------------------------------------------------------------------------
+
+
+def _raw(rows, timestamps=None, item_fields=None, files=(Path("src.csv"),)):
+    from benchmarks.data.dataset import RawInteractions
+
+    return RawInteractions(source="test", files=list(files), users=[u for u, _ in rows], items=[i for _, i in rows],
+                           timestamps=None if timestamps is None else np.asarray(timestamps, dtype=np.float64),
+                           item_fields=item_fields or {})
+
+
+def _process(raw, **overrides):
+    from benchmarks.data.dataset import process
+
+    kwargs = dict(name="toy", k=1, repeats="first", text_template="{title}", missing_text="Item {item_id}",
+                  source_hash="abc123", settings={"k_core": 1})
+    kwargs.update(overrides)
+    return process(raw, **kwargs)
+
+
+def test_process_keeps_users_in_file_order_of_first_appearance():
+    # user "b" appears first in the file but interacts later than "a"; ids are not sorted either
+    rows = [("b", "1"), ("a", "1"), ("10", "1"), ("b", "2"), ("a", "2"), ("10", "2"), ("b", "3"), ("a", "3"),
+            ("10", "3")]
+    times = [50, 1, 20, 51, 2, 21, 52, 3, 22]
+    ds = _process(_raw(rows, times))
+    assert ds.user_ids == ["b", "a", "10"]
+    assert [s.tolist() for s in ds.sequences] == [[1, 2, 3]] * 3
+
+
+def test_process_counts_repeats_over_all_users_and_states_its_statistics():
+    rows = [("u1", "5"), ("u1", "5"), ("u1", "7"), ("u1", "9"),
+            ("u2", "7"), ("u2", "7"), ("u2", "7"), ("u2", "5"), ("u2", "9"), ("u2", "11"),
+            ("u3", "5"), ("u3", "9"), ("u3", "11")]
+    ds = _process(_raw(rows), name="stats-toy", source_hash="feed")
+    assert ds.name == "stats-toy" and ds.source_hash == "feed" and ds.source == "test"
+    lengths = [3, 4, 3]
+    assert [len(s) for s in ds.sequences] == lengths
+    assert ds.stats == {
+        "users": 3, "items": 4, "interactions": 10,
+        "density": 10 / (3 * 4),
+        "avg_sequence_length": float(np.mean(lengths)), "median_sequence_length": 3.0, "max_sequence_length": 4,
+        "raw_interactions": 13, "raw_users": 3, "raw_items": 4,
+        "repeated_interactions_removed": 3,  # one of u1's, two of u2's
+        "k_core": 1, "k_core_rounds": 1, "items_without_text": 4, "items_with_attributes": None,
+    }
+
+
+def test_process_text_blank_fields_collapsed_whitespace_and_missing_fields():
+    rows = [(u, i) for u in ("1", "2", "3") for i in ("1", "2", "3")]
+    fields = {"1": {"title": "  Heat \n\t (1995)  ", "genre": "Crime"},
+              "2": {"title": "   ", "genre": "Drama"},   # a blank title is no text
+              "3": {"genre": "Horror"}}                  # the template's {title} missing
+    ds = _process(_raw(rows, item_fields=fields), text_template="{title} | {year}")
+    assert ds.item_texts[1] == "Heat (1995) |"  # whitespace collapsed; a missing field is empty
+    assert ds.item_texts[2:] == ["Item 2", "Item 3"]
+    assert ds.stats["items_without_text"] == 2
+    # the title alone (what w/o_d_TID reads), else the item's text; padding has neither
+    assert ds.item_titles[0] == "" and ds.item_titles[1].split() == ["Heat", "(1995)"]
+    assert ds.item_titles[2:] == ["Item 2", "Item 3"]
+    with_genre = _process(_raw(rows, item_fields=fields), text_template="{title} | {genre}")
+    assert with_genre.item_texts[1:] == ["Heat (1995) | Crime", "| Drama", "| Horror"]
+    assert with_genre.item_titles[1].split() == ["Heat", "(1995)"] and with_genre.item_titles[2:] == ["| Drama", "| Horror"]
+
+
+def test_process_errors_name_the_setting_and_the_file():
+    rows = [("1", "1"), ("1", "2"), ("1", "3")]
+    with pytest.raises(DataError, match=r"data\.repeats must be 'first' or 'last', got 'all'"):
+        _process(_raw(rows), repeats="all")
+    with pytest.raises(DataError, match=r"^src\.csv: .*Lower data\.k_core or check the source files\.$") as err:
+        _process(_raw(rows), k=2)
+    assert err.value.path == "src.csv" and err.value.line is None
+    # a source that read no file (built in memory): the message names none
+    with pytest.raises(DataError, match=r"^dataset 'toy' is empty after iterated 2-core filtering") as err:
+        _process(_raw(rows, files=()), k=2)
+    assert err.value.path is None
+
+
+def test_data_error_names_file_and_line():
+    err = DataError("expected 4 fields", path=Path("data") / "ratings.dat", line=7)
+    assert str(err) == f"{Path('data') / 'ratings.dat'}, line 7: expected 4 fields"
+    assert err.path == str(Path("data") / "ratings.dat") and isinstance(err.path, str) and err.line == 7
+    err = DataError("no interactions", path="ratings.dat")
+    assert str(err) == "ratings.dat: no interactions" and err.path == "ratings.dat" and err.line is None
+    err = DataError("bad setting")
+    assert str(err) == "bad setting" and err.path is None and err.line is None
+
+
+def test_format_stats_summarises_the_dataset():
+    from benchmarks.data.dataset import format_stats
+
+    rows = [(u, i) for u in ("1", "2", "3") for i in ("1", "2", "3")] + [("1", "1"), ("4", "1"), ("4", "2"),
+                                                                          ("4", "3"), ("4", "4")]
+    ds = _process(_raw(rows, item_fields={"1": {"title": "One"}}), name="fmt")
+    assert format_stats(ds) == ("fmt: 4 users, 4 items, 13 interactions, density 81.2500%, avg length 3.2 "
+                                "(1-core in 1 rounds; 1 repeats removed; 3 items without text)")
+    ds.stats.update(users=12345, items=6789, interactions=1234567, k_core=5, k_core_rounds=3)
+    assert format_stats(ds).startswith("fmt: 12,345 users, 6,789 items, 1,234,567 interactions, ")
+    assert "(5-core in 3 rounds;" in format_stats(ds)
