@@ -6,6 +6,7 @@ import pytest
 
 import run_all
 from benchmarks import records as recmod
+from benchmarks.records import read_record, write_record
 from benchmarks.config import load_experiment, resolve_run, parse_override
 from benchmarks.planning import plan_runs
 from benchmarks.runner import Runner, SkipRun
@@ -372,19 +373,21 @@ def test_runner_never_hands_test_targets_to_fit_or_early_stopping(tmp_path, toy_
         assert full.test_targets[user] not in train and full.valid_targets[user] not in train
 
 
-def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_path, toy_ml1m):
-    """train.warmup_steps was added with a default (null) that reproduces what earlier records did:
-    a record without it is done; a record that differs in a key that changes a run is not."""
-    from benchmarks.records import read_record, write_record
-
+def _recorded_most_popular(tmp_path, toy_ml1m):
+    """The toy experiment's MostPopular run recorded: (runner, spec, record path, record)."""
     exp = write_experiment(tmp_path)
     plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
                      overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
     spec = next(s for s in plan.runs if s.run == "MostPopular")
     runner = Runner(tmp_path / "results", progress=False)
     runner.run(spec)
-    path = runner.path(spec)
-    old = read_record(path)
+    return runner, spec, runner.path(spec), read_record(runner.path(spec))
+
+
+def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_path, toy_ml1m):
+    """train.warmup_steps was added with a default (null) that reproduces what earlier records did:
+    a record without it is done; a record that differs in a key that changes a run is not."""
+    runner, spec, path, old = _recorded_most_popular(tmp_path, toy_ml1m)
     del old["config"]["train"]["warmup_steps"]
     old["config_hash"] = "an older hash"
     write_record(path, old)
@@ -397,16 +400,7 @@ def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_pa
 def test_a_record_made_on_another_device_or_thread_count_is_the_same_run(tmp_path, toy_ml1m):
     """Where a run ran (device, num_threads: -o num_threads=1 on a shared machine, a GPU) is not
     what it is: its record is done for the experiment's own run; any other setting is not."""
-    from benchmarks.records import read_record, write_record
-
-    exp = write_experiment(tmp_path)
-    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
-    spec = next(s for s in plan.runs if s.run == "MostPopular")
-    runner = Runner(tmp_path / "results", progress=False)
-    runner.run(spec)
-    path = runner.path(spec)
-    record = read_record(path)
+    runner, spec, path, record = _recorded_most_popular(tmp_path, toy_ml1m)
     record["config"].update(num_threads=1, device="cuda")
     record["config_hash"] = "made elsewhere"
     write_record(path, record)
