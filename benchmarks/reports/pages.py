@@ -49,8 +49,11 @@ def latency_line(records: list[Record | dict]) -> str | None:
     mixed = ("" if len({x["device_name"] for x in lats}) == 1 else
              " The rows were timed on different devices: compare times only between rows of one device "
              "(the `device` column); a speed-up across devices is not a measurement.")
+    counts = sorted({int(x.get("n_batches", 0)) for x in lats})
+    timed = (f"{counts[0]} timed batches" if len(counts) == 1 else
+             f"{counts[-1]} timed batches (a row timed on fewer says so in its cell)")
     return (f"Latency: batches of {lat['batch_size']} users, top-{lat['top_k']}, median over "
-            f"{lat['n_batches']} batches after {lat['warmup_batches']} warm-up, on {'; '.join(devices)}.{mixed}")
+            f"{timed} after {lat['warmup_batches']} warm-up, on {'; '.join(devices)}.{mixed}")
 
 
 @dataclass

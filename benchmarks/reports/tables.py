@@ -24,6 +24,7 @@ METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 DIGITS = {"metric": 4, "ms": 2, "length": 1, "epochs": 1, "seconds": 1, "share": 3, "gflop": 2}
 STOP_LABELS = {"early_stopping": "patience", "epochs": "epoch cap", "time_budget": "time budget"}
 STALE_MARK = " (stale)"
+MIN_TIMED_BATCHES = 30  # a latency median from fewer timed batches says so in its cell
 
 
 def short(metric: str) -> str:
@@ -160,8 +161,18 @@ def summary_cells(cols: list[Column], ok: list[Record], run: str, stars: dict | 
         cell = format_summary(summary, col.digits)
         if stars and col.path[0] == "metrics" and stars.get((run, col.path[1])):
             cell += "*"
+        if col.path == ("latency", "ms_per_batch_median") and summary is not None:
+            cell += few_batches_note(ok)
         cells[col.label] = cell
     return cells, values
+
+
+def few_batches_note(records: list[Record]) -> str:
+    """' (3 timed batches)' where a record's latency median comes from fewer than
+    MIN_TIMED_BATCHES timed batches (the fewest of the row's seeds), else ''."""
+    counts = [r.latency.get("n_batches") for r in records if r.latency]
+    fewest = min((int(n) for n in counts if n is not None), default=None)
+    return f" ({fewest} timed batches)" if fewest is not None and fewest < MIN_TIMED_BATCHES else ""
 
 
 def details(page: ReportPage, ok: list[Record]) -> dict:

@@ -381,6 +381,22 @@ def test_latency_line_warns_when_rows_were_timed_on_different_devices():
     assert "different devices" in latency_line([cpu, other]) and "CPU A" in latency_line([cpu, other])
 
 
+def test_a_latency_median_from_fewer_than_30_timed_batches_says_so_in_its_cell():
+    from benchmarks.reports.pages import latency_line
+    from benchmarks.reports.records import Record
+    from benchmarks.reports.tables import few_batches_note
+
+    full = stats(60, 80, 700)
+    beam = record("P5", "ml-1m", full, {}, latency={"ms_per_batch_median": 5000.0, "n_batches": 3})
+    timed = record("Lite-LLM4Rec", "ml-1m", full, {}, latency={"ms_per_batch_median": 60.0, "n_batches": 30})
+    assert few_batches_note([Record(beam)]) == " (3 timed batches)"
+    assert few_batches_note([Record(timed)]) == ""
+    # a row of several seeds shows its fewest
+    assert few_batches_note([Record(timed), Record({**beam, "seed": 1})]) == " (3 timed batches)"
+    assert "30 timed batches (a row timed on fewer says so in its cell)" in latency_line([beam, timed])
+    assert "median over 30 timed batches after" in latency_line([timed])
+
+
 # ----------------------------------------------------------------------------- stars, convergence, curves
 
 
