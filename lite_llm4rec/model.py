@@ -1,7 +1,6 @@
 """Lite-LLM4Rec, readable top to bottom.
 
     item text --Item LLM (offline, cached)--> item vectors            (item_llm.py)
-      -> standardised per dimension, scaled to the Recommendation LLM's token-embedding norm
       -> (only for a Recommendation LLM that adds absolute position embeddings, e.g. MiniLM)
          standardised per dimension, scaled to its token-embedding norm
     user's last 20 items -> their vectors -> one-layer MLP if widths differ
