@@ -9,9 +9,8 @@ config against the spec `plan_runs` resolves now for its experiment, dataset, ru
 (the tuned rows with the best settings of their finished studies, read from the summaries under
 results/tuning/ alone: a report never opens the study storage). A key added since with a
 neutral default (config.NEUTRAL_NEW_KEYS) makes no difference; nor do where the run ran (its
-device and thread count, which a main record may hold: the record is compared as `--list`
-would compare it under the command that made it) and where its data files lie, as long as they
-hash the same. Where the dataset's files are not here to hash, that last part is skipped: the
+device and thread count: config.identity_hash leaves them out) and where its data files lie, as
+long as they hash the same. Where the dataset's files are not here to hash, that last part is skipped: the
 record is compared by identity alone (config.identity_hash). A record whose experiment file or
 run no longer exists, or that the file no longer resolves, is stale too.
 
@@ -20,14 +19,13 @@ compared with the model's defaults.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from pathlib import Path
 
 from .. import config as cfgmod
 from ..errors import ConfigError
 from ..planning import QUICK
-from ..variants import SOURCE_HASH, WHERE_IT_RAN_KEYS, describe, differences
+from ..variants import SOURCE_HASH, describe, differences
 from .records import Record
 
 TO_RUN = "`python run_all.py --list` shows it to run"
@@ -103,8 +101,6 @@ class Staleness:
         config = rec.config
         if "data" not in config:
             return "its config is not a resolved one (no data section)"
-        ran = {key: config[key] for key in WHERE_IT_RAN_KEYS if key in config}
-        spec = dataclasses.replace(spec, config={**spec.config, **ran})
         if self.runner.same_run(rec.raw, spec):
             return None
         if cfgmod.identity_hash(cfgmod.with_new_defaults(config)) == cfgmod.identity_hash(spec.config):
