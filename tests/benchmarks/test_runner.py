@@ -38,6 +38,12 @@ class SkipsUntilWeightsArrive(Recommender):
         return histories
 
 
+def toy_plan(tmp_path, toy_ml1m, exp):
+    """The experiment file `exp` planned on the toy ML-1m files, its data cache under tmp_path."""
+    return plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
+                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+
+
 def write_experiment(tmp_path, body=None):
     path = tmp_path / "toyexp.yaml"
     path.write_text(body or (
@@ -358,8 +364,7 @@ class RecordsWhatFitSees(tests.benchmarks.toy_models.ToyNextItem):
 def test_runner_never_hands_test_targets_to_fit_or_early_stopping(tmp_path, toy_ml1m):
     exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 3}, latency: {enabled: false}}\n"
                                      "runs:\n  Spy: {model: {name: records_what_fit_sees}}\n")
-    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
     runner = Runner(tmp_path / "results", progress=False)
     runner.run(plan.runs[0])
     full = leave_one_out(runner.dataset(plan.runs[0].config["data"]))
@@ -376,8 +381,7 @@ def test_runner_never_hands_test_targets_to_fit_or_early_stopping(tmp_path, toy_
 def _recorded_most_popular(tmp_path, toy_ml1m):
     """The toy experiment's MostPopular run recorded: (runner, spec, record path, record)."""
     exp = write_experiment(tmp_path)
-    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
     spec = next(s for s in plan.runs if s.run == "MostPopular")
     runner = Runner(tmp_path / "results", progress=False)
     runner.run(spec)
@@ -418,8 +422,7 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sit
 
     exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 6, patience: 10, lr: 0.05},"
                                      " latency: {enabled: false}}\nruns:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
     spec = plan.runs[0]
     whole = Runner(tmp_path / "whole", progress=False).run(spec)
 
@@ -482,8 +485,7 @@ def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp
                                      "warmup_batches: 1, batch_size: 8, settings: [{precision: bf16}, "
                                      "{precision: fp32, compile: true}]}}\n"
                                      "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
     seen_dtypes = []
     original = tests.benchmarks.toy_models.ToyNextItem.score
     monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "score",
@@ -512,8 +514,7 @@ def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(
                                      "latency: {max_batches: 2, warmup_batches: 1, batch_size: 8, "
                                      "settings: [{precision: fp32}]}}\n"
                                      "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
     record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
     assert 0 < record["cold_start"]["n_users"] < record["data"]["stats"]["users"]
     setting = record["inference_settings"][0]
