@@ -341,7 +341,8 @@ def config_hash(cfg: dict) -> str:
 # a record without the key is the same run as one with the key at this value. (A key whose default
 # changed what runs do, e.g. eval.protocol_controls, measuring more, is not listed: its old records
 # are other runs.)
-NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None, ("latency", "settings"): []}
+NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None, ("latency", "settings"): [],
+                    ("eval", "valid_max_users"): None}
 
 
 def with_new_defaults(recorded: dict) -> dict:

@@ -38,6 +38,7 @@ __all__ = [
     "sample_candidates",
     "user_arguments",
     "user_subset",
+    "validation_users",
 ]
 
 
@@ -237,6 +238,19 @@ def evaluation_settings(eval_cfg: dict) -> dict:
             "num_negatives": int(cfg["num_negatives"]), "negative_seed": int(cfg["negative_seed"]),
             "batch_size": int(cfg["batch_size"]), "max_users": cfg["max_users"],
             "user_subset_seed": int(cfg["user_subset_seed"])}
+
+
+def validation_users(n_users: int, eval_cfg: dict) -> np.ndarray:
+    """The users validation reads (early stopping, the record's valid_metrics): the test's users
+    (eval.max_users), or with eval.valid_max_users a fixed seeded subset of their own, so that a
+    model whose test must cover every user (beam search on a CPU) validates on fewer."""
+    from .config import defaults
+
+    cfg = {**defaults()["eval"], **eval_cfg}
+    size = cfg["valid_max_users"] if cfg["valid_max_users"] is not None else cfg["max_users"]
+    if cfg["valid_max_users"] is not None and int(cfg["valid_max_users"]) < 1:
+        raise ValueError(f"eval.valid_max_users must be >= 1 or null, got {cfg['valid_max_users']!r}")
+    return user_subset(n_users, size, int(cfg["user_subset_seed"]))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .config import RunSpec, config_hash, identity_hash, with_new_defaults
 from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .data_parallel import DataParallel, data_parallel
 from .errors import ConfigError
-from .evaluate import evaluate, evaluation_settings, user_arguments, user_subset
+from .evaluate import evaluate, evaluation_settings, user_arguments, user_subset, validation_users
 from .latency import device_description, measure_latency
 from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
                            measure_protocol_controls)
@@ -288,8 +288,12 @@ class Runner:
         cold_start = None
         if len(split.held_out_items):
             cold_start, test, users = cold_start_result(split, users, test)
-        valid = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users], **eval_kwargs,
-                         users=users)
+        if cfg["eval"].get("valid_max_users") is not None:  # validation's own subset, as in training
+            valid_users = validation_users(split.n_users, cfg["eval"])
+        else:
+            valid_users = users
+        valid = evaluate(model, [split.valid_histories[u] for u in valid_users], split.valid_targets[valid_users],
+                         **eval_kwargs, users=valid_users)
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
             cfg["eval"]["protocol_controls"], eval_kwargs, users=users)
@@ -305,7 +309,9 @@ class Runner:
                 timed=(test_histories, test_users))
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
-                           f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds},
+                           f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds,
+                           **({"valid_users": f"seeded subset of {len(valid_users)} of {split.n_users}"}
+                              if valid_users is not users else {})},
             "metrics": test.metrics,
             "valid_metrics": valid.metrics,
             "protocol_variants": protocol_variants,

@@ -25,7 +25,7 @@ from transformers import get_scheduler
 
 from .checkpoints import random_states, restore_random_states
 from .data_parallel import data_parallel, rows_share
-from .evaluate import evaluate, evaluation_settings, user_subset
+from .evaluate import evaluate, evaluation_settings, validation_users
 from .models import Recommender
 from .split import next_item_batches, pad_histories
 
@@ -192,12 +192,13 @@ class Trainer:
         """The validation metrics early stopping reads, for every trained model: the suite's
         evaluator on the validation targets (never the test targets: the split handed to `fit` has
         none), full ranking over all items, history masked as in the run's eval settings, full
-        precision, on all users or the run's fixed subset (eval.max_users)."""
+        precision, on all users or the run's fixed subset (eval.valid_max_users, else max_users)."""
         module = getattr(model, "module", None)
         if module is not None:
             module.eval()
         settings = evaluation_settings(self.eval_cfg)
-        users = user_subset(split.n_users, settings.pop("max_users"), settings.pop("user_subset_seed"))
+        del settings["max_users"], settings["user_subset_seed"]
+        users = validation_users(split.n_users, self.eval_cfg)
         result = evaluate(model, [split.valid_histories[u] for u in users], split.valid_targets[users],
                           **{**settings, "candidates": "full"}, users=users)
         return result.metrics

@@ -6,7 +6,7 @@ import pytest
 
 import run_all
 from benchmarks import records as recmod
-from benchmarks.records import read_record, write_record
+from benchmarks.records import read_per_user, read_record, write_record
 from benchmarks.config import load_experiment, resolve_run, parse_override
 from benchmarks.planning import plan_runs
 from benchmarks.runner import Runner, SkipRun
@@ -295,6 +295,32 @@ def test_validation_uses_the_seeded_user_subset(tmp_path, toy_dataset, monkeypat
     assert len(users) == 7 and np.array_equal(seen["targets"], split.valid_targets[users])
 
 
+def test_validation_may_read_its_own_subset_while_the_test_reads_every_user(tmp_path, toy_dataset, monkeypatch):
+    import benchmarks.training as training_mod
+    from benchmarks.evaluate import user_subset, validation_users
+
+    split = leave_one_out(toy_dataset)
+    cfg = _toy_config(tmp_path, "eval.valid_max_users=5", "eval.user_subset_seed=3")
+    assert cfg["eval"]["max_users"] is None
+    model = build_model(cfg["model"], toy_dataset, __import__("torch").device("cpu"))
+    seen = {}
+    real = training_mod.evaluate
+
+    def spy(model, histories, targets, **kw):
+        seen["targets"], seen["users"] = np.asarray(targets), np.asarray(kw["users"])
+        return real(model, histories, targets, **kw)
+
+    monkeypatch.setattr(training_mod, "evaluate", spy)
+    Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).validate(model, split)
+    users = user_subset(split.n_users, 5, 3)
+    assert len(users) == 5 < split.n_users
+    assert np.array_equal(seen["users"], users) and np.array_equal(seen["targets"], split.valid_targets[users])
+    assert np.array_equal(validation_users(split.n_users, {"max_users": 7, "user_subset_seed": 3}),
+                          user_subset(split.n_users, 7, 3))  # unset: the test's users
+    with pytest.raises(ValueError, match="valid_max_users"):
+        validation_users(split.n_users, {"valid_max_users": 0})
+
+
 def test_time_budget_stops_mid_epoch_and_validates_what_it_trained(tmp_path, toy_dataset, monkeypatch):
     import benchmarks.training as training_mod
 
@@ -376,6 +402,25 @@ def test_runner_never_hands_test_targets_to_fit_or_early_stopping(tmp_path, toy_
     for user, train in enumerate(split.train):
         assert np.array_equal(train, full.test_histories[user][:-1])
         assert full.test_targets[user] not in train and full.valid_targets[user] not in train
+
+
+def test_a_validation_subset_serves_early_stopping_and_the_record_while_the_test_reads_all(tmp_path, toy_ml1m):
+    from benchmarks.evaluate import user_subset
+
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 2}, latency: {enabled: false},"
+                                     " eval: {valid_max_users: 4, user_subset_seed: 1}}\n"
+                                     "runs:\n  Spy: {model: {name: records_what_fit_sees}}\n")
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
+    runner = Runner(tmp_path / "results", progress=False)
+    runner.run(plan.runs[0])
+    full = leave_one_out(runner.dataset(plan.runs[0].config["data"]))
+    subset = user_subset(full.n_users, 4, 1)
+    assert len(subset) == 4 < full.n_users
+    assert [v.tolist() for v in RecordsWhatFitSees.seen["validated"]] == [full.valid_targets[subset].tolist()] * 2
+    record = read_record(runner.path(plan.runs[0]))
+    assert record["evaluation"]["users"] == "all" and record["evaluation"]["n_users"] == full.n_users
+    assert record["evaluation"]["valid_users"] == f"seeded subset of 4 of {full.n_users}"
+    assert len(read_per_user(runner.path(plan.runs[0]))["rank"]) == full.n_users
 
 
 def _recorded_most_popular(tmp_path, toy_ml1m):
