@@ -330,7 +330,9 @@ class RecBoleModel(Recommender):
         }).to(self.device)
 
     def score(self, batch) -> torch.Tensor:
-        with torch.inference_mode():
+        # no_grad, not inference_mode: the evaluator and the timer already serve in inference mode,
+        # and a second inference_mode inside a torch.compile'd score fails to compile (torch 2.13)
+        with torch.no_grad():
             scores = self.module.full_sort_predict(batch)  # (B, RecBole item_num), column 0 [PAD]
             out = scores.index_select(1, self._columns)  # column j = our item j
             out[:, 0] = float("-inf")

@@ -130,6 +130,23 @@ def test_each_model_trains_with_recbole_and_scores_through_our_evaluator(trained
     assert "ray" not in sys.modules  # RecBole's quick_start (which imports ray) is never needed
 
 
+def test_a_recbole_row_serves_compiled_with_the_same_ranks(trained):
+    """latency.settings' compiled setting on a RecBole model (the scores served in inference mode
+    by the evaluator and the timer; a nested inference_mode in score failed to compile)."""
+    from benchmarks.measurements import measure_inference_settings
+
+    model, split = trained["models"]["SASRec"]["model"], trained["split"]
+    eager = evaluate(model, split.test_histories, split.test_targets, ks=(10,), mask_history=True)
+    measured = measure_inference_settings(   # the order the experiments declare
+        model, split.test_histories, split.test_targets,
+        [{"precision": "bf16", "compile": False}, {"precision": "fp32", "compile": True},
+         {"precision": "bf16", "compile": True}],
+        {"ks": [10], "mask_history": True}, {"batch_size": 8, "warmup_batches": 0, "max_batches": 2})
+    assert [m["setting"]["compile"] for m in measured] == [False, True, True]
+    assert all(m["latency"]["n_batches"] == 2 for m in measured)
+    assert measured[1]["metrics"]["recall@10"] == pytest.approx(eager.metrics["recall@10"], abs=1e-9)
+
+
 def test_s3rec_pretrains_on_item_attributes_then_fine_tunes(trained):
     entry = trained["models"]["S3Rec"]
     model, info = entry["model"], entry["info"]

@@ -195,6 +195,7 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
         [f"table3_overall/ml-1m-partial/{run}__seed{seed}__toy.json" for run in ("MostPopular", "SASRec", "Lite-LLM4Rec_sampling")
          for seed in (0, 1)] + [f"{exp}/ml-1m-partial/{run}__seed{seed}__toy.json" for seed in (0, 1) for exp, run in
                                 (("figure4_5_ablations", "fixT5"), ("table1_2_4_5_generative", "P5"),
+                                 ("table1_2_4_5_generative", "MostPopular"), ("table1_2_4_5_generative", "SASRec"),
                                  ("figure6_topn_sampled", "P5"))])
     for path in results.rglob("*.json"):
         rec = json.loads(path.read_text())
@@ -216,4 +217,4 @@ def test_gpu_set_runs_at_toy_size_on_cpu_in_two_shards(tmp_path, tiny_bert, monk
     capsys.readouterr()
     assert run_all.main(listing) == 0
     states = [line.split()[-1] for line in capsys.readouterr().out.splitlines() if "/seed" in line]
-    assert states == ["done"] * 12
+    assert states == ["done"] * 16
