@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .catalogue import Group, Page
 from .charts import CURVES_CAPTION, FIGURE_CAPTIONS, learning_curves, table_figure
-from .paper import PaperComparison, paper_comparison, paper_row_names
+from .paper import PaperComparison, paper_comparison, rows_wanted
 from .records import Record, as_record
 from .inference import inference_table
 from .significance import against_reference, proposed_label, proposed_runs, significance
@@ -81,7 +81,7 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
     spec, records = page.spec, group.records
     ok = [r for r in records if r.ok]
     ref = next((r for r in [*ok, *records, *group.variants] if r.has_data), group.any_record)
-    wanted = paper_row_names(spec, paper) if spec.paper_rows_only else None
+    wanted = rows_wanted(spec, paper)
     first = group_table(spec, group.exp, records, rows_wanted=wanted)
     sig, stars = significance(first, group.exp)
     table = group_table(spec, group.exp, records, stars, rows_wanted=wanted) if stars else first

@@ -94,6 +94,14 @@ def paper_row_names(page: ReportPage, paper: dict) -> set[str]:
     return set(table)
 
 
+def rows_wanted(page: ReportPage, paper: dict) -> set[str] | None:
+    """The rows a page shows: every row (None), or with paper_rows_only the paper's rows and the
+    page's reference_run (the row every other is tested against, e.g. the MostPopular floor)."""
+    if not page.paper_rows_only:
+        return None
+    return paper_row_names(page, paper) | ({page.reference_run} if page.reference_run else set())
+
+
 @dataclass
 class PaperComparison:
     """What a table's section says about the paper's numbers (templates/artefact.md.j2)."""

@@ -750,3 +750,22 @@ def test_rows_timed_as_published_and_at_their_best_with_both_ratios(tmp_path, mo
     p5 = next(line for line in page.splitlines() if line.startswith("| P5 ") and "bf16 eager" in line)
     cells = [c.strip() for c in p5.strip("|").split("|")]
     assert cells[1:] == ["6000.00", "bf16 eager", "3000.00", "2.00x", "0.2000", "0.1900", "0.500", "66.7x", "100.0x"]
+
+
+def test_a_paper_rows_only_page_also_shows_its_reference_row():
+    """Table 2 keeps to the paper's rows plus MostPopular, the floor each variant is tested
+    against (paired over users), so a generative row below the floor shows on the page."""
+    from dataclasses import replace
+
+    from benchmarks.config import load_experiment
+    from benchmarks.reports.paper import paper_reference, paper_row_names, rows_wanted
+
+    _, exp = load_experiment("table1_2_4_5_generative")
+    table2 = next(page for page in exp["report"] if page.page == "table2")
+    paper = paper_reference()
+    assert table2.paper_rows_only and table2.reference_run == "MostPopular"
+    assert "MostPopular" not in paper_row_names(table2, paper)
+    assert rows_wanted(table2, paper) == paper_row_names(table2, paper) | {"MostPopular"}
+    assert {"P5", "POD"} <= rows_wanted(table2, paper)
+    assert rows_wanted(replace(table2, reference_run=None), paper) == paper_row_names(table2, paper)
+    assert rows_wanted(replace(table2, paper_rows_only=False), paper) is None
