@@ -343,6 +343,8 @@ def config_hash(cfg: dict) -> str:
 # are other runs.)
 NEUTRAL_NEW_KEYS = {("train", "warmup_steps"): None, ("latency", "settings"): [],
                     ("eval", "valid_max_users"): None}
+# The same for one model's own settings (its Params), by model name.
+NEUTRAL_NEW_MODEL_KEYS = {"lite_llm4rec": {"stage2_lr": None}}
 
 
 def with_new_defaults(recorded: dict) -> dict:
@@ -351,6 +353,10 @@ def with_new_defaults(recorded: dict) -> dict:
     for (section, key), value in NEUTRAL_NEW_KEYS.items():
         if isinstance(filled.get(section), dict):
             filled[section].setdefault(key, value)
+    model = filled.get("model")
+    if isinstance(model, dict):
+        for key, value in NEUTRAL_NEW_MODEL_KEYS.get(model.get("name"), {}).items():
+            model.setdefault(key, value)
     return filled
 
 

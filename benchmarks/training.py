@@ -169,11 +169,14 @@ class Trainer:
         # validation curve to Optuna through it, and may stop the training (optuna.TrialPruned)
         self.on_validation = on_validation
 
-    def with_epochs(self, epochs: int | None) -> "Trainer":
-        """The same trainer with another epoch budget (None keeps it), for a second stage."""
+    def with_epochs(self, epochs: int | None, lr: float | None = None) -> "Trainer":
+        """The same trainer with another epoch budget and learning rate (None keeps each), for a
+        second stage."""
         cfg = dict(self.cfg)
         if epochs is not None:
             cfg["epochs"] = int(epochs)
+        if lr is not None:
+            cfg["lr"] = float(lr)
         stage = self.checkpoint.with_name(self.checkpoint.name + ".stage2") if self.checkpoint else None
         return Trainer(cfg, self.eval_cfg, self.seed + 1, self.progress, checkpoint=stage,
                        checkpoint_minutes=self.checkpoint_minutes, on_validation=self.on_validation)

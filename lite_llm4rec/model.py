@@ -38,7 +38,7 @@ from torch import nn
 
 from benchmarks import backbones
 from benchmarks.latency import section
-from benchmarks.models import ModelParams
+from benchmarks.models import ConfigError, ModelParams
 from benchmarks.tensors import masked_mean, standardize_item_vectors
 from benchmarks.training import WindowedNextItemModel, mask_padding_column
 
@@ -104,6 +104,7 @@ class LiteLLM4RecParams(ModelParams):
     fix_head: bool = False                   # ablation fixHead
     finetune_item_vectors: bool = True       # second stage: trainable item vectors (the paper's rows)
     stage2_epochs: int | None = None         # epochs of the second stage; null = train.epochs
+    stage2_lr: float | None = None           # learning rate of the second stage; null = train.lr
 
     def validate(self) -> None:
         self.choice("strategy", ("sampling", "all"))
@@ -112,6 +113,8 @@ class LiteLLM4RecParams(ModelParams):
         self.choice("item_vector_scale", ("auto", "token_embeddings", "none"))
         self.positive_int("max_seq_length", "item_max_length", "item_batch_size")
         self.positive_int("stage2_epochs", allow_none=True)
+        if self.stage2_lr is not None and not float(self.stage2_lr) > 0:
+            raise ConfigError(f"model.stage2_lr must be a positive number or null, got {self.stage2_lr!r}")
         self.fraction("dropout")
 
 
@@ -186,7 +189,7 @@ class LiteLLM4Rec(WindowedNextItemModel):
         result = {**stage1, "item_vectors": self.item_vector_info}
         if self.params.finetune_item_vectors:
             self.module.item_vectors.weight.requires_grad_(True)
-            stage2_trainer = trainer.with_epochs(self.params.stage2_epochs)
+            stage2_trainer = trainer.with_epochs(self.params.stage2_epochs, lr=self.params.stage2_lr)
             stage2 = stage2_trainer.fit(self, split, keep_initial=True)
             result = {  # the second stage's fields; epochs and seconds of both stages together
                 **stage2,

@@ -446,6 +446,20 @@ def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_pa
     assert not runner.is_done(spec)
 
 
+def test_a_models_own_neutral_key_fills_only_that_models_records():
+    """lite_llm4rec's stage2_lr came after records existed; null reproduces them (the second
+    stage at train.lr). Another model's recorded settings are left as they were."""
+    from benchmarks.config import NEUTRAL_NEW_MODEL_KEYS, with_new_defaults
+
+    assert NEUTRAL_NEW_MODEL_KEYS["lite_llm4rec"] == {"stage2_lr": None}
+    lite = with_new_defaults({"model": {"name": "lite_llm4rec", "dropout": 0.1}, "train": {}})
+    assert lite["model"] == {"name": "lite_llm4rec", "dropout": 0.1, "stage2_lr": None}
+    other = with_new_defaults({"model": {"name": "recbole"}, "train": {}})
+    assert other["model"] == {"name": "recbole"}
+    kept = with_new_defaults({"model": {"name": "lite_llm4rec", "stage2_lr": 1e-4}})
+    assert kept["model"]["stage2_lr"] == 1e-4
+
+
 def test_a_record_made_on_another_device_or_thread_count_is_the_same_run(tmp_path, toy_ml1m):
     """Where a run ran (device, num_threads: -o num_threads=1 on a shared machine, a GPU) is not
     what it is: its record is done for the experiment's own run; any other setting is not."""

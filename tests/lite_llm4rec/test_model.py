@@ -221,6 +221,25 @@ def test_second_stage_fine_tunes_item_vectors_and_never_ends_worse(toy_dataset, 
     assert result["best_epoch"] > 0  # on the toy cycle, learning the item table helps
 
 
+def test_second_stage_learning_rate_is_its_own_setting(toy_dataset, tmp_path, tiny_bert, monkeypatch):
+    from benchmarks.errors import ConfigError
+
+    split = leave_one_out(toy_dataset)
+    seen, real = [], Trainer.fit
+
+    def spy(self, model, split, **kwargs):
+        seen.append((self.cfg["lr"], self.cfg["epochs"]))
+        return real(self, model, split, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    trainer = Trainer({**TRAIN, "epochs": 1, "lr": 3e-3}, EVAL, seed=0, progress=False)
+    build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2, stage2_lr=1e-4).fit(split, trainer)
+    build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2).fit(split, trainer)  # null: train.lr
+    assert seen == [(3e-3, 1), (1e-4, 2), (3e-3, 1), (3e-3, 2)]
+    with pytest.raises(ConfigError, match="stage2_lr"):
+        build(toy_dataset, tmp_path, tiny_bert, stage2_lr=0)
+
+
 def test_missing_backbone_is_a_clear_skip(toy_dataset, tmp_path, tiny_bert, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SkipRun, match="t5-nonexistent-size.*Hugging Face cache"):
