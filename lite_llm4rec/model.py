@@ -22,7 +22,8 @@ provides a target.
 Second stage (`finetune_item_vectors`, on by default as in the paper's Table 3): after the first
 stage converges, the item vectors become a trainable embedding table (initialised from the Item
 LLM) and are fine-tuned together with the Recommendation LLM; it starts from the first stage's
-best weights and keeps them unless validation improves.
+best weights and keeps them unless validation improves. A finished first stage is cached
+(stage_cache.py), so runs that share it (the `_stage1` row, second-stage settings) train it once.
 
 Ablations (Figures 4, 5): `fix_rec_llm` (fixT5: the Recommendation LLM frozen), `fix_head`
 (fixHead: the projection head frozen at its initialisation), `rec_llm_init: scratch` (the same
@@ -40,8 +41,9 @@ from benchmarks import backbones
 from benchmarks.latency import section
 from benchmarks.models import ConfigError, ModelParams
 from benchmarks.tensors import masked_mean, standardize_item_vectors
-from benchmarks.training import WindowedNextItemModel, mask_padding_column
+from benchmarks.training import WindowedNextItemModel, data_parallel, mask_padding_column
 
+from . import stage_cache
 from .item_llm import item_vectors
 
 
@@ -185,7 +187,7 @@ class LiteLLM4Rec(WindowedNextItemModel):
         return mask
 
     def fit(self, split, trainer) -> dict:
-        stage1 = trainer.fit(self, split)
+        stage1 = self._first_stage(split, trainer)
         result = {**stage1, "item_vectors": self.item_vector_info}
         if self.params.finetune_item_vectors:
             self.module.item_vectors.weight.requires_grad_(True)
@@ -200,6 +202,21 @@ class LiteLLM4Rec(WindowedNextItemModel):
                 "item_vectors": self.item_vector_info,
             }
         return result
+
+    def _first_stage(self, split, trainer) -> dict:
+        """The first stage, trained or read from the first-stage cache (stage_cache.py)."""
+        if data_parallel() is not None:
+            return trainer.fit(self, split)
+        path = stage_cache.stage1_path(self, stage_cache.stage1_key(self, split, trainer))
+        cached = stage_cache.load_stage1(self, path)
+        if cached is not None:
+            for entry in cached.get("history", []):  # a tuning trial's pruner hears the curve as trained
+                if "valid" in entry:
+                    trainer.validated(entry["valid"], entry["epoch"])
+            return cached
+        stage1 = trainer.fit(self, split)
+        stage_cache.save_stage1(self, path, stage1)
+        return stage1
 
     # ---- inference (evaluator and latency timer)
 

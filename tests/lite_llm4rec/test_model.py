@@ -240,6 +240,54 @@ def test_second_stage_learning_rate_is_its_own_setting(toy_dataset, tmp_path, ti
         build(toy_dataset, tmp_path, tiny_bert, stage2_lr=0)
 
 
+def test_a_finished_first_stage_is_cached_and_the_second_stage_after_it_is_the_same(
+        toy_dataset, tmp_path, tiny_bert, monkeypatch):
+    """The `_stage1` row leaves its first stage for the two-stage row (lite_llm4rec/stage_cache.py):
+    trained once, and the second stage after a cached first stage draws what it would have drawn."""
+    split = leave_one_out(toy_dataset)
+    trainer = Trainer({**TRAIN, "epochs": 2, "lr": 3e-3}, EVAL, seed=0, progress=False)
+    fits, real = [], Trainer.fit
+
+    def spy(self, model, split, **kwargs):
+        fits.append(self.cfg["epochs"])
+        return real(self, model, split, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    first = build(toy_dataset, tmp_path, tiny_bert, finetune_item_vectors=False)
+    result1 = first.fit(split, trainer)
+    assert fits == [2] and "from_cache" not in result1
+    [entry] = (tmp_path / "lite_stage1").iterdir()
+    assert (entry / "done").is_file() and (entry / "weights.safetensors").is_file()
+
+    heard = []
+    cached_trainer = Trainer({**TRAIN, "epochs": 2, "lr": 3e-3}, EVAL, seed=0, progress=False,
+                             on_validation=lambda metrics, epoch: heard.append(epoch))
+    two = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=3)
+    result2 = two.fit(split, cached_trainer)
+    assert fits == [2, 3]  # the first stage came from the cache: only the second trained
+    assert result2["stage1"]["from_cache"] == entry.name
+    assert result2["stage1"]["best_valid"] == result1["best_valid"]
+    assert heard[:2] == [1, 2]  # the cached curve reaches a tuning trial's pruner, then stage 2's
+
+    # the same two-stage run with no cache to read trains both stages and ends the same
+    fresh = build(toy_dataset, tmp_path / "elsewhere", tiny_bert, stage2_epochs=3)
+    result3 = fresh.fit(split, trainer)
+    assert fits == [2, 3, 2, 3] and "from_cache" not in result3["stage1"]
+    assert [h.get("valid") for h in result3["history"]] == [h.get("valid") for h in result2["history"]]
+    assert all(torch.equal(a, b) for a, b in zip(snapshot_of(fresh), snapshot_of(two)))
+
+    # another first-stage setting is another key; a second-stage setting is not
+    other = build(toy_dataset, tmp_path, tiny_bert, finetune_item_vectors=False, dropout=0.2)
+    other.fit(split, trainer)
+    assert len(list((tmp_path / "lite_stage1").iterdir())) == 2
+    build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=1, stage2_lr=1e-4).fit(split, trainer)
+    assert len(list((tmp_path / "lite_stage1").iterdir())) == 2 and fits[-2:] == [2, 1]
+
+
+def snapshot_of(model):
+    return [v for _, v in sorted(model.module.state_dict().items())]
+
+
 def test_missing_backbone_is_a_clear_skip(toy_dataset, tmp_path, tiny_bert, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SkipRun, match="t5-nonexistent-size.*Hugging Face cache"):
