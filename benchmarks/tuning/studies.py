@@ -36,6 +36,10 @@ SUMMARY_FORMAT = 1
 HEARTBEAT_SECONDS = 60     # a running trial's heartbeat (Optuna's RDB storage)
 GRACE_SECONDS = 180        # a RUNNING trial silent this long was killed: it is failed at the next trial's start
 STUDY_NEUTRAL = {"seed", DATA_PATH, *RUN_NEUTRAL_KEYS, *WHERE_IT_RAN_KEYS}
+# Neutral keys (config.NEUTRAL_NEW_KEYS, NEUTRAL_NEW_MODEL_KEYS) added after studies were first
+# stored: at their neutral value a digest leaves them out, so a study stored before they existed
+# is still its row's (as its records are). Keys neutral before then stay in every digest.
+NEUTRAL_SINCE_STUDIES = {"eval.valid_max_users": None, "model.stage2_lr": None}
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ def study_ref(spec, settings: TuningSettings, trial_base: dict | None = None) ->
     if metric not in {f"{m}@{k}" for m in ("recall", "ndcg") for k in ks}:
         raise ConfigError(f"{settings.declared_in}: tuning.metric {metric!r} is not evaluated for run {spec.run!r} "
                           f"(eval.ks={ks})")
-    flat = {k: v for k, v in flatten(spec.config).items() if k not in STUDY_NEUTRAL}
+    flat = {k: v for k, v in flatten(spec.config).items() if k not in STUDY_NEUTRAL
+            and not (k in NEUTRAL_SINCE_STUDIES and v == NEUTRAL_SINCE_STUDIES[k])}
     text = json.dumps({"config": flat, "space": [[p.key, p.as_dict()] for p in space], "metric": metric,
                        "train_seed": settings.train_seed}, sort_keys=True, default=str)
     ref = StudyRef(spec.experiment, spec.dataset, spec.run, hashlib.sha256(text.encode()).hexdigest()[:10],

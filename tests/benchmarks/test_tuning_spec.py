@@ -153,3 +153,27 @@ def test_a_run_with_its_studys_best_settings_is_the_main_record(tmp_path):
     [gpu] = [s for s in plan_runs(set_name="gpu", datasets=["ml-100k"], runs=["SASRec"], seeds=[0],
                                   studies=FinishedStudies()).runs if s.experiment == "table3_overall"]
     assert runner.placement(gpu)[0] == "gpu" and "model.recbole_config.learning_rate" not in gpu.set_keys
+
+
+def test_a_neutral_key_added_after_a_study_leaves_its_digest_as_it_was():
+    """eval.valid_max_users came after the STAMP study of ml-100k was stored: at its neutral value
+    the digest is the one the study was stored under (the committed summary's), so the tuned row
+    stays tuned; another value is another study."""
+    import copy
+    from pathlib import Path
+
+    from benchmarks.tuning.studies import NEUTRAL_SINCE_STUDIES, study_ref
+
+    _, exp = load_experiment("table3_overall")
+    [spec] = plan_runs(set_name=None, experiments=["table3_overall"], datasets=["ml-100k"], runs=["STAMP"]).runs
+    assert spec.config["eval"]["valid_max_users"] is None
+    ref = study_ref(spec, exp["tuning"])
+    without = copy.deepcopy(spec)
+    del without.config["eval"]["valid_max_users"]
+    assert study_ref(without, exp["tuning"]).digest == ref.digest
+    other = copy.deepcopy(spec)
+    other.config["eval"]["valid_max_users"] = 256
+    assert study_ref(other, exp["tuning"]).digest != ref.digest
+    assert NEUTRAL_SINCE_STUDIES == {"eval.valid_max_users": None, "model.stage2_lr": None}
+    repo = Path(__file__).resolve().parents[2]
+    assert (repo / "results" / "tuning" / "table3_overall" / "ml-100k" / f"STAMP__{ref.digest}.json").is_file()
