@@ -288,10 +288,8 @@ class Runner:
         cold_start = None
         if len(split.held_out_items):
             cold_start, test, users = cold_start_result(split, users, test)
-        if cfg["eval"].get("valid_max_users") is not None:  # validation's own subset, as in training
-            valid_users = validation_users(split.n_users, cfg["eval"])
-        else:
-            valid_users = users
+        own_valid_users = cfg["eval"].get("valid_max_users") is not None  # its own subset, as in training
+        valid_users = validation_users(split.n_users, cfg["eval"]) if own_valid_users else users
         valid = evaluate(model, [split.valid_histories[u] for u in valid_users], split.valid_targets[valid_users],
                          **eval_kwargs, users=valid_users)
         protocol_variants = measure_protocol_controls(
@@ -311,7 +309,7 @@ class Runner:
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds,
                            **({"valid_users": f"seeded subset of {len(valid_users)} of {split.n_users}"}
-                              if valid_users is not users else {})},
+                              if own_valid_users else {})},
             "metrics": test.metrics,
             "valid_metrics": valid.metrics,
             "protocol_variants": protocol_variants,

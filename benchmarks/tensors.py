@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -87,6 +88,15 @@ def weights_fingerprint(model_name: str) -> list:
 def cache_key(model_name: str, pooling: str, max_length: int, content_hash: str) -> str:
     payload = [CACHE_FORMAT, model_name, weights_fingerprint(model_name), pooling, int(max_length), content_hash]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
+
+
+def sequences_sha256(sequences) -> str:
+    """Content hash of a list of item-id sequences (each as int64, `|` after each), for cache keys
+    of what a model trained on (LLM2Rec's stages, Lite-LLM4Rec's first stage)."""
+    digest = hashlib.sha256()
+    for seq in sequences:
+        digest.update(np.asarray(seq, dtype=np.int64).tobytes() + b"|")
+    return digest.hexdigest()
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:

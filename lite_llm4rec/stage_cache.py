@@ -19,11 +19,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from benchmarks.records import code_hash
+from benchmarks.tensors import sequences_sha256
 
 # settings that act only after the first stage, or only on where files lie
 NOT_STAGE1 = ("finetune_item_vectors", "stage2_epochs", "stage2_lr", "item_cache_dir", "item_batch_size")
@@ -31,13 +31,10 @@ NOT_STAGE1 = ("finetune_item_vectors", "stage2_epochs", "stage2_lr", "item_cache
 
 def stage1_key(model, split, trainer) -> str:
     params = {k: v for k, v in model.params.as_dict().items() if k not in NOT_STAGE1}
-    sequences = hashlib.sha256()
-    for seq in split.train:
-        sequences.update(np.asarray(seq, dtype=np.int64).tobytes() + b"|")
-    sequences.update(np.asarray(split.valid_targets, dtype=np.int64).tobytes())
     dataset = model.dataset
     what = {"params": params, "train": trainer.cfg, "eval": trainer.eval_cfg, "seed": trainer.seed,
-            "data": [dataset.source_hash, dataset.content_hash, sequences.hexdigest()],
+            "data": [dataset.source_hash, dataset.content_hash, sequences_sha256(split.train),
+                     sequences_sha256([split.valid_targets])],
             "item_vectors": {k: v for k, v in model.item_vector_info.items() if k != "cache"},  # not hit/miss
             "device": str(model.device),
             "torch": torch.__version__, "code": code_hash()}

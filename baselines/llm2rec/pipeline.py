@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks import backbones
-from benchmarks.tensors import cached_tensor, tensor_sha256, weights_fingerprint
+from benchmarks.tensors import cached_tensor, sequences_sha256, tensor_sha256, weights_fingerprint
 
 from . import stages
 from .checkpoint import StageCheckpoint, checkpoint_file
@@ -52,10 +52,7 @@ def item_titles(dataset) -> list[str]:
 def data_digest(dataset, train: list[np.ndarray]) -> str:
     """What the stages read of the data: the source, the dataset as models see it, the titles and
     the training sequences (which differ under split.holdout_items)."""
-    sequences = hashlib.sha256()
-    for seq in train:
-        sequences.update(np.asarray(seq, dtype=np.int64).tobytes() + b"|")
-    return digest(dataset.source_hash, dataset.content_hash, item_titles(dataset), sequences.hexdigest())
+    return digest(dataset.source_hash, dataset.content_hash, item_titles(dataset), sequences_sha256(train))
 
 
 def stage_settings(p) -> dict[str, dict]:
