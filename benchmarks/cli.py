@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
                         "one study); default sqlite:///<results-dir>/tuning/studies.db")
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help="save a training checkpoint every M minutes (at an epoch's end) under "
-                        ".cache/checkpoints; a later call resumes an unfinished run from it")
+                        ".cache/checkpoints; a later call resumes an unfinished run (or --tune trial) from it")
     launcher_options(p)
     return p
 
@@ -301,7 +301,8 @@ def tune(args, plan, studies) -> int:
         for state in states.values():
             print(f"{state.ref.name}: {state.note}")
         return 0
-    runner = Runner(args.results_dir, progress=not args.quiet)  # trials: no records, no checkpoints
+    # trials write no records; with --checkpoint-minutes an interrupted trial resumes (tuning/search.py)
+    runner = Runner(args.results_dir, progress=not args.quiet, checkpoint_minutes=args.checkpoint_minutes)
     outcomes = tune_plan(plan, runner, studies, keep_going=args.keep_going)
     failed = [o for o in outcomes if o.skipped]
     for outcome in outcomes:

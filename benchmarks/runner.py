@@ -261,6 +261,12 @@ class Runner:
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
         return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{code_hash()}.pt"
 
+    def remove_checkpoints(self, spec: RunSpec) -> None:
+        """A finished run's training checkpoints (every stage's): no longer needed."""
+        checkpoint = self.checkpoint_path(spec)
+        for path in checkpoint.parent.glob(checkpoint.name + "*"):
+            path.unlink()
+
     def train(self, ctx: "RunContext", on_validation=None) -> dict:
         """The model's fit on the training split (no test part) with the shared trainer;
         `on_validation(metrics, epoch)` hears every validation (a tuning trial's pruning)."""
@@ -332,9 +338,7 @@ class Runner:
         if cold_start is not None:
             record["cold_start"] = cold_start
         write_record(self.path(ctx.spec), record, per_user)
-        checkpoint = self.checkpoint_path(ctx.spec)
-        for path in checkpoint.parent.glob(checkpoint.name + "*"):  # this run's stages: no longer needed
-            path.unlink()
+        self.remove_checkpoints(ctx.spec)
         return record
 
     def record_skip(self, ctx: "RunContext", reason: str) -> dict:

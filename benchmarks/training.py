@@ -213,6 +213,14 @@ class Trainer:
         if self.on_validation is not None:
             self.on_validation(metrics, int(epoch))
 
+    def replay(self, history: list[dict]) -> None:
+        """The validations of a curve trained in an earlier sitting (a checkpoint, a stage
+        cache), told to the hook in order, so a resumed tuning trial's pruner hears the whole
+        curve with its steps where an uninterrupted training would have put them."""
+        for entry in history:
+            if "valid" in entry:
+                self.validated(entry["valid"], entry["epoch"])
+
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
         """Train with early stopping; the best validated weights are restored at the end.
         keep_initial: validate the weights as they are first and keep them unless training
@@ -248,6 +256,8 @@ class Trainer:
         if saved is not None and saved.get("finished"):  # this stage ended in an earlier sitting
             model.module.load_state_dict(saved["model"])
             model.module.eval()
+            if main:
+                self.replay(saved["result"].get("history", []))
             return saved["result"]
         if parallel is not None:  # every process starts from the main process's weights
             parallel.broadcast_module(model.module)
@@ -260,6 +270,8 @@ class Trainer:
             best_state, history = saved["best_state"], saved["history"]
             start -= saved["seconds"]
             first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
+            if main:
+                self.replay(history)
             first_batches = None  # drawn with a fresh generator: the saved one goes on instead
         elif keep_initial:
             if main:

@@ -210,9 +210,7 @@ class LiteLLM4Rec(WindowedNextItemModel):
         path = stage_cache.stage1_path(self, stage_cache.stage1_key(self, split, trainer))
         cached = stage_cache.load_stage1(self, path)
         if cached is not None:
-            for entry in cached.get("history", []):  # a tuning trial's pruner hears the curve as trained
-                if "valid" in entry:
-                    trainer.validated(entry["valid"], entry["epoch"])
+            trainer.replay(cached.get("history", []))  # a tuning trial's pruner hears the curve as trained
             return cached
         stage1 = trainer.fit(self, split)
         stage_cache.save_stage1(self, path, stage1)

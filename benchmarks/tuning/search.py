@@ -12,9 +12,13 @@ same validation (steps count validations, across a model's training stages).
 Interruptions: a trial interrupted in this process (Ctrl-C, an error) is marked failed by
 Optuna; one whose process was killed stays RUNNING until its heartbeat is GRACE_SECONDS old and
 is then failed at the next trial's start (studies.open_storage). Neither counts: the next call
-runs trials until `trials` have finished. Optuna's sampler restarts from its seed in each call,
-so a resumed search is the same study, not the same sequence of suggestions an uninterrupted
-one would have drawn.
+runs trials until `trials` have finished. An interrupted trial (not one that raised an error) is
+tried again first, with its settings, as a new trial that names it (`retries`); with
+`--checkpoint-minutes` its training resumes from the checkpoint the interrupted one left (keyed by
+the run's config, so by the trial's settings), and the validations trained before are reported
+again at their steps, so a trial longer than one sitting (Lite-LLM4Rec's, on CPU) spans several.
+Optuna's sampler restarts from its seed in each call, so a resumed search is the same study, not
+the same sequence of suggestions an uninterrupted one would have drawn.
 """
 from __future__ import annotations
 
@@ -79,6 +83,8 @@ class Objective:
         self.ref, self.spec, self.runner, self.say = ref, spec, runner, say
 
     def __call__(self, trial) -> float:
+        import optuna
+
         from ..runner import check_item_text
         from ..models import build_model
         from ..training import Trainer
@@ -93,12 +99,22 @@ class Objective:
         try:
             check_item_text(ctx.cfg, ctx.dataset)
             ctx.model = build_model(ctx.cfg["model"], ctx.dataset, ctx.device)
-            training = self.runner.train(ctx, on_validation=PruningReporter(trial, self.ref.metric))
+            try:
+                training = self.runner.train(ctx, on_validation=PruningReporter(trial, self.ref.metric))
+            except optuna.TrialPruned:
+                self.runner.remove_checkpoints(spec)  # a pruned trial is over: nothing to resume
+                raise
+            self.runner.remove_checkpoints(spec)
             trial.set_user_attr("training", {k: training.get(k) for k in ("epochs", "best_epoch", "stopped_by")}
-                                | {"seconds": round(time.perf_counter() - start, 1)})
+                                | {"seconds": round(time.perf_counter() - start, 1)}
+                                | ({"resumed": training["resumed"]} if training.get("resumed") else {}))
             # the trained model (its best validated weights) validated once more: the objective
             trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=False)
             value = float(trainer.validate(ctx.model, ctx.split.for_training())[self.ref.metric])
+        except Exception as error:  # an error, not an interruption: never tried again as it was
+            if not isinstance(error, optuna.TrialPruned):
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            raise
         finally:
             ctx.model = None
             self.runner.current = None
@@ -117,6 +133,23 @@ class StudyOutcome:
     finished: int         # finished trials in the study now
     best: dict | None     # the summary's best (trial, value, params) once finished
     skipped: str = ""     # why the study could not run here (a model's SkipRun)
+
+
+def retry_interrupted(study) -> list[int]:
+    """Every interrupted trial (failed without an error of its own: Ctrl-C, or a killed
+    process's, failed as stale) not yet tried again is queued with its settings, as a new trial
+    naming it in `retries`; the numbers queued."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retries") for t in trials}
+    queued = []
+    for t in trials:
+        if t.state == optuna.trial.TrialState.FAIL and t.params and "error" not in t.user_attrs \
+                and t.number not in retried:
+            study.enqueue_trial(t.params, user_attrs={"retries": t.number})
+            queued.append(t.number)
+    return queued
 
 
 def run_study(ref: StudyRef, spec: RunSpec, runner, url: str, results_dir, say) -> StudyOutcome:
@@ -139,6 +172,9 @@ def run_study(ref: StudyRef, spec: RunSpec, runner, url: str, results_dir, say) 
         optuna.storages.fail_stale_trials(study)  # trials of killed processes, silent past the grace period
     objective, ran = Objective(ref, spec, runner, say), 0
     done = len(finished_trials(study.trials))
+    if done < ref.settings.trials:
+        for number in retry_interrupted(study):
+            say(f"[tune] {ref.name}: trial {number} was interrupted: tried again first, with its settings")
     if done >= ref.settings.trials:
         say(f"[tune] {ref.name}: finished ({done} trials), nothing to run")
     while done < ref.settings.trials:

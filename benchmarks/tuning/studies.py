@@ -179,6 +179,7 @@ def summarize(study, ref: StudyRef, url: str) -> dict:
         "trials": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                     "validations": {str(step): value for step, value in sorted(t.intermediate_values.items())},
                     "training": t.user_attrs.get("training"),
+                    **{key: t.user_attrs[key] for key in ("retries", "error") if key in t.user_attrs},
                     "finished": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None}
                    for t in sorted(study.trials, key=lambda t: t.number)],
     }

@@ -86,6 +86,12 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     assert sum(s in ("COMPLETE", "PRUNED") for s in seen) == 3 and "RUNNING" not in seen
     assert len(trainings) == 1 + 1 + 2
     assert all(cfg["seed"] == 0 and cfg["model"]["dim"] in (4, 8, 16) for cfg in trainings)
+    # the interrupted trial went again first, with its settings; the stale one had none to repeat
+    retry = study.trials[3]
+    assert retry.user_attrs["retries"] == 1 and retry.params == study.trials[1].params
+    assert (trainings[2]["train"]["lr"], trainings[2]["model"]["dim"]) == \
+        (trainings[1]["train"]["lr"], trainings[1]["model"]["dim"])
+    assert not any("retries" in t.user_attrs for t in study.trials[4:])
     summary = json.loads(next((tmp_path / "results" / "tuning").rglob("Toy__*.json")).read_text())
     assert summary["finished"] and len(summary["counted"]) == 3 and summary["budget"]["trials"] == 3
     assert not list((tmp_path / "results").glob("toytune/**/*.json"))
@@ -137,6 +143,43 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     variant = json.loads((folder / "Toy__seed0__lr.json").read_text())
     assert variant["config"]["train"]["lr"] == 0.01 and variant["config"]["model"]["dim"] == best.params["model.dim"]
     assert variant["variant"]["differs"]["train.lr"] == [best.params["train.lr"], 0.01]
+
+
+def test_an_interrupted_trial_resumes_from_its_checkpoint_and_reports_its_whole_curve(tmp_path, toy_ml1m, monkeypatch,
+                                                                                     one_thread):
+    exp = tmp_path / "toytune.yaml"
+    exp.write_text(TUNED.replace("patience: 2", "patience: 10").replace("trials: 3", "trials: 1"))
+    monkeypatch.chdir(tmp_path)  # .cache/checkpoints
+    args = cli(tmp_path, toy_ml1m, exp, "--checkpoint-minutes", "0")  # a checkpoint at every epoch's end
+    storage = studies_mod.default_storage(tmp_path / "results")
+    heard, real_validated = [], Trainer.validated
+
+    def validated(self, metrics, epoch):
+        heard.append(epoch)
+        if interrupt and epoch == 3:
+            raise KeyboardInterrupt  # the sitting ends during epoch 3's validation
+        return real_validated(self, metrics, epoch)
+
+    monkeypatch.setattr(Trainer, "validated", validated)
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        run_all.main([*args, "--tune"])
+    study, seen = states(storage)
+    assert seen == ["FAIL"] and heard == [1, 2, 3]
+    assert len(list((tmp_path / ".cache" / "checkpoints").glob("*.pt"))) == 1  # epoch 2's state
+
+    interrupt, heard[:] = False, []
+    assert run_all.main([*args, "--tune"]) == 0
+    study, seen = states(storage)
+    assert seen == ["FAIL", "COMPLETE"]
+    first, retry = study.trials
+    assert retry.params == first.params and retry.user_attrs["retries"] == 0
+    assert retry.user_attrs["training"]["resumed"] == 1 and retry.user_attrs["training"]["epochs"] == 6
+    # epochs 1 and 2 told again from the checkpoint, then 3 to 6 trained: one step per validation
+    assert heard == [1, 2, 3, 4, 5, 6]
+    assert sorted(retry.intermediate_values) == list(range(6))
+    assert [retry.intermediate_values[i] for i in (0, 1)] == [first.intermediate_values[i] for i in (0, 1)]
+    assert not list((tmp_path / ".cache" / "checkpoints").glob("*"))  # a finished trial leaves none
 
 
 def test_tune_refuses_what_it_cannot_search(tmp_path, toy_ml1m, capsys):
