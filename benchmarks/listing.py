@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from . import config as cfgmod
 from .planning import Plan
+from .records import read_record
 from .variants import describe
 
 
@@ -72,7 +73,7 @@ def _datasets() -> None:
 
 def plan_listing(plan: Plan, runner, *, force: bool) -> None:
     """Each run: key (and variant), model, expected cost, state; then what each variant changes."""
-    total, variants, studies = 0.0, {}, set()
+    total, variants, studies, any_other = 0.0, {}, set(), False
     for spec in plan.runs:
         tag, differs = runner.placement(spec)
         label = spec.key + (f" [variant {tag}]" if tag else "")
@@ -82,13 +83,18 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
         cost = runner.expected_seconds(spec)
         if state != "done":
             total += cost or 0.0
-        shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s"
+        other = cost is not None and not runner.same_run(read_record(runner.path(spec)), spec)
+        shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s" + ("*" if other else "")
+        any_other = any_other or other
         print(f"{label:60s} model={spec.config['model']['name']:20s} {shown:16s} {state}")
         if spec.study is not None and spec.study.ref.name not in studies:
             studies.add(spec.study.ref.name)
             print(f"  {spec.study.note}")
     print(f"expected: ~{total:,.0f} s for the runs to run with a record to estimate from "
           "(recorded training and evaluation seconds; 'cost ?' where none)")
+    if any_other:
+        print("*: from a record of other settings (stale, or the main record of a variant): what those cost, "
+              "which may be far from these (another backbone, budget or device)")
     for tag, what in variants.items():
         print(f"variant {tag}: differs from the experiment file in {what}; written beside the main record "
               f"(reports show it under 'Variant records', or in the table with --with-variants {tag})")

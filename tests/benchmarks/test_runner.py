@@ -190,6 +190,23 @@ def test_list_shows_plan_without_running(tmp_path, toy_ml1m, capsys):
     assert not (tmp_path / "results").exists()
 
 
+def test_list_marks_a_cost_read_from_a_record_of_other_settings(tmp_path, toy_ml1m, capsys):
+    body = ("description: d\npaper_table: null\ndatasets: [ml-1m]\n"
+            "config: {train: {epochs: 2}, latency: {enabled: false}, eval: {protocol_controls: []}}\n"
+            "runs: {Toy: {model: {name: toy_next_item, dim: DIM}}}\n")
+    exp = write_experiment(tmp_path, body.replace("DIM", "8"))
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
+    capsys.readouterr()
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith("toyexp/ml-1m/Toy/seed0")]
+    assert line.endswith("done") and " s " in line and "*" not in line
+    write_experiment(tmp_path, body.replace("DIM", "16"))  # the record is now of other settings
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
+    out = capsys.readouterr().out
+    [line] = [x for x in out.splitlines() if x.startswith("toyexp/ml-1m/Toy/seed0")]
+    assert line.endswith("to run") and " s* " in line and "*: from a record of other settings" in out
+
+
 def test_bad_config_exits_with_clear_error(tmp_path, toy_ml1m, capsys):
     exp = write_experiment(tmp_path)
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "-o", "train.lrr=1")) == 2
