@@ -10,7 +10,9 @@ from pathlib import Path
 from .errors import ConfigError
 
 # What a page's tables may show, in groups of columns (benchmarks/reports/tables.py).
-COLUMN_GROUPS = ("metrics", "latency", "latency_detail", "input_length", "training", "cold_start", "sections")
+# `validation`: the trained model's validation metrics, for pages that choose a setting on them.
+COLUMN_GROUPS = ("validation", "metrics", "latency", "latency_detail", "input_length", "training", "cold_start",
+                 "sections")
 # How a page's numbers sit in paper_reference.yaml under its paper_key:
 #   by_dataset  {paper dataset: {row: {column: value}}}
 #   one_dataset {row: {column: value}}, all on `paper_dataset`

@@ -98,7 +98,9 @@ def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list
     ok = [r for r in records if r.ok]
     cols: list[Column] = []
     for group in page.columns:
-        if group == "metrics":
+        if group == "validation":  # the trained model's (best validated weights) validation metrics
+            cols += [Column(f"valid {short(m)}", ("valid_metrics", m), DIGITS["metric"]) for m in metrics]
+        elif group == "metrics":
             cols += [Column(short(m), ("metrics", m), DIGITS["metric"]) for m in metrics]
         elif group == "latency":
             cols.append(Column("ms/batch", ("latency", "ms_per_batch_median"), DIGITS["ms"]))

@@ -56,6 +56,25 @@ def test_a_page_declared_in_an_experiment_file_is_built_with_its_table(tmp_path,
     assert "](mine.md)" not in index and "](more.md)" not in index  # no page of their own: they feed one
 
 
+def test_a_page_that_chooses_on_validation_shows_the_validation_metrics_first(tmp_path, monkeypatch):
+    declared = NEW_PAGE.replace("columns: [metrics, training]", "columns: [validation, metrics, training]")
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", write_experiments(tmp_path / "experiments", {"mine": declared}))
+    results, rng = tmp_path / "results", np.random.default_rng(0)
+    for run, valid in (("Base", 0.2468), ("Mine", 0.1357)):
+        metrics, users = ranked(rng.integers(1, 60, 300))
+        rec = record(run, "toy", stats(300, 100, 5000), metrics, experiment="mine")
+        rec["valid_metrics"] = {**metrics, "recall@10": valid}
+        write_record(record_path(results, "mine", "toy", run, 0), rec, users)
+    build_reports(results, tmp_path / "reports")
+    lines = (tmp_path / "reports" / "my_comparison.md").read_text().splitlines()
+    header = [c.strip() for c in next(x for x in lines if x.startswith("| model ")).split("|")[1:-1]]
+    assert header[:5] == ["model", "valid R@10", "valid N@10", "R@10", "N@10"]
+    first = lines[lines.index(next(x for x in lines if x.startswith("| model "))):]
+    first = first[:first.index("")]  # the results table, not the significance table below it
+    rows = {c[0]: c for c in ([x.strip() for x in line.split("|")[1:-1]] for line in first)}
+    assert rows["Base"][1] == "0.2468" and rows["Mine"][1] == "0.1357"
+
+
 def test_an_unknown_key_in_a_page_declaration_is_an_error_naming_file_and_key(tmp_path, monkeypatch):
     body = NEW_PAGE.replace("    from_paper: false\n", "    from_paper: false\n    colums: [metrics]\n")
     exp_dir = write_experiments(tmp_path / "experiments", {"mine": body})
@@ -94,7 +113,8 @@ def test_a_page_declared_twice_is_an_error_naming_both_files(tmp_path, monkeypat
 def test_the_shipped_pages_in_the_order_of_the_index():
     pages = declared_pages()
     assert [p.spec.page for p in pages] == ["table1", "table2", "table3", "table4", "table5", "table6", "table7",
-                                            "table9", "figure2", "figure4_5", "figure6", "cold_start", "verdict"]
+                                            "table9", "figure2", "figure4_5", "figure6", "lite_llm4rec_settings", "cold_start",
+                                            "verdict"]
     declared_by = {p.spec.page: p.experiment for p in pages}
     assert declared_by["verdict"] == "table3_overall" and pages[-1].spec.kind == "verdict"
     assert declared_by["table3"] == "table3_overall" and declared_by["figure2"] == "table1_2_4_5_generative"
