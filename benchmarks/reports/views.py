@@ -21,7 +21,8 @@ import pandas as pd
 from .. import figures
 from .catalogue import paper_keys
 from .records import Record, RecordSet
-from .significance import is_proposed
+from ..statistics import ALPHA, align_users, format_p, paired_test
+from .significance import converged, is_proposed, per_user
 from .tables import short
 from .text import render
 from .writer import Writer, slug
@@ -29,8 +30,11 @@ from .writer import Writer, slug
 # The table whose classic rows the paper ran in RecBole, unmasked: its experiments get the
 # masking-asymmetry table.
 PAPER_MASKING_TABLE = "table3_overall"
-# Model keys whose two values form a protocol control (same model, one known-leaky choice).
+# Model keys whose two values form a protocol control (same model, one known-leaky choice), and
+# for each the leaky value with what its leak predicts.
 CONTROL_MODEL_KEYS = {"indexing": "item indexing"}
+LEAKY_VALUES = {"indexing": ("sequential", "consecutive ids given in order of first appearance put the order of a "
+                                           "user's items into the ids, so a model that learns it scores higher")}
 UNMASKED = "history masking off"  # the protocol control of a baseline evaluated as RecBole does
 
 
@@ -99,8 +103,8 @@ def protocol_controls_page(records: RecordSet, experiments: dict[str, dict], wri
     evaluation, not_measured = _evaluation_controls(records)
     by_run = records.by_run()
     asymmetry = masking_asymmetry_rows(by_run, experiments)
-    pairs = config_control_pairs(by_run)
-    text = render("protocol_controls.md.j2", not_measured=not_measured,
+    pairs, readings = config_control_pairs(by_run)
+    text = render("protocol_controls.md.j2", not_measured=not_measured, readings=readings,
                   evaluation=writer.table("protocol_controls__evaluation", evaluation) if evaluation is not None else None,
                   asymmetry=writer.table("protocol_controls__paper_masking", pd.DataFrame(asymmetry)) if asymmetry else None,
                   indexing=writer.table("protocol_controls__indexing", pd.DataFrame(pairs)) if pairs else None,
@@ -150,15 +154,42 @@ def masking_asymmetry_rows(by_run: dict[tuple, list[Record]], experiments: dict[
     return rows
 
 
-def config_control_pairs(by_run: dict[tuple, list[Record]]) -> list[dict]:
-    """Runs of one experiment and dataset whose configs differ only in a CONTROL_MODEL_KEYS key."""
+def control_reading(place: tuple[str, str], key: str, leaky: tuple[str, str, list[Record]],
+                    other: tuple[str, str, list[Record]]) -> str:
+    """One sentence on what a control pair shows, from its numbers: the leaky run's R@10 against
+    the other's, the paired test over users, and whether both converged (a row cut by a cap
+    cannot show whether the leak is there)."""
+    (run_l, value_l, recs_l), (run_o, value_o, recs_o) = leaky, other
+    head = (f"{place[0]} / {place[1]}: {run_l} ({key}={value_l}) against {run_o} ({key}={value_o}), R@10 "
+            f"{np.mean([r.metrics['recall@10'] for r in recs_l]):.4f} against "
+            f"{np.mean([r.metrics['recall@10'] for r in recs_o]):.4f}")
+    users_l, users_o = per_user(recs_l, "recall@10"), per_user(recs_o, "recall@10")
+    test = paired_test(*align_users(*users_l, *users_o)[1:]) if users_l and users_o else None
+    if test is not None:
+        head += f" ({test.mean_difference:+.4f} over {test.n_users} users, paired t p {format_p(test.t_pvalue)})"
+    cut = [run for run, recs in ((run_l, recs_l), (run_o, recs_o)) if not all(converged(r) for r in recs)]
+    if cut:
+        return head + (f": {' and '.join(cut)} stopped by a cap, not by patience, so the difference does not yet "
+                       "say whether the leak shows.")
+    if test is None:
+        return head + ": no per-user ranks to test the difference."
+    if test.t_pvalue < ALPHA and test.mean_difference > 0:
+        return head + f": the leaky {key} scores higher, as the leak predicts ({LEAKY_VALUES[key][1]})."
+    if test.t_pvalue < ALPHA:
+        return head + f": the leaky {key} scores lower, so the leak does not show here."
+    return head + ": no significant difference, so the leak does not show here."
+
+
+def config_control_pairs(by_run: dict[tuple, list[Record]]) -> tuple[list[dict], list[str]]:
+    """Runs of one experiment and dataset whose configs differ only in a CONTROL_MODEL_KEYS key:
+    their table rows, and one reading per pair where one of the two has the key's leaky value."""
     def stripped(cfg: dict, key: str) -> str:
         cfg = json.loads(json.dumps(cfg))
         cfg.pop("seed", None)
         cfg["model"].pop(key, None)
         return json.dumps(cfg, sort_keys=True)
 
-    out = []
+    out, readings = [], []
     runs_by_place: dict[tuple, list[tuple[str, list[Record]]]] = defaultdict(list)
     for (experiment, dataset, run), recs in by_run.items():
         runs_by_place[(experiment, dataset)].append((run, recs))
@@ -177,7 +208,12 @@ def config_control_pairs(by_run: dict[tuple, list[Record]]) -> list[dict]:
                                     "first": f"{run_a} ({key}={value_a})", "second": f"{run_b} ({key}={value_b})",
                                     "metric": short(metric), "first value": f"{a:.4f}", "second value": f"{b:.4f}",
                                     "change": f"{b - a:+.4f}", "seeds": f"{len(recs_a)}, {len(recs_b)}"})
-    return out
+                    sides = [(run_a, value_a, recs_a), (run_b, value_b, recs_b)]
+                    leaky = [side for side in sides if key in LEAKY_VALUES and side[1] == LEAKY_VALUES[key][0]]
+                    if leaky:
+                        readings.append(control_reading((experiment, dataset), key, leaky[0],
+                                                        next(side for side in sides if side is not leaky[0])))
+    return out, readings
 
 
 def datasets_page(records: RecordSet, paper: dict, writer: Writer) -> Path:

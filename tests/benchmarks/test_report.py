@@ -339,6 +339,7 @@ def test_views_across_pages(synthetic_reports):
     assert "| P5_seq " in controls.split("Controls not measured")[0]
     assert "| P5 " not in controls.split("Controls not measured")[0].split("## Item indexing")[0]
     assert "| P5 (indexing=random) | P5_seq (indexing=sequential)" in controls
+    assert "- gen / ml-1m-partial: P5_seq (indexing=sequential) against P5 (indexing=random), R@10 " in controls
     figure6 = (reports / "figure6.md").read_text()
     assert "sampled ranking (1 target + 99 sampled negatives" in figure6 and "figures/figure6__" in figure6
     ablation = (reports / "figure4_5.md").read_text()
@@ -769,3 +770,34 @@ def test_a_paper_rows_only_page_also_shows_its_reference_row():
     assert {"P5", "POD"} <= rows_wanted(table2, paper)
     assert rows_wanted(replace(table2, reference_run=None), paper) == paper_row_names(table2, paper)
     assert rows_wanted(replace(table2, paper_rows_only=False), paper) is None
+
+
+def test_the_indexing_control_says_what_its_numbers_show(tmp_path):
+    from benchmarks.reports.records import Record
+    from benchmarks.reports.views import control_reading
+
+    rng = np.random.default_rng(0)
+
+    def runs(name, ranks, stopped_by="early_stopping"):
+        metrics, users = ranked(ranks)
+        rec = record(name, "ml-1m", stats(300, 100, 5000), metrics)
+        rec["training"] = {"epochs": 9, "stopped_by": stopped_by, "best_epoch": 4, "history": [{"epoch": 1}]}
+        path = record_path(tmp_path / name, "t3", "ml-1m", name, 0)
+        write_record(path, rec, users)
+        return [Record(rec, path)]
+
+    good, poor = rng.integers(1, 8, 300), rng.integers(5, 60, 300)
+    place = ("gen", "ml-1m")
+    leaks = control_reading(place, "indexing", ("P5_seq", "sequential", runs("a", good)),
+                            ("P5", "random", runs("b", poor)))
+    assert leaks.startswith("gen / ml-1m: P5_seq (indexing=sequential) against P5 (indexing=random), R@10 ")
+    assert "over 300 users, paired t p" in leaks and "scores higher, as the leak predicts" in leaks
+    same = control_reading(place, "indexing", ("P5_seq", "sequential", runs("c", poor)),
+                           ("P5", "random", runs("d", poor)))
+    assert "(+0.0000 over 300 users, paired t p 1" in same and "no significant difference" in same
+    lower = control_reading(place, "indexing", ("P5_seq", "sequential", runs("e", poor)),
+                            ("P5", "random", runs("f", good)))
+    assert "scores lower, so the leak does not show here" in lower
+    cut = control_reading(place, "indexing", ("P5_seq", "sequential", runs("g", good, "epochs")),
+                          ("P5", "random", runs("h", poor)))
+    assert "P5_seq stopped by a cap, not by patience, so the difference does not yet say" in cut
