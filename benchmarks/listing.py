@@ -9,7 +9,6 @@ from tabulate import tabulate
 
 from . import config as cfgmod
 from .planning import Plan
-from .records import read_record
 from .variants import describe
 
 
@@ -79,11 +78,12 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
         label = spec.key + (f" [variant {tag}]" if tag else "")
         if tag:
             variants.setdefault(tag, describe(differs))
-        state = "done" if runner.is_done(spec) and not force else runner.skip_note(spec) or "to run"
+        done = runner.is_done(spec)
+        state = "done" if done and not force else runner.skip_note(spec) or "to run"
         cost = runner.expected_seconds(spec)
         if state != "done":
             total += cost or 0.0
-        other = cost is not None and not runner.same_run(read_record(runner.path(spec)), spec)
+        other = cost is not None and not done  # read from another record than this run's own
         shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s" + ("*" if other else "")
         any_other = any_other or other
         print(f"{label:60s} model={spec.config['model']['name']:20s} {shown:16s} {state}")

@@ -208,11 +208,10 @@ def config_control_pairs(by_run: dict[tuple, list[Record]]) -> tuple[list[dict],
                                     "first": f"{run_a} ({key}={value_a})", "second": f"{run_b} ({key}={value_b})",
                                     "metric": short(metric), "first value": f"{a:.4f}", "second value": f"{b:.4f}",
                                     "change": f"{b - a:+.4f}", "seeds": f"{len(recs_a)}, {len(recs_b)}"})
-                    sides = [(run_a, value_a, recs_a), (run_b, value_b, recs_b)]
-                    leaky = [side for side in sides if key in LEAKY_VALUES and side[1] == LEAKY_VALUES[key][0]]
-                    if leaky:
-                        readings.append(control_reading((experiment, dataset), key, leaky[0],
-                                                        next(side for side in sides if side is not leaky[0])))
+                    if key in LEAKY_VALUES and LEAKY_VALUES[key][0] in (value_a, value_b):
+                        first, second = (run_a, value_a, recs_a), (run_b, value_b, recs_b)
+                        leaky, other = (first, second) if value_a == LEAKY_VALUES[key][0] else (second, first)
+                        readings.append(control_reading((experiment, dataset), key, leaky, other))
     return out, readings
 
 

@@ -99,11 +99,7 @@ class Objective:
         try:
             check_item_text(ctx.cfg, ctx.dataset)
             ctx.model = build_model(ctx.cfg["model"], ctx.dataset, ctx.device)
-            try:
-                training = self.runner.train(ctx, on_validation=PruningReporter(trial, self.ref.metric))
-            except optuna.TrialPruned:
-                self.runner.remove_checkpoints(spec)  # a pruned trial is over: nothing to resume
-                raise
+            training = self.runner.train(ctx, on_validation=PruningReporter(trial, self.ref.metric))
             self.runner.remove_checkpoints(spec)
             trial.set_user_attr("training", {k: training.get(k) for k in ("epochs", "best_epoch", "stopped_by")}
                                 | {"seconds": round(time.perf_counter() - start, 1)}
@@ -111,9 +107,11 @@ class Objective:
             # the trained model (its best validated weights) validated once more: the objective
             trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=False)
             value = float(trainer.validate(ctx.model, ctx.split.for_training())[self.ref.metric])
+        except optuna.TrialPruned:
+            self.runner.remove_checkpoints(spec)  # a pruned trial is over: nothing to resume
+            raise
         except Exception as error:  # an error, not an interruption: never tried again as it was
-            if not isinstance(error, optuna.TrialPruned):
-                trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])
             raise
         finally:
             ctx.model = None
@@ -172,11 +170,11 @@ def run_study(ref: StudyRef, spec: RunSpec, runner, url: str, results_dir, say) 
         optuna.storages.fail_stale_trials(study)  # trials of killed processes, silent past the grace period
     objective, ran = Objective(ref, spec, runner, say), 0
     done = len(finished_trials(study.trials))
-    if done < ref.settings.trials:
-        for number in retry_interrupted(study):
-            say(f"[tune] {ref.name}: trial {number} was interrupted: tried again first, with its settings")
     if done >= ref.settings.trials:
         say(f"[tune] {ref.name}: finished ({done} trials), nothing to run")
+    else:
+        for number in retry_interrupted(study):
+            say(f"[tune] {ref.name}: trial {number} was interrupted: tried again first, with its settings")
     while done < ref.settings.trials:
         try:
             study.optimize(objective, n_trials=1, catch=(), gc_after_trial=False)
