@@ -150,6 +150,7 @@ def missing_row(records: list[Record], cols: list[Column]) -> dict:
     skipped = [r for r in records if r.skipped]
     note = (f"failed: {failed[0].error}" if failed else f"skipped: {skipped[0].skip_reason}" if skipped
             else "not run")
+    note = " ".join(note.split())  # a library's message may span lines; a table cell cannot
     return {c.label: note if i == 0 else "" for i, c in enumerate(cols)}
 
 

@@ -115,6 +115,19 @@ def test_reports_show_paper_only_when_comparable(tmp_path, monkeypatch):
     assert "table3.md" in index and "datasets.md" in index
 
 
+def test_a_skip_reason_over_several_lines_stays_in_one_table_cell():
+    # transformers' offline message spans two lines; a markdown row cannot
+    from benchmarks.reports.records import Record
+    from benchmarks.reports.tables import Column, missing_row
+
+    skipped = Record({"experiment": "t7", "run": "t5-small", "dataset": "ml-100k", "seed": 0, "status": "skipped",
+                      "skip_reason": "backbone 't5-small' could not be loaded: no files.\nCheck your connection."})
+    cols = [Column("R@10", ("metrics", "R@10"), 4), Column("R@20", ("metrics", "R@20"), 4)]
+    row = missing_row([skipped], cols)
+    assert row == {"R@10": "skipped: backbone 't5-small' could not be loaded: no files. Check your connection.",
+                   "R@20": ""}
+
+
 def test_subset_evaluation_is_not_compared_with_the_paper(tmp_path, monkeypatch):
     exp_dir = write_experiments(tmp_path / "experiments", {"t3": "paper_table: table3_overall\nruns: {SASRec: {}}\n"})
     monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
