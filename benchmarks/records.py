@@ -70,16 +70,23 @@ def _code_hash(files) -> str:
     return digest.hexdigest()[:16]
 
 
-def code_hash(root: Path = REPO_ROOT) -> str:
+def code_hash(root: Path = REPO_ROOT, suffixes: tuple = CODE_SUFFIXES) -> str:
     """Content hash of the suite's code files (*.py, *.yaml under CODE_PATHS) as they are on disk:
     identifies the code that ran where there is no git (a copy of the checkout on a GPU machine)."""
     root = Path(root)
     paths = []
     for top in CODE_PATHS:
         top = root / top
-        paths += [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file() and p.suffix in CODE_SUFFIXES]
+        paths += [top] if top.is_file() else [p for p in top.rglob("*") if p.is_file() and p.suffix in suffixes]
     return _code_hash((p.relative_to(root).as_posix(), p.read_bytes()) for p in paths
                       if "__pycache__" not in p.parts)
+
+
+def program_hash(root: Path = REPO_ROOT) -> str:
+    """The hash of the Python files alone: what a checkpoint or a cached stage keys on beside the
+    resolved config it already digests, so that editing an experiment file (a new row, a comment)
+    does not throw away an hour of training whose settings it left as they were."""
+    return code_hash(root, suffixes=(".py",))
 
 
 @functools.lru_cache(maxsize=None)

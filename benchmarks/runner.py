@@ -28,7 +28,8 @@ from .latency import device_description, measure_latency
 from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
                            measure_protocol_controls)
 from .models import SkipRun, build_model, model_class, model_params
-from .records import code_hash, git_commit, iter_records, library_versions, now, read_record, record_path, write_record
+from .records import (git_commit, iter_records, library_versions, now, program_hash, read_record, record_path,
+                      write_record)
 from .split import hold_out_items, leave_one_out
 from .training import NeuralRecommender, Trainer
 from .variants import SOURCE_HASH, parse_record_name, variant_tag
@@ -255,11 +256,11 @@ class Runner:
         return self.current
 
     def checkpoint_path(self, spec: RunSpec) -> Path:
-        """Where a run's training checkpoints go: named by the run, its config and the code, so a
-        checkpoint is only ever resumed by the same run of the same code."""
+        """Where a run's training checkpoints go: named by the run, its config and the Python code
+        (records.program_hash), so a checkpoint is only ever resumed by the same run of the same code."""
         name = f"{spec.experiment}__{spec.dataset}__{spec.run}__seed{spec.seed}"
         safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-        return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{code_hash()}.pt"
+        return self.checkpoint_dir / f"{safe}__{config_hash(spec.config)}__{program_hash()}.pt"
 
     def remove_checkpoints(self, spec: RunSpec) -> None:
         """A finished run's training checkpoints (every stage's): no longer needed."""

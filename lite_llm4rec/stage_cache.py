@@ -9,7 +9,8 @@ stage draws exactly what it would have drawn after training it) and its training
 The key digests everything the first stage's numbers depend on: the model settings except the
 second stage's, the training and validation settings and seed, the data (source, content,
 training sequences, validation targets), the item vectors, the device, torch's version and the
-suite's source files (records.code_hash: any code change trains again). A process of a
+suite's Python files (records.program_hash: any code change trains again; the experiment files
+enter only through the resolved settings above). A process of a
 multi-process run never uses it (the shared loop's own checkpoints resume those).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from benchmarks.records import code_hash
+from benchmarks.records import program_hash
 from benchmarks.tensors import sequences_sha256
 
 # settings that act only after the first stage, or only on where files lie
@@ -37,7 +38,7 @@ def stage1_key(model, split, trainer) -> str:
                      sequences_sha256([split.valid_targets])],
             "item_vectors": {k: v for k, v in model.item_vector_info.items() if k != "cache"},  # not hit/miss
             "device": str(model.device),
-            "torch": torch.__version__, "code": code_hash()}
+            "torch": torch.__version__, "code": program_hash()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -229,6 +229,18 @@ def test_code_hash_is_stable_and_counts_only_code_files(tmp_path):
     assert records._code_hash([("a.py", b"x"), ("b.py", b"")]) != records._code_hash([("a.py", b"x\0b.py")])
 
 
+def test_program_hash_follows_the_python_files_and_not_the_experiment_files(tmp_path):
+    # checkpoints and the first-stage cache key on it beside the resolved config: a new row or a
+    # comment in an experiment file must not discard them, a code change must
+    _code_tree(tmp_path)
+    before, code_before = records.program_hash(tmp_path), records.code_hash(tmp_path)
+    (tmp_path / "benchmarks" / "experiments.yaml").write_text("runs: {new_row: {}}\n")
+    assert records.code_hash(tmp_path) != code_before  # the record's hash still names the edit
+    assert records.program_hash(tmp_path) == before
+    next(p for p in (tmp_path / "benchmarks").rglob("*.py")).write_text("changed = True\n")
+    assert records.program_hash(tmp_path) != before
+
+
 def test_library_versions_and_timestamps():
     versions = records.library_versions()
     assert list(versions) == ["python", *records.LIBRARIES]
