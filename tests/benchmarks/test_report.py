@@ -12,6 +12,8 @@ from benchmarks.records import record_path, write_record
 from benchmarks.reports import build as build_module
 from benchmarks.reports import build_reports, paper_reference
 from benchmarks.reports.catalogue import declared_pages
+from benchmarks.reports.records import Record
+from benchmarks.reports.tables import Column, missing_row
 
 ARTEFACTS = [page.spec for page in declared_pages()]  # every page the shipped experiment files declare
 
@@ -117,9 +119,6 @@ def test_reports_show_paper_only_when_comparable(tmp_path, monkeypatch):
 
 def test_a_skip_reason_over_several_lines_stays_in_one_table_cell():
     # transformers' offline message spans two lines; a markdown row cannot
-    from benchmarks.reports.records import Record
-    from benchmarks.reports.tables import Column, missing_row
-
     skipped = Record({"experiment": "t7", "run": "t5-small", "dataset": "ml-100k", "seed": 0, "status": "skipped",
                       "skip_reason": "backbone 't5-small' could not be loaded: no files.\nCheck your connection."})
     cols = [Column("R@10", ("metrics", "R@10"), 4), Column("R@20", ("metrics", "R@20"), 4)]
