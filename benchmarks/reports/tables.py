@@ -18,6 +18,7 @@ from .. import figures
 from ..pages import ReportPage
 from ..statistics import SeedSummary, format_summary, summarize_seeds
 from .records import Record
+from .text import one_line
 
 METRIC_LABELS = {"recall": "R", "ndcg": "N"}
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
@@ -150,7 +151,7 @@ def missing_row(records: list[Record], cols: list[Column]) -> dict:
     skipped = [r for r in records if r.skipped]
     note = (f"failed: {failed[0].error}" if failed else f"skipped: {skipped[0].skip_reason}" if skipped
             else "not run")
-    note = " ".join(note.split())  # a library's message may span lines; a table cell cannot
+    note = one_line(note)  # a library's message may span lines; a table cell cannot
     return {c.label: note if i == 0 else "" for i, c in enumerate(cols)}
 
 
