@@ -9,6 +9,7 @@ from tabulate import tabulate
 
 from . import config as cfgmod
 from .planning import Plan
+from .reports.text import one_line
 from .variants import describe
 
 
@@ -79,7 +80,7 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
         if tag:
             variants.setdefault(tag, describe(differs))
         done = runner.is_done(spec)
-        state = "done" if done and not force else runner.skip_note(spec) or "to run"
+        state = "done" if done and not force else one_line(runner.skip_note(spec) or "to run")
         cost = runner.expected_seconds(spec)
         if state != "done":
             total += cost or 0.0

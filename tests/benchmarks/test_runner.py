@@ -28,7 +28,7 @@ class SkipsUntilWeightsArrive(Recommender):
 
     def fit(self, split, trainer):
         if not SkipsUntilWeightsArrive.weights_here:
-            raise SkipRun("weights for 'late-llm' not found")
+            raise SkipRun("weights for 'late-llm' not found:\n  fetch them first")  # two lines, as real reasons are
 
     def score(self, batch):
         import torch
@@ -237,7 +237,7 @@ def test_a_skipped_run_is_retried_and_runs_once_its_weights_are_here(tmp_path, t
     assert json.loads(record.read_text())["status"] == "skipped"
     capsys.readouterr()
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
-    assert "to retry (skipped: weights for 'late-llm' not found)" in capsys.readouterr().out
+    assert "to retry (skipped: weights for 'late-llm' not found: fetch them first)" in capsys.readouterr().out
     monkeypatch.setattr(SkipsUntilWeightsArrive, "weights_here", True)
     assert run_all.main(cli(tmp_path, toy_ml1m, exp)) == 0
     assert json.loads(record.read_text())["status"] == "ok"
