@@ -49,7 +49,7 @@ from pathlib import Path
 import yaml
 
 from .errors import ConfigError
-from .models import resolve_model_params
+from .models import resolve_model_params, unread_model_keys
 from .pages import ReportPage, report_pages
 from .tuning.spec import parse_tuning
 from .variants import RUN_NEUTRAL_KEYS, WHERE_IT_RAN_KEYS
@@ -365,7 +365,11 @@ def identity_hash(cfg: dict) -> str:
     where the run ran (variants.WHERE_IT_RAN_KEYS: device, threads): where the source files lie or
     which machine trained it is not what the run is (a record made on a GPU machine from a copied
     folder, or on one thread, is the same run; the record states its device and its data source
-    hash which files were read)."""
+    hash which files were read). Model settings the run never reads (ModelParams.unread_keys) are
+    left out too."""
     neutral = {key.split(".", 1)[1] for key in RUN_NEUTRAL_KEYS if key.startswith("data.")}
     rest = {k: v for k, v in cfg.items() if k not in WHERE_IT_RAN_KEYS}
+    if isinstance(cfg.get("model"), dict):
+        unread = unread_model_keys(cfg["model"])
+        rest["model"] = {k: v for k, v in cfg["model"].items() if k not in unread}
     return config_hash({**rest, "data": {k: v for k, v in cfg["data"].items() if k != "path" and k not in neutral}})

@@ -99,6 +99,12 @@ class ModelParams:
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
+    @classmethod
+    def unread_keys(cls, section: dict) -> set[str]:
+        """The keys a resolved model section of these settings never reads (a second stage's
+        settings where no second stage runs): their values do not make it another run."""
+        return set()
+
     def __getitem__(self, key: str):  # dict-style reading, for models written against a dict
         return getattr(self, key)
 
@@ -248,6 +254,14 @@ def resolve_model_params(model_section: dict) -> dict:
     name = model_section.get("name")
     params = model_params(model_class(name), model_section)
     return {"name": name, **params.as_dict()}
+
+
+def unread_model_keys(model_section: dict) -> set[str]:
+    """ModelParams.unread_keys of a resolved model section; none for a model not known here."""
+    try:
+        return params_class(model_class(model_section.get("name"))).unread_keys(model_section)
+    except ConfigError:
+        return set()
 
 
 def model_params(cls, model_section: dict) -> ModelParams:

@@ -108,6 +108,10 @@ class LiteLLM4RecParams(ModelParams):
     stage2_epochs: int | None = None         # epochs of the second stage; null = train.epochs
     stage2_lr: float | None = None           # learning rate of the second stage; null = train.lr
 
+    @classmethod
+    def unread_keys(cls, section: dict) -> set[str]:
+        return set() if section.get("finetune_item_vectors", True) else {"stage2_epochs", "stage2_lr"}
+
     def validate(self) -> None:
         self.choice("strategy", ("sampling", "all"))
         self.choice("rec_llm_init", ("pretrained", "scratch"))

@@ -477,6 +477,21 @@ def test_a_models_own_neutral_key_fills_only_that_models_records():
     assert kept["model"]["stage2_lr"] == 1e-4
 
 
+def test_a_setting_the_run_never_reads_does_not_make_it_another_run():
+    """Lite-LLM4Rec's second-stage settings are not read when no second stage runs: a first-stage
+    record made under another stage2_lr is the same run; a two-stage one is not."""
+    from benchmarks.config import identity_hash
+    from benchmarks.models import resolve_model_params
+
+    def config(**model):
+        return {"model": resolve_model_params({"name": "lite_llm4rec", **model}), "data": {}, "train": {}}
+
+    first_stage = dict(finetune_item_vectors=False)
+    assert identity_hash(config(**first_stage, stage2_lr=None)) == identity_hash(config(**first_stage, stage2_lr=1e-4))
+    assert identity_hash(config(**first_stage, dropout=0.0)) != identity_hash(config(**first_stage))
+    assert identity_hash(config(stage2_lr=None)) != identity_hash(config(stage2_lr=1e-4))
+
+
 def test_a_record_made_on_another_device_or_thread_count_is_the_same_run(tmp_path, toy_ml1m):
     """Where a run ran (device, num_threads: -o num_threads=1 on a shared machine, a GPU) is not
     what it is: its record is done for the experiment's own run; any other setting is not."""
