@@ -204,7 +204,8 @@ def test_second_stage_fine_tunes_item_vectors_and_never_ends_worse(toy_dataset, 
     assert "stage1" not in result1 and first_only.describe()["stages"] == 1
     assert torch.equal(first_only.module.item_vectors.weight, initial)  # the first stage never moves them
 
-    model = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=4)  # two stages: the default
+    # two stages (the default), the second at train.lr: the default 2e-5 is for 300-epoch runs
+    model = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=4, stage2_lr=None)
     assert torch.equal(model.module.item_vectors.weight, initial)
     result = model.fit(split, trainer)
     assert result["stage1"]["epochs"] == 3 and result["stage2_epochs"] == 4 and result["epochs"] == 7
@@ -234,8 +235,10 @@ def test_second_stage_learning_rate_is_its_own_setting(toy_dataset, tmp_path, ti
     monkeypatch.setattr(Trainer, "fit", spy)
     trainer = Trainer({**TRAIN, "epochs": 1, "lr": 3e-3}, EVAL, seed=0, progress=False)
     build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2, stage2_lr=1e-4).fit(split, trainer)
-    build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2).fit(split, trainer)  # null: train.lr
-    assert seen == [(3e-3, 1), (1e-4, 2), (3e-3, 2)]  # the second run's first stage: from the cache
+    build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2, stage2_lr=None).fit(split, trainer)  # null: train.lr
+    build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=2).fit(split, trainer)  # the default, chosen on validation
+    # the later runs' first stage: from the cache
+    assert seen == [(3e-3, 1), (1e-4, 2), (3e-3, 2), (2e-5, 2)]
     with pytest.raises(ConfigError, match="stage2_lr"):
         build(toy_dataset, tmp_path, tiny_bert, stage2_lr=0)
 
