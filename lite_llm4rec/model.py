@@ -124,7 +124,7 @@ class LiteLLM4RecParams(ModelParams):
 
     @classmethod
     def unread_keys(cls, section: dict) -> set[str]:
-        return set() if section.get("finetune_item_vectors", True) else {"stage2_epochs", "stage2_lr"}
+        return set() if section.get("finetune_item_vectors", True) else set(stage_cache.SECOND_STAGE)
 
     def validate(self) -> None:
         self.choice("strategy", ("sampling", "all"))

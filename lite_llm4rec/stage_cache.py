@@ -26,8 +26,10 @@ from safetensors.torch import load_file, save_file
 from benchmarks.records import program_hash
 from benchmarks.tensors import sequences_sha256
 
+# the second stage's own settings: read only where a second stage runs
+SECOND_STAGE = ("stage2_epochs", "stage2_lr")
 # settings that act only after the first stage, or only on where files lie
-NOT_STAGE1 = ("finetune_item_vectors", "stage2_epochs", "stage2_lr", "item_cache_dir", "item_batch_size")
+NOT_STAGE1 = ("finetune_item_vectors", *SECOND_STAGE, "item_cache_dir", "item_batch_size")
 
 
 def stage1_key(model, split, trainer) -> str:
