@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .. import config as cfgmod
 from ..errors import ConfigError
+from ..models import unread_model_keys
 from ..planning import QUICK
 from ..variants import SOURCE_HASH, describe, differences
 from .records import Record
@@ -108,7 +109,13 @@ class Staleness:
             if here is None:  # the files are not here to hash: identity alone
                 return None
             return describe({SOURCE_HASH: [here[:16], rec.source_hash[:16] or "unknown"]})
-        return describe(differences(spec.config, cfgmod.with_new_defaults(config)))
+        recorded = cfgmod.with_new_defaults(config)
+        differs = differences(spec.config, recorded)
+        # a setting neither config reads (ModelParams.unread_keys) is not why it is stale: say only what is
+        unread = {f"model.{key}" for key in unread_model_keys(spec.config.get("model") or {})
+                  & unread_model_keys(recorded.get("model") or {})}
+        read = {key: pair for key, pair in differs.items() if ".".join(key.split(".")[:2]) not in unread}
+        return describe(read or differs)
 
 
 def _attempts(datasets: list[str]):

@@ -87,6 +87,25 @@ def test_current_and_stale_records_as_the_runners_rule_says(stale_reports, monke
     assert why["Removed"] == "its run is no longer in the experiment file"
 
 
+def test_a_stale_records_reason_leaves_out_settings_neither_config_reads(stale_reports, monkeypatch, tmp_path):
+    # as Lite-LLM4Rec's stage2_* where no second stage runs: a changed setting that is never read
+    # is not why a record is stale, so its reason names only the setting that is read
+    from benchmarks.models import ModelParams
+
+    _, configs = stale_reports
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", write_experiments(tmp_path / "experiments", {"stale": EXPERIMENT}))
+    monkeypatch.setattr(ModelParams, "unread_keys", classmethod(lambda cls, section: {"note"}))
+    cfg = config_of("Changed", configs)
+    cfg["model"]["note"] = "recorded before a default moved"
+    rec = Record({"experiment": "stale", "run": "Changed", "dataset": "ml-100k", "seed": 0, "status": "ok",
+                  "config": cfg, "config_hash": cfgmod.config_hash(cfg)})
+    Staleness(tmp_path / "results").mark([rec])
+    assert rec.stale == "model.dim 8 -> 4"
+    monkeypatch.setattr(ModelParams, "unread_keys", classmethod(lambda cls, section: set()))
+    Staleness(tmp_path / "results").mark([rec])
+    assert rec.stale == "model.dim 8 -> 4; model.note (absent) -> recorded before a default moved"
+
+
 def test_a_stale_row_is_marked_never_starred_nor_the_best_baseline(stale_reports):
     reports, _ = stale_reports
     part = section((reports / "table3.md").read_text())
