@@ -111,11 +111,11 @@ class Staleness:
             return describe({SOURCE_HASH: [here[:16], rec.source_hash[:16] or "unknown"]})
         recorded = cfgmod.with_new_defaults(config)
         differs = differences(spec.config, recorded)
-        # a setting neither config reads (ModelParams.unread_keys) is not why it is stale: say only what is
+        # a setting neither config reads (ModelParams.unread_keys) is not why it is stale: say only
+        # what is (identity_hash leaves those out too, so a read setting differs whenever we get here)
         unread = {f"model.{key}" for key in unread_model_keys(spec.config.get("model") or {})
                   & unread_model_keys(recorded.get("model") or {})}
-        read = {key: pair for key, pair in differs.items() if ".".join(key.split(".")[:2]) not in unread}
-        return describe(read or differs)
+        return describe({key: pair for key, pair in differs.items() if ".".join(key.split(".")[:2]) not in unread})
 
 
 def _attempts(datasets: list[str]):
