@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from benchmarks.tensors import bidirectional_attention_mask, masked_mean
-from benchmarks.training import autocast
+from benchmarks.training import autocast, warn_if_bf16_is_emulated
 
 IGNORE = -100  # label of a position without a loss
 
@@ -98,6 +98,7 @@ def run_steps(module: torch.nn.Module, loss_fn, *, steps: int, lr: float, warmup
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=min(warmup_steps, steps), num_training_steps=steps)
+    warn_if_bf16_is_emulated(precision, device)
     module.train()
     losses, first, sittings, start = [], 0, 1, time.perf_counter()
     saved = checkpoint.resume(module, optimizer, scheduler) if checkpoint is not None else None

@@ -611,3 +611,27 @@ def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(
     setting = record["inference_settings"][0]
     assert setting["metrics"] == pytest.approx(record["metrics"])
     assert setting["latency"]["batch_size"] == record["latency"]["batch_size"] == 8
+
+
+def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_dataset, monkeypatch):
+    import warnings as warnings_mod
+    import benchmarks.training as training_mod
+
+    torch = __import__("torch")
+    split = leave_one_out(toy_dataset)
+    cfg = _toy_config(tmp_path, "train.epochs=1", "train.precision=bf16")
+    for native, expected in [(False, 1), (True, 0)]:
+        monkeypatch.setattr(training_mod, "cpu_has_native_bf16", lambda native=native: native)
+        model = build_model(cfg["model"], toy_dataset, torch.device("cpu"))
+        with warnings_mod.catch_warnings(record=True) as caught:
+            warnings_mod.simplefilter("always")
+            Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
+        said = [w for w in caught if "no bf16 instructions" in str(w.message)]
+        assert len(said) == expected, (native, [str(w.message) for w in caught])
+    # fp32 never warns, whatever the CPU
+    monkeypatch.setattr(training_mod, "cpu_has_native_bf16", lambda: False)
+    with warnings_mod.catch_warnings(record=True) as caught:
+        warnings_mod.simplefilter("always")
+        training_mod.warn_if_bf16_is_emulated("fp32", "cpu")
+    assert not caught
+    assert isinstance(training_mod.cpu_has_native_bf16(), bool)
