@@ -257,3 +257,11 @@ def test_the_peak_is_the_best_window_so_a_slowed_window_does_not_lower_it(monkey
     peak = latency.matmul_peak("cpu", seconds=0.06, windows=3)
     rates = peak["window_tflops"]
     assert len(rates) == 3 and rates[1] < rates[0] == rates[2] and peak["tflops"] == max(rates)
+
+
+def test_matmul_peak_takes_a_smaller_square_when_one_product_outlasts_the_probe():
+    # a probe shorter than any 1,024-square product (as bf16 is where the CPU emulates it)
+    # halves the square down to 256 instead of running for seconds per window
+    quick = latency.matmul_peak("cpu", seconds=1e-9, windows=2)
+    assert quick["shape"] == [256, 256, 256] and quick["tflops"] > 0 and len(quick["window_tflops"]) == 2
+    assert latency.matmul_peak("cpu", seconds=5.0, windows=1)["shape"] == [1024, 1024, 1024]
