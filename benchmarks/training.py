@@ -70,7 +70,8 @@ def autocast(precision: str, device: torch.device):
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices in hardware (AMX or AVX512-BF16), as oneDNN sees it."""
+    """Whether oneDNN has bf16 kernels for this CPU (PyTorch's check: AVX-512 BW, VL and DQ;
+    AVX512-BF16 or AMX make them fast); without them bf16 falls back to a slow path."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch built without oneDNN
@@ -82,7 +83,7 @@ def warn_if_bf16_is_emulated(precision: str, device) -> None:
     (AVX2 only: a 5120x384x1536 matmul 0.83 s against 0.11 s on one core). Said, not silent."""
     if precision == "bf16" and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
         warnings.warn(
-            "train.precision is bf16 but this CPU has no bf16 instructions (AMX or AVX512-BF16): "
+            "train.precision is bf16 but this CPU has no bf16 instructions oneDNN can use (it needs AVX-512): "
             "its matrix multiplies are emulated, several times slower than fp32; "
             "-o train.precision=fp32 trains faster here (a variant record)", RuntimeWarning, stacklevel=2)
 

@@ -618,6 +618,7 @@ def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_
     import benchmarks.training as training_mod
 
     torch = __import__("torch")
+    assert isinstance(training_mod.cpu_has_native_bf16(), bool)  # the real check, before the patches
     split = leave_one_out(toy_dataset)
     cfg = _toy_config(tmp_path, "train.epochs=1", "train.precision=bf16")
     for native, expected in [(False, 1), (True, 0)]:
@@ -634,4 +635,3 @@ def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_
         warnings_mod.simplefilter("always")
         training_mod.warn_if_bf16_is_emulated("fp32", "cpu")
     assert not caught
-    assert isinstance(training_mod.cpu_has_native_bf16(), bool)
