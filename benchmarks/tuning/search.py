@@ -107,8 +107,11 @@ class Objective:
             # the trained model (its best validated weights) validated once more: the objective
             trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=False)
             value = float(trainer.validate(ctx.model, ctx.split.for_training())[self.ref.metric])
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as pruned:
             self.runner.remove_checkpoints(spec)  # a pruned trial is over: nothing to resume
+            seconds = round(time.perf_counter() - start, 1)
+            trial.set_user_attr("training", {"stopped_by": "pruned", "seconds": seconds})
+            self.say(f"[tune] {self.ref.name}: trial {trial.number}: pruned: {pruned} ({seconds:.0f} s)")
             raise
         except Exception as error:  # an error, not an interruption: never tried again as it was
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])

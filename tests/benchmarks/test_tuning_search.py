@@ -229,3 +229,24 @@ def test_every_validation_reaches_the_hook_and_a_pruned_trial_stops_training(tmp
         Trainer(cfg["train"], cfg["eval"], seed=0, progress=False,
                 on_validation=PruningReporter(trial, "recall@10")).fit(model, split)
     assert len(trial.reported) == 3
+
+
+def test_a_pruned_trial_says_so_and_its_summary_keeps_its_seconds(tmp_path, toy_ml1m, monkeypatch, capsys, one_thread):
+    exp = tmp_path / "toytune.yaml"
+    exp.write_text(TUNED)
+    real_call = PruningReporter.__call__
+
+    def prune_trial_1(self, metrics, epoch):
+        if self.trial.number == 1:
+            self.trial.report(float(metrics[self.metric]), self.step)
+            raise optuna.TrialPruned(f"validation {self.metric} at epoch {epoch} below the threshold")
+        return real_call(self, metrics, epoch)
+
+    monkeypatch.setattr(PruningReporter, "__call__", prune_trial_1)
+    assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune"]) == 0
+    out = capsys.readouterr().out
+    assert "trial 1: pruned: validation recall@10 at epoch 1 below the threshold (" in out
+    summary = json.loads(next((tmp_path / "results" / "tuning").rglob("Toy__*.json")).read_text())
+    [pruned] = [t for t in summary["trials"] if t["number"] == 1]
+    assert pruned["state"] == "PRUNED" and pruned["training"]["stopped_by"] == "pruned"
+    assert pruned["training"]["seconds"] >= 0
