@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from tabulate import tabulate
 
 from . import config as cfgmod
 from .planning import Plan
 from .reports.text import one_line
+from .training import cpu_has_native_bf16
 from .variants import describe
 
 
@@ -73,7 +75,7 @@ def _datasets() -> None:
 
 def plan_listing(plan: Plan, runner, *, force: bool) -> None:
     """Each run: key (and variant), model, expected cost, state; then what each variant changes."""
-    total, variants, studies, any_other = 0.0, {}, set(), False
+    total, variants, studies, any_other, bf16_on_cpu = 0.0, {}, set(), False, []
     for spec in plan.runs:
         tag, differs = runner.placement(spec)
         label = spec.key + (f" [variant {tag}]" if tag else "")
@@ -88,6 +90,8 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
         shown = "cost ?" if cost is None else f"cost ~{cost:,.0f} s" + ("*" if other else "")
         any_other = any_other or other
         print(f"{label:60s} model={spec.config['model']['name']:20s} {shown:16s} {state}")
+        if state != "done" and _trains_bf16_on_cpu(spec.config):
+            bf16_on_cpu.append(spec.key)
         if spec.study is not None and spec.study.ref.name not in studies:
             studies.add(spec.study.ref.name)
             print(f"  {spec.study.note}")
@@ -96,9 +100,20 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
     if any_other:
         print("*: from a record of other settings (stale, or the main record of a variant): what those cost, "
               "which may be far from these (another backbone, budget or device)")
+    if bf16_on_cpu and not cpu_has_native_bf16():
+        print(f"this CPU has no bf16 instructions: the {len(bf16_on_cpu)} run(s) to run that train in bf16 here "
+              f"({', '.join(bf16_on_cpu[:3])}{', ...' if len(bf16_on_cpu) > 3 else ''}) emulate it, several times "
+              "the costs shown where those were recorded on a CPU with them (about 7.5x a matmul on an AVX2-only "
+              "AMD EPYC); -o train.precision=fp32 is faster here (a variant record)")
     for tag, what in variants.items():
         print(f"variant {tag}: differs from the experiment file in {what}; written beside the main record "
               f"(reports show it under 'Variant records', or in the table with --with-variants {tag})")
+
+
+def _trains_bf16_on_cpu(config: dict) -> bool:
+    device = str(config.get("device") or "cpu")
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    return on_cpu and (config.get("train") or {}).get("precision") == "bf16"
 
 
 def quick_table(plan: Plan, runner) -> None:

@@ -207,6 +207,17 @@ def test_list_marks_a_cost_read_from_a_record_of_other_settings(tmp_path, toy_ml
     assert line.endswith("to run") and " s* " in line and "*: from a record of other settings" in out
 
 
+def test_list_says_when_bf16_rows_would_be_emulated_on_this_cpu(tmp_path, toy_ml1m, capsys, monkeypatch):
+    from benchmarks import listing
+    exp = write_experiment(tmp_path)
+    note = "this CPU has no bf16 instructions: the 1 run(s) to run that train in bf16 here (toyexp/ml-1m/Toy/seed0)"
+    for native, bf16, shown in [(False, True, True), (True, True, False), (False, False, False)]:
+        monkeypatch.setattr(listing, "cpu_has_native_bf16", lambda native=native: native)
+        extra = ["-o", "train.precision=bf16", "-o", "device=cpu"] if bf16 else []
+        assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list", "--runs", "Toy", *extra)) == 0
+        assert (note in capsys.readouterr().out) is shown, (native, bf16)
+
+
 def test_bad_config_exits_with_clear_error(tmp_path, toy_ml1m, capsys):
     exp = write_experiment(tmp_path)
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "-o", "train.lrr=1")) == 2
