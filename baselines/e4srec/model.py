@@ -189,9 +189,11 @@ class E4SRec(WindowedNextItemModel):
         start = time.perf_counter()
         embeddings, self.sasrec_info = sasrec_item_embeddings(self.params, self.dataset, self.device, split, trainer)
         self.build_module(embeddings)
+        sasrec_seconds = time.perf_counter() - start
         result = trainer.fit(self, split)
         counts = self.parameter_counts()
-        return {**result, "llm_stage_seconds": result["seconds"], "seconds": time.perf_counter() - start,
+        # the shared loop's seconds count every sitting of a resumed run; this call's wall time would not
+        return {**result, "llm_stage_seconds": result["seconds"], "seconds": sasrec_seconds + result["seconds"],
                 "sasrec": self.sasrec_info, "trainable_parameters": counts["trainable"], "parameter_counts": counts}
 
     def training_batches(self, split, epoch: int, rng: np.random.Generator, batch_size: int) -> list:

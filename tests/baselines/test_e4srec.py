@@ -180,6 +180,23 @@ def test_result_records_trainable_parameters_and_training(trained_sasrec):
     json.dumps(described)
 
 
+class _ResumedTrainer:
+    """A shared loop that says its run trained 1,000 s over earlier sittings and this one."""
+
+    def fit(self, model, split):
+        return {"epochs": 3, "seconds": 1000.0, "history": []}
+
+
+def test_seconds_of_a_resumed_run_count_every_sitting(trained_sasrec, monkeypatch):
+    from baselines.e4srec import model as e4srec_model
+
+    model = trained_sasrec["model"]
+    table = model.module.item_id_embeddings.weight.detach().clone()
+    monkeypatch.setattr(e4srec_model, "sasrec_item_embeddings", lambda *a, **k: (table, {"source": "reused (auto)"}))
+    result = model.fit(leave_one_out(trained_sasrec["dataset"]), _ResumedTrainer())
+    assert result["llm_stage_seconds"] == 1000.0 and 1000.0 <= result["seconds"] < 1060.0
+
+
 def test_auto_and_path_reuse_the_checkpoint_of_the_same_data_only(trained_sasrec, tiny_bert, tmp_path):
     from benchmarks.data import load_dataset
 

@@ -205,6 +205,19 @@ def test_fit_passes_the_runs_checkpoint_minutes_to_the_stages(toy_dataset, tmp_p
     assert heard == [7, None]
 
 
+def test_seconds_of_a_resumed_downstream_run_count_every_sitting(toy_dataset, tmp_path, tiny_llama, monkeypatch):
+    from baselines.llm2rec import model as llm2rec_model
+
+    class ResumedTrainer:  # a shared loop that trained 1,000 s over earlier sittings and this one
+        def fit(self, model, split):
+            return {"epochs": 3, "seconds": 1000.0, "history": []}
+
+    table = torch.randn(toy_dataset.n_items + 1, 8)
+    monkeypatch.setattr(llm2rec_model, "item_embeddings", lambda *a, **k: (table, {"cached": True}))
+    result = build(toy_dataset, tmp_path, tiny_llama).fit(leave_one_out(toy_dataset), ResumedTrainer())
+    assert result["downstream_seconds"] == 1000.0 and 1000.0 <= result["seconds"] < 1060.0
+
+
 def test_downstream_sasrec_trains_a_step_and_scores_all_items(toy_dataset, tmp_path, tiny_llama):
     model = build(toy_dataset, tmp_path, tiny_llama)
     torch.manual_seed(1)
