@@ -11,7 +11,7 @@ from tabulate import tabulate
 from . import config as cfgmod
 from .planning import Plan
 from .reports.text import one_line
-from .training import cpu_has_native_bf16
+from .precision import cpu_has_native_bf16
 from .variants import describe
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +27,7 @@ from .checkpoints import random_states, restore_random_states
 from .data_parallel import data_parallel, rows_share
 from .evaluate import evaluate, evaluation_settings, validation_users
 from .models import Recommender
+from .precision import autocast, warn_if_bf16_is_emulated
 from .split import next_item_batches, pad_histories
 
 
@@ -56,36 +56,6 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.since_best >= self.patience
-
-
-def autocast(precision: str, device: torch.device):
-    """The training forward's precision. bf16 autocasts matmuls to bfloat16 (on CPUs with AMX or
-    AVX512-BF16 and on recent GPUs about twice as fast as fp32); weights, optimiser state and the
-    loss stay fp32. Evaluation and the latency timer always run in the model's own dtype."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels for this CPU (PyTorch's check: AVX-512 BW, VL and DQ;
-    AVX512-BF16 or AMX make them fast); without them bf16 falls back to a slow path."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch built without oneDNN
-        return False
-
-
-def warn_if_bf16_is_emulated(precision: str, device) -> None:
-    """bf16 is a speed setting; a CPU without bf16 instructions emulates it, far slower than fp32
-    (AVX2 only: a 5120x384x1536 matmul 0.83 s against 0.11 s on one core). Said, not silent."""
-    if precision == "bf16" and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
-        warnings.warn(
-            "train.precision is bf16 but this CPU has no bf16 instructions oneDNN can use (it needs AVX-512): "
-            "its matrix multiplies are emulated, several times slower than fp32; "
-            "-o train.precision=fp32 trains faster here (a variant record)", RuntimeWarning, stacklevel=2)
 
 
 def _snapshot(module: torch.nn.Module) -> dict:
@@ -169,8 +139,9 @@ def training_throughput(step_flops: float, steps: int, rows: int, seconds: float
 class Trainer:
     """The shared loop. With `checkpoint` (a file path) and `checkpoint_minutes`, the state of a
     long training (weights, optimiser, schedule, random generators, the stopping rule's state and
-    the curve so far) is saved at the end of an epoch every so many minutes, and a later `fit` of
-    the same run resumes from it: a run longer than one sitting (or one call to a GPU machine)
+    the curve so far) is saved after a step every so many minutes, and a later `fit` of the same
+    run resumes from it (cut mid-epoch, it draws that epoch's batches again from the generators'
+    state at the epoch's start, then skips the steps done): a run longer than one sitting (or one call to a GPU machine)
     finishes over several. A finished fit leaves a final checkpoint (its best weights and result),
     so a two-stage model resumes in its second stage; the runner removes the files once the run's
     record is written."""
@@ -258,6 +229,7 @@ class Trainer:
         )
         epochs = int(cfg["epochs"])
         batch_size = int(cfg["batch_size"])
+        first_random = random_states(rng, model.device)  # epoch 1's batches are drawn from here
         first_batches = model.training_batches(split, 0, rng, batch_size)
         total_steps = max(1, len(first_batches) * epochs)
         scheduler = get_scheduler(
@@ -272,7 +244,7 @@ class Trainer:
         best_state, history = None, []
         start = time.perf_counter()
         stopped = "epochs"
-        first_epoch, resumes = 1, 0
+        first_epoch, resumes, partial = 1, 0, None
         saved = self._load()
         if saved is not None and saved.get("finished"):  # this stage ended in an earlier sitting
             model.module.load_state_dict(saved["model"])
@@ -291,6 +263,7 @@ class Trainer:
             best_state, history = saved["best_state"], saved["history"]
             start -= saved["seconds"]
             first_epoch, resumes = saved["epoch"] + 1, saved["resumes"] + 1
+            partial = saved.get("partial")  # the epoch after saved["epoch"], cut after some steps
             if main:
                 self.replay(history)
             first_batches = None  # drawn with a fresh generator: the saved one goes on instead
@@ -304,12 +277,27 @@ class Trainer:
         last_save = time.perf_counter()
         step_flops, steps, rows, sitting_start = None, 0, 0, time.perf_counter()
         budget_s = 60 * float(cfg["max_minutes"]) if cfg["max_minutes"] else math.inf
+
+        def progress(done_epoch: int, **extra) -> dict:
+            return {"model": _snapshot(model.module), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "random": random_states(rng, model.device),
+                    "stopping": dict(stopping.__dict__), "best_state": best_state, "history": history,
+                    "epoch": done_epoch, "seconds": time.perf_counter() - start, "resumes": resumes, **extra}
+
         for epoch in range(first_epoch, epochs + 1):
+            if partial is not None:  # this epoch was cut in an earlier sitting: the same batches again
+                restore_random_states(partial["epoch_random"], rng, model.device)
+            epoch_random = partial["epoch_random"] if partial is not None else \
+                first_random if epoch == 1 and first_batches is not None else random_states(rng, model.device)
             batches = first_batches if epoch == 1 and first_batches is not None else \
                 model.training_batches(split, epoch - 1, rng, batch_size)
-            model.module.train()
             losses = []
-            bar = tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not self.progress)
+            if partial is not None:  # the generators as they were at the cut; its steps are done
+                restore_random_states(saved["random"], rng, model.device)
+                losses, partial = list(partial["losses"]), None
+            model.module.train()
+            bar = tqdm(batches[len(losses):], desc=f"epoch {epoch}", initial=len(losses), total=len(batches),
+                       leave=False, disable=not self.progress)
             for batch in bar:
                 over_budget = time.perf_counter() - start > budget_s
                 if parallel is not None and budget_s < math.inf:  # the main process's clock decides
@@ -347,6 +335,11 @@ class Trainer:
                 optimizer.step()
                 scheduler.step()
                 losses.append(value.item())
+                if main and self.checkpoint is not None and len(losses) < len(batches) and \
+                        time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
+                    # mid-epoch: an epoch longer than a sitting (or a GPU call) still moves on
+                    self._save(progress(epoch - 1, partial={"epoch": epoch, "losses": losses, "epoch_random": epoch_random}))
+                    last_save = time.perf_counter()
             entry = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
             if stopped == "time_budget":
                 entry["batches"] = f"{len(losses)} of {len(batches)}"
@@ -374,11 +367,7 @@ class Trainer:
             if stopped == "time_budget":
                 break
             if main and self.checkpoint is not None and time.perf_counter() - last_save >= 60 * float(self.checkpoint_minutes):
-                self._save({"model": _snapshot(model.module), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "random": random_states(rng, model.device),
-                            "stopping": dict(stopping.__dict__),
-                            "best_state": best_state, "history": history, "epoch": epoch,
-                            "seconds": time.perf_counter() - start, "resumes": resumes})
+                self._save(progress(epoch))
                 last_save = time.perf_counter()
         if best_state is not None:
             model.module.load_state_dict(best_state)

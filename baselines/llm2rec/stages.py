@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from benchmarks.tensors import bidirectional_attention_mask, masked_mean
-from benchmarks.training import autocast, warn_if_bf16_is_emulated
+from benchmarks.precision import autocast, warn_if_bf16_is_emulated
 
 IGNORE = -100  # label of a position without a loss
 

@@ -552,6 +552,44 @@ def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sit
     assert not list((tmp_path / "ckpt").glob("*"))
 
 
+def test_a_training_cut_mid_epoch_resumes_at_its_step_and_ends_as_one_sitting(tmp_path, toy_ml1m, monkeypatch):
+    """Checkpoints after every step (checkpoint_minutes 0): a sitting killed a few steps into its
+    second epoch is resumed at that step, with that epoch's batches and the dropout generator as
+    they were, and ends with the same curve and metrics as a run never cut."""
+    import torch
+
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 3, patience: 10, lr: 0.05, batch_size: 8},"
+                                     " latency: {enabled: false}}\nruns:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    spec = toy_plan(tmp_path, toy_ml1m, exp).runs[0]
+    calls = []
+
+    def dropout_loss(self, batch, cut_at=None):  # draws from torch's generator, as dropout does
+        calls.append(1)
+        if len(calls) == cut_at:
+            raise KeyboardInterrupt  # a killed sitting, mid-step
+        hidden = torch.nn.functional.dropout(self.module(batch[:, 0]), 0.5, training=True)
+        return torch.nn.functional.cross_entropy(hidden @ self.module.weight.T, batch[:, 1])
+
+    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "loss", dropout_loss)
+    whole = Runner(tmp_path / "whole", progress=False).run(spec)
+    per_epoch = len(calls) // 3
+    assert per_epoch >= 4
+    calls.clear()
+    cut_at = per_epoch + 3  # two steps of epoch 2 done, the third killed
+    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "loss",
+                        lambda self, batch: dropout_loss(self, batch, cut_at))
+    runner = Runner(tmp_path / "cut", progress=False, checkpoint_minutes=0, checkpoint_dir=tmp_path / "ckpt")
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(spec)
+    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "loss", dropout_loss)
+    calls.clear()
+    resumed = runner.run(spec)
+    assert len(calls) == 3 * per_epoch - (per_epoch + 2)  # only the steps not done before the cut
+    assert resumed["training"]["resumed"] == 1
+    assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx([h["loss"] for h in whole["training"]["history"]])
+    assert resumed["metrics"] == pytest.approx(whole["metrics"])
+
+
 def test_training_records_its_throughput_and_share_of_peak(tmp_path, toy_dataset):
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -626,14 +664,14 @@ def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(
 
 def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_dataset, monkeypatch):
     import warnings as warnings_mod
-    import benchmarks.training as training_mod
+    import benchmarks.precision as precision_mod
 
     torch = __import__("torch")
-    assert isinstance(training_mod.cpu_has_native_bf16(), bool)  # the real check, before the patches
+    assert isinstance(precision_mod.cpu_has_native_bf16(), bool)  # the real check, before the patches
     split = leave_one_out(toy_dataset)
     cfg = _toy_config(tmp_path, "train.epochs=1", "train.precision=bf16")
     for native, expected in [(False, 1), (True, 0)]:
-        monkeypatch.setattr(training_mod, "cpu_has_native_bf16", lambda native=native: native)
+        monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda native=native: native)
         model = build_model(cfg["model"], toy_dataset, torch.device("cpu"))
         with warnings_mod.catch_warnings(record=True) as caught:
             warnings_mod.simplefilter("always")
@@ -641,8 +679,8 @@ def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_
         said = [w for w in caught if "no bf16 instructions" in str(w.message)]
         assert len(said) == expected, (native, [str(w.message) for w in caught])
     # fp32 never warns, whatever the CPU
-    monkeypatch.setattr(training_mod, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
     with warnings_mod.catch_warnings(record=True) as caught:
         warnings_mod.simplefilter("always")
-        training_mod.warn_if_bf16_is_emulated("fp32", "cpu")
+        precision_mod.warn_if_bf16_is_emulated("fp32", "cpu")
     assert not caught
