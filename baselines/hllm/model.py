@@ -34,6 +34,7 @@ Held-out items are never sampled as negatives: training sees only the items of s
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from benchmarks import backbones
 from benchmarks.data_parallel import rows_share
@@ -54,6 +56,18 @@ from benchmarks.training import NeuralRecommender, mask_padding_column
 from .item_llm import CachedItemLLM, TextItemLLM, encode_all_items, frozen_item_table, tokenize_texts
 
 # ----------------------------------------------------------------------------- User LLM and loss
+
+
+def training_attention(device: torch.device):
+    """The attention kernel of a training step. On a CPU, PyTorch's fused (flash) attention has a
+    slow backward for HLLM's short queries: measured on SmolLM2-135M, 1 thread, bf16, the
+    frozen_cached Item LLM's backward over 550 items (one [ITEM] query each over ~23 cached text
+    positions) took 6.9-8.8 s, 63% of it in the flash backward, against 1.6-1.8 s with the math
+    kernel (the same softmax(QK^T / sqrt(d)) V, as plain matrix multiplies); the User LLM's (16
+    chunks of 20) 1.4 s against 0.8-1.1 s. A GPU keeps PyTorch's choice; inference is left alone."""
+    if torch.device(device).type == "cpu":
+        return sdpa_kernel([SDPBackend.MATH])
+    return contextlib.nullcontext()
 
 
 def info_nce(predicted: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
@@ -270,10 +284,11 @@ class HLLM(NeuralRecommender):
         valid = targets > 0
         positive_ids = targets[valid]
         negative_ids = torch.unique(torch.cat([negatives, positive_ids])) if self.params.in_batch_negatives else negatives
-        # one Item LLM call for every item this batch mentions
-        embedded = self.module.embed_items(torch.cat([inputs.reshape(-1), positive_ids, negative_ids]))
-        input_vectors, positives, negative_vectors = embedded.split([inputs.numel(), len(positive_ids), len(negative_ids)])
-        states = self.module.user_states(input_vectors.reshape(*inputs.shape, -1), inputs > 0)
+        with training_attention(self.device):  # the backward runs what this forward chose
+            # one Item LLM call for every item this batch mentions
+            embedded = self.module.embed_items(torch.cat([inputs.reshape(-1), positive_ids, negative_ids]))
+            input_vectors, positives, negative_vectors = embedded.split([inputs.numel(), len(positive_ids), len(negative_ids)])
+            states = self.module.user_states(input_vectors.reshape(*inputs.shape, -1), inputs > 0)
         return info_nce(states[valid], positives, negative_vectors, positive_ids, negative_ids,
                         self.module.logit_scale_clamped())
 

@@ -86,6 +86,25 @@ def test_cached_frozen_item_llm_equals_the_full_pass_and_trains_the_item_token(t
     assert not any(p.requires_grad for p in model.module.item_llm.llm.parameters())
 
 
+def test_a_cpu_training_step_runs_attention_on_the_math_kernel(toy_dataset, tmp_path, tiny_llama, monkeypatch):
+    """PyTorch's fused CPU attention has a slow backward for HLLM's short queries
+    (model.training_attention): every attention call of a training loss, the frozen_cached Item
+    LLM's and the User LLM's, runs with the fused kernels off; scoring keeps PyTorch's choice."""
+    model = build(toy_dataset, tmp_path, tiny_llama, item_llm_training="frozen_cached")
+    split = leave_one_out(toy_dataset)
+    fused, real = [], torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: fused.append(torch.backends.cuda.flash_sdp_enabled()) or real(*a, **k))
+    model.module.train()
+    model.loss(model.training_batches(split, 0, np.random.default_rng(0), 8)[0]).backward()
+    assert len(fused) >= 4 and not any(fused)  # both LLMs' layers, all on the math kernel
+    fused.clear()
+    model.module.eval()
+    with torch.no_grad():
+        model.score(model.prepare(split.valid_histories[:4]))
+    assert fused and all(fused)
+
+
 def test_end_to_end_item_token_and_item_llm_both_get_gradients(toy_dataset, tmp_path, tiny_llama):
     model = build(toy_dataset, tmp_path, tiny_llama)
     assert model.params.item_llm_training == "end_to_end" and model.item_table_info["norm"] == "none"  # a decoder
