@@ -141,10 +141,10 @@ class Trainer:
     long training (weights, optimiser, schedule, random generators, the stopping rule's state and
     the curve so far) is saved after a step every so many minutes, and a later `fit` of the same
     run resumes from it (cut mid-epoch, it draws that epoch's batches again from the generators'
-    state at the epoch's start, then skips the steps done): a run longer than one sitting (or one call to a GPU machine)
-    finishes over several. A finished fit leaves a final checkpoint (its best weights and result),
-    so a two-stage model resumes in its second stage; the runner removes the files once the run's
-    record is written."""
+    state at the epoch's start, then skips the steps done): a run longer than one sitting (or one
+    call to a GPU machine) finishes over several. A finished fit leaves a final checkpoint (its
+    best weights and result), so a two-stage model resumes in its second stage; the runner removes
+    the files once the run's record is written."""
 
     def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
                  checkpoint: Path | None = None, checkpoint_minutes: float | None = None,
