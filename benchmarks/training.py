@@ -287,8 +287,7 @@ class Trainer:
         for epoch in range(first_epoch, epochs + 1):
             if partial is not None:  # this epoch was cut in an earlier sitting: the same batches again
                 restore_random_states(partial["epoch_random"], rng, model.device)
-            epoch_random = partial["epoch_random"] if partial is not None else \
-                first_random if epoch == 1 and first_batches is not None else random_states(rng, model.device)
+            epoch_random = first_random if epoch == 1 and first_batches is not None else random_states(rng, model.device)
             batches = first_batches if epoch == 1 and first_batches is not None else \
                 model.training_batches(split, epoch - 1, rng, batch_size)
             losses = []
