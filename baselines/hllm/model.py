@@ -25,8 +25,9 @@ logits barely differ and the toy runs stayed at the uniform loss; standardising 
 the items at hand removes it. `user_input_scale: token_embeddings` brings what a BERT-style User
 LLM reads to the norm of its own token embeddings, since it adds position embeddings before it
 normalises; on ml-100k (MiniLM, frozen Item LLM) validation Recall@10 preferred it (0.127 at epoch
-25 against 0.120 at epoch 40). A decoder with rotary positions (SmolLM2) gets neither: HLLM as
-published.
+25 against 0.120 at epoch 40). A decoder with rotary positions (SmolLM2) gets neither under
+`auto`: HLLM as published. A frozen decoder needs them too: ml-100k's frozen_cached SmolLM2 row sets
+both, chosen on validation (table3_overall.yaml has the numbers).
 
 Because items are scored from their text, items never seen in training can be ranked: see the
 `cold_start` experiment (split.holdout_items), which Lite-LLM4Rec's projection head cannot do.
