@@ -102,9 +102,10 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
               "which may be far from these (another backbone, budget or device)")
     if bf16_on_cpu and not cpu_has_native_bf16():
         print(f"this CPU has no bf16 instructions: the {len(bf16_on_cpu)} run(s) to run that train in bf16 here "
-              f"({', '.join(bf16_on_cpu[:3])}{', ...' if len(bf16_on_cpu) > 3 else ''}) emulate it, several times "
-              "the costs shown where those were recorded on a CPU with them (about 7.5x a matmul on an AVX2-only "
-              "AMD EPYC); -o train.precision=fp32 is faster here (a variant record)")
+              f"({', '.join(bf16_on_cpu[:3])}{', ...' if len(bf16_on_cpu) > 3 else ''}) run it slower than fp32, "
+              "2-8 times the costs shown where those were recorded on a CPU with them (twice an fp32 step on an "
+              "AVX-512 Intel Xeon, about 7.5x a matmul on an AVX2-only AMD EPYC); -o train.precision=fp32 is "
+              "faster here (a variant record)")
     for tag, what in variants.items():
         print(f"variant {tag}: differs from the experiment file in {what}; written beside the main record "
               f"(reports show it under 'Variant records', or in the table with --with-variants {tag})")

@@ -20,20 +20,26 @@ def autocast(precision: str, device: torch.device):
     raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels for this CPU (PyTorch's check: AVX-512 BW, VL and DQ;
-    AVX512-BF16 or AMX make them fast); without them bf16 falls back to a slow path."""
+def cpu_has_native_bf16(capabilities: dict | None = None) -> bool:
+    """Whether this CPU has bf16 instructions (x86: AVX512-BF16 or AMX-BF16; ARM: BF16) and oneDNN
+    kernels that use them. oneDNN also takes bf16 on a plain AVX-512 CPU, converting to fp32 for
+    the arithmetic: there an Intel Xeon ran a Lite-LLM4Rec step at half fp32's speed (6.0 s against
+    2.9 s); AVX2 alone emulates it, about 7.5x fp32's time. `capabilities`: torch.cpu's map (tests)."""
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
     except (AttributeError, RuntimeError):  # a torch built without oneDNN
         return False
+    caps = dict(torch.cpu.get_capabilities()) if capabilities is None else capabilities
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16") or caps.get("bf16") or caps.get("sve_bf16"))
 
 
 def warn_if_bf16_is_emulated(precision: str, device) -> None:
-    """bf16 is a speed setting; a CPU without bf16 instructions emulates it, far slower than fp32
-    (AVX2 only: a 5120x384x1536 matmul 0.83 s against 0.11 s on one core). Said, not silent."""
+    """bf16 is a speed setting; a CPU without bf16 instructions runs it slower than fp32 (AVX2 only:
+    a 5120x384x1536 matmul 0.83 s against 0.11 s on one core; AVX-512 alone: twice fp32's step).
+    Said, not silent."""
     if precision == "bf16" and torch.device(device).type == "cpu" and not cpu_has_native_bf16():
         warnings.warn(
-            "train.precision is bf16 but this CPU has no bf16 instructions oneDNN can use (it needs AVX-512): "
-            "its matrix multiplies are emulated, several times slower than fp32; "
+            "train.precision is bf16 but this CPU has no bf16 instructions (AVX512-BF16 or AMX): "
+            "oneDNN converts or emulates its matrix multiplies, 2-8 times slower than fp32; "
             "-o train.precision=fp32 trains faster here (a variant record)", RuntimeWarning, stacklevel=2)

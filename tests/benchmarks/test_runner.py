@@ -662,6 +662,22 @@ def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(
     assert setting["latency"]["batch_size"] == record["latency"]["batch_size"] == 8
 
 
+def test_bf16_counts_as_native_only_with_bf16_instructions(monkeypatch):
+    # oneDNN takes bf16 on any AVX-512 CPU, but without AVX512-BF16 or AMX it converts to fp32 for
+    # the arithmetic (a Lite-LLM4Rec step at half fp32's speed on an Intel Xeon): not native
+    import benchmarks.precision as precision_mod
+
+    torch = __import__("torch")
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    avx512 = {"avx2": True, "avx512_f": True, "avx512_bw": True, "avx512_vl": True, "avx512_dq": True}
+    assert not precision_mod.cpu_has_native_bf16(avx512)
+    assert precision_mod.cpu_has_native_bf16({**avx512, "avx512_bf16": True})
+    assert precision_mod.cpu_has_native_bf16({**avx512, "amx_bf16": True, "amx_tile": True})
+    assert precision_mod.cpu_has_native_bf16({"architecture": "arm64", "bf16": True})
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert not precision_mod.cpu_has_native_bf16({**avx512, "amx_bf16": True})  # no oneDNN kernels: not used
+
+
 def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_dataset, monkeypatch):
     import warnings as warnings_mod
     import benchmarks.precision as precision_mod
