@@ -6,6 +6,7 @@ attention implementation or thread count)."""
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -157,15 +158,25 @@ def measure_inference_settings(model, histories, targets, settings: list[dict], 
     metrics under it (a faster setting that ranks differently shows it), over the same users as the
     record's metrics. `users`: those users' indices, for a model that reads user ids. `timed`:
     (histories, users) the timer serves where they differ from the evaluated ones (cold start
-    restricts the metrics to some users; every evaluated user is timed, as published)."""
+    restricts the metrics to some users; every evaluated user is timed, as published).
+    A setting that fails here (torch.compile without a working compiler, an operator bf16 lacks)
+    is recorded with its error and warned about, and the others go on: the model's training and
+    its published measurement are already done, and one optional setting must not discard them."""
     from .latency import measure_latency
 
     timed_histories, timed_users = timed if timed is not None else (histories, users)
     measured = []
     for setting in settings:
-        with inference_setting(model, setting) as applied:
-            latency = measure_latency(model, timed_histories, **latency_kwargs, users=timed_users)
-            result = evaluate(model, histories, targets, **{**eval_kwargs, "progress": False}, users=users)
+        try:
+            with inference_setting(model, setting) as applied:
+                latency = measure_latency(model, timed_histories, **latency_kwargs, users=timed_users)
+                result = evaluate(model, histories, targets, **{**eval_kwargs, "progress": False}, users=users)
+        except Exception as err:  # noqa: BLE001 - any failure of the setting is its result
+            error = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+            warnings.warn(f"inference setting {setting_label(setting)} failed ({error}); recorded as failed",
+                          RuntimeWarning, stacklevel=2)
+            measured.append({"setting": setting, "label": setting_label(setting), "error": error})
+            continue
         measured.append({"setting": applied, "label": setting_label(applied), "latency": latency,
                          "metrics": result.metrics})
     return measured

@@ -1,6 +1,7 @@
 """Every row timed as published and at its best: the records' inference settings (latency.settings:
 bfloat16, torch.compile) beside the eager run at the model's own precision, with the test metrics
-under each setting, and each row's time against the proposed row's, both ways. The paper's
+under each setting, and each row's time against the proposed row's, both ways (a setting that
+failed in its run is named with its error, never left out silently). The paper's
 efficiency claim is a ratio of times; a ratio means something only when both sides were timed at
 their best, and a faster setting that ranks differently must show it."""
 from __future__ import annotations
@@ -16,18 +17,23 @@ def inference_table(ok: dict[str, list[Record]], proposed: set[str]) -> pd.DataF
     its time to the (first) proposed row's, as published and best against best."""
     rows = {}
     for run, recs in ok.items():
-        settings = recs[0].raw.get("inference_settings") or []
+        recorded = recs[0].raw.get("inference_settings") or []
+        settings = [s for s in recorded if "latency" in s]  # a failed setting holds its error instead
+        failed = [f"{s['label']} ({s['error']})" for s in recorded if "error" in s]
         published = (recs[0].latency or {}).get("ms_per_batch_median")
-        if not settings or published is None:
+        if not recorded or published is None:
             continue
-        best = min(settings, key=lambda s: s["latency"]["ms_per_batch_median"])
+        best = min(settings, key=lambda s: s["latency"]["ms_per_batch_median"]) if settings else None
+        if best is None:  # every setting failed: the published run is the best measured
+            best = {"label": "as published", "latency": recs[0].latency, "metrics": recs[0].raw["metrics"]}
         best_ms = min(best["latency"]["ms_per_batch_median"], published)
         rows[run] = {"model": run, "published ms": published,
                      "best setting": best["label"] if best_ms < published else "as published",
                      "best ms": best_ms,
                      "R@10 published": recs[0].raw["metrics"].get("recall@10"),
                      "R@10 best": best["metrics"].get("recall@10") if best_ms < published else recs[0].raw["metrics"].get("recall@10"),
-                     "share of peak, best": (best["latency"] if best_ms < published else recs[0].latency).get("share_of_peak")}
+                     "share of peak, best": (best["latency"] if best_ms < published else recs[0].latency).get("share_of_peak"),
+                     "failed": "; ".join(failed)}
     if not rows:
         return None
     reference = next((rows[r] for r in rows if r in proposed), None)
@@ -38,6 +44,8 @@ def inference_table(ok: dict[str, list[Record]], proposed: set[str]) -> pd.DataF
                  "speed-up": f"{row['published ms'] / row['best ms']:.2f}x",
                  "R@10 published": f"{row['R@10 published']:.4f}", "R@10 best": f"{row['R@10 best']:.4f}",
                  "share of peak (best)": "n/a" if row["share of peak, best"] is None else f"{row['share of peak, best']:.3f}"}
+        if any(r["failed"] for r in rows.values()):
+            shown["settings that failed"] = row["failed"] or "-"
         if reference is not None:
             shown[f"/ {reference['model']} published"] = f"{row['published ms'] / reference['published ms']:.1f}x"
             shown[f"/ {reference['model']} best vs best"] = f"{row['best ms'] / reference['best ms']:.1f}x"

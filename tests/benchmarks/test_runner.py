@@ -646,6 +646,47 @@ def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp
                   overrides=[f"data.cache_dir={tmp_path / 'cache'}", "latency.settings=[{precision: fp16}]"])
 
 
+def test_a_failing_inference_setting_is_recorded_with_its_error_and_the_run_keeps_its_record(
+        tmp_path, toy_ml1m, monkeypatch):
+    """torch.compile failing (no compiler, an unsupported operator) after hours of training must not
+    cost the run: the setting is recorded with its error, the other settings and the published
+    measurement stand, and the latency page names the failure instead of leaving it out."""
+    import warnings as warnings_mod
+
+    import benchmarks.measurements as measurements
+    from benchmarks.reports.inference import inference_table
+    from benchmarks.reports.records import Record
+
+    def broken_compile(fn, mode=None):
+        def call(*args, **kwargs):
+            raise RuntimeError("InductorError: no working C++ compiler\nsecond line")
+        return call
+
+    monkeypatch.setattr(measurements.torch, "compile", broken_compile)
+    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 1}, latency: {max_batches: 2, "
+                                     "warmup_batches: 1, batch_size: 8, settings: [{precision: fp32, compile: true}, "
+                                     "{precision: bf16}]}}\n"
+                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
+    plan = toy_plan(tmp_path, toy_ml1m, exp)
+    with warnings_mod.catch_warnings(record=True) as caught:
+        warnings_mod.simplefilter("always")
+        record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
+    assert record["status"] == "ok" and record["metrics"]
+    failed, bf16 = record["inference_settings"]
+    assert failed == {"setting": {"precision": "fp32", "compile": True}, "label": "fp32 compiled",
+                      "error": "RuntimeError: InductorError: no working C++ compiler"}
+    assert bf16["label"] == "bf16 eager" and bf16["latency"]["n_batches"] == 2
+    assert any("fp32 compiled failed" in str(w.message) for w in caught)
+    table = inference_table({"Toy": [Record(record)]}, proposed={"Toy"})
+    [row] = table.to_dict("records")
+    assert row["settings that failed"] == "fp32 compiled (RuntimeError: InductorError: no working C++ compiler)"
+    assert row["best setting"] in ("bf16 eager", "as published")
+    # every setting failed: the row still shows, as published
+    record["inference_settings"] = [failed]
+    [row] = inference_table({"Toy": [Record(record)]}, proposed={"Toy"}).to_dict("records")
+    assert row["best setting"] == "as published" and row["speed-up"] == "1.00x"
+
+
 def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(tmp_path, toy_ml1m):
     """With items held out, the record's metrics are those of the cold-start users; a setting's
     metrics must be over the same users (an fp32 setting then equals them), while the timer serves
