@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backbones import backbone_comparison
 from .catalogue import Group, Page
 from .charts import CURVES_CAPTION, FIGURE_CAPTIONS, learning_curves, table_figure
 from .paper import PaperComparison, paper_comparison, rows_wanted
@@ -71,6 +72,8 @@ class Section:
     paper: PaperComparison | None = None
     variants: TableFiles | None = None         # the variant records, apart from the table
     inference: TableFiles | None = None        # rows timed as published and at their best
+    backbones: TableFiles | None = None        # runs that differ only in their backbone, on validation
+    backbone_sentences: list[str] = field(default_factory=list)
     standing_in: str = ""                      # the tags of variants standing in for rows' own
     stale: list[str] = field(default_factory=list)  # the stale rows, each with what differs
     records: str = ""
@@ -107,6 +110,14 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
     if any(c in spec.columns for c in ("latency", "sections")) and \
             (frame := inference_table(table.ok, proposed_runs(group.exp, table.ok))) is not None:
         section.inference = writer.table(stem + "__inference_settings", frame)
+    if "metrics" in spec.columns:  # every current run of the group, the page's own rows or not
+        by_run: dict[str, list[Record]] = {}
+        for rec in ok:
+            if not rec.stale and rec.variant is None:
+                by_run.setdefault(rec.run, []).append(rec)
+        if (found := backbone_comparison(by_run)) is not None:
+            section.backbones = writer.table(stem + "__backbones", found[0])
+            section.backbone_sentences = found[1]
     section.paper = paper_comparison(spec, table, records, paper, writer, stem) if records else None
     if group.variants:
         section.variants = writer.table(stem + "__variants", variant_table(spec, group.exp, group.variants))

@@ -813,3 +813,48 @@ def test_the_indexing_control_says_what_its_numbers_show(tmp_path):
     cut = control_reading(place, "indexing", ("P5_seq", "sequential", runs("g", good, "epochs")),
                           ("P5", "random", runs("h", poor)))
     assert "P5_seq stopped by a cap, not by patience, so the difference does not yet say" in cut
+
+
+def test_runs_that_differ_only_in_their_backbone_are_compared_on_validation(tmp_path, monkeypatch):
+    """P5 on two backbones (the second a row the paper's table does not list) and POD on one: the
+    page compares the P5 pair on their validation metric, never on test numbers, and says when the
+    comparison is not a finished choice (a row cut by its cap, other validation users)."""
+    exp_dir = write_experiments(tmp_path / "experiments", {"gen": (
+        "paper_table: table3_overall\nruns: {P5: {}, P5_big: {}, POD: {}}\n")})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    patience = _trained("early_stopping", 3, 13, [0.1, 0.2, 0.3] + [0.25] * 10)
+    cut = _trained("time_budget", 1, 1, [0.05])
+    rows = {  # run: (backbone, validation R@10, test R@10, training, validation users)
+        "P5": ("small-encoder", 0.12, 0.05, patience, "seeded subset of 256 of 400"),
+        "P5_big": ("big-decoder", 0.08, 0.30, cut, "seeded subset of 64 of 400"),
+        "POD": ("small-encoder", 0.10, 0.04, patience, "seeded subset of 256 of 400")}
+    for i, (run, (backbone, valid, test, training, users)) in enumerate(rows.items()):
+        metrics, per_user = ranked(_ranks_with_recall(400, test, seed=i))
+        model = "pod" if run == "POD" else "p5"
+        rec = record(run, "ds-a", stats(400, 300, 9000), metrics, experiment="gen", model=model,
+                     model_config={"backbone": backbone, "num_beams": 20})
+        rec["training"], rec["valid_metrics"] = training, {"recall@10": valid}
+        rec["evaluation"]["valid_users"] = users
+        write_record(record_path(results, "gen", "ds-a", run, 0), rec, per_user)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    assert "Backbones compared on validation" in page
+    table = [line for line in page.splitlines() if line.startswith("| P5") and "coder" in line
+             and "| 0.1200" in line or line.startswith("| P5_big ") and "| 0.0800" in line]
+    assert len(table) == 2 and not any(line.startswith("| POD ") and "small-encoder" in line for line in page.splitlines())
+    # validation decides (P5 0.12 over P5_big 0.08), though P5_big's test recall is higher
+    assert ("- P5 / P5_big: validation R@10 favours P5 (small-encoder, 0.1200 against 0.0800); not a finished "
+            "choice: P5_big stopped by a cap (time budget) and the rows validated on different users.") in page
+    # both converged on the same users: a finished choice
+    from benchmarks.reports.backbones import backbone_comparison
+    recs = {run: [Record(r)] for run, r in (
+        ("A", {**record("A", "d", stats(10, 10, 100), {}, model="p5", model_config={"backbone": "x"}),
+               "valid_metrics": {"recall@10": 0.2}, "training": patience}),
+        ("B", {**record("B", "d", stats(10, 10, 100), {}, model="p5", model_config={"backbone": "y"}),
+               "valid_metrics": {"recall@10": 0.3}, "training": patience}))}
+    frame, [sentence] = backbone_comparison(recs)
+    assert sentence == "B / A: validation R@10 favours B (y, 0.3000 against 0.2000); both converged on the same validation users."
+    assert list(frame["model"]) == ["A", "B"]
+    # one backbone per family: nothing to compare
+    assert backbone_comparison({"A": recs["A"]}) is None
