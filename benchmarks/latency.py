@@ -106,7 +106,24 @@ def device_description(device) -> dict:
             "device_name": torch.cuda.get_device_name(index),
             "torch_threads": torch.get_num_threads(),
         }
-    return {"device": str(device), "device_name": _cpu_name(), "torch_threads": torch.get_num_threads()}
+    return {"device": str(device), "device_name": _cpu_name(), "torch_threads": torch.get_num_threads(),
+            "cpu_features": cpu_features()}
+
+
+# the instruction sets that decide a CPU's speed here: fp32 width (AVX2, AVX-512) and whether bf16
+# runs natively (AVX512-BF16, AMX) or is converted or emulated at a fraction of fp32's speed; two
+# CPUs with the same model name string have differed in them (records of 7c79586 and 3ff8aa2)
+CPU_FEATURES = ("avx2", "avx512_f", "avx512_bf16", "amx_bf16", "amx_tile", "neon", "bf16", "sve")
+
+
+def cpu_features() -> list[str]:
+    """The speed-deciding instruction sets this CPU has (torch.cpu.get_capabilities), in a fixed
+    order; empty where torch cannot tell."""
+    try:
+        caps = torch.cpu.get_capabilities()
+    except (AttributeError, RuntimeError):
+        return []
+    return [name for name in CPU_FEATURES if caps.get(name)]
 
 
 def _model_dtype(model) -> str:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from benchmarks import latency
-from benchmarks.latency import device_description, measure_latency, section
+from benchmarks.latency import CPU_FEATURES, device_description, measure_latency, section
 
 ENCODE_S = 0.004
 SCORE_S = 0.002
@@ -183,6 +183,10 @@ def test_device_description_cpu():
     d = device_description(torch.device("cpu"))
     assert d["device"] == "cpu" and isinstance(d["device_name"], str) and d["device_name"]
     assert d["torch_threads"] == torch.get_num_threads()
+    # which bf16 and vector instructions the CPU has: a latency or a training time depends on them
+    caps = torch.cpu.get_capabilities()
+    assert d["cpu_features"] == [name for name in CPU_FEATURES if caps.get(name)]
+    assert ("avx512_bf16" in d["cpu_features"]) == bool(caps.get("avx512_bf16"))
 
 
 def test_bad_arguments():
