@@ -15,6 +15,10 @@ by the field it lacks:
 - a latency measurement without `dtype` reads "n/a"; an evaluation without `candidates` was a
   full ranking.
 
+A CPU's latency names its instruction sets where the record holds them (`cpu_features`): the pages
+show and group devices by "name (avx2, avx512_f)", since CPUs reported under one name have
+differed in them; a record without them keeps the bare name.
+
 A change to what the runner records that the reports cannot tell by a missing field bumps
 RECORD_FORMAT and adds its step here.
 
@@ -46,6 +50,10 @@ def upgrade(raw: dict) -> dict:
     if record.get("record_format", 1) <= 1:
         record = _format_1(record)
     record["record_format"] = records_mod.RECORD_FORMAT
+    latency = record.get("latency") or {}
+    if latency.get("cpu_features"):  # one device on the pages: the same name and instruction sets
+        record["latency"] = {**latency, "device_name": f"{latency['device_name']} "
+                                                       f"({', '.join(latency['cpu_features'])})"}
     return record
 
 

@@ -392,6 +392,14 @@ def test_latency_line_warns_when_rows_were_timed_on_different_devices():
     other = record("Lite-LLM4Rec", "ml-1m", full, {}, device="CPU B", latency={"ms_per_batch_median": 60.0})
     assert "different devices" not in latency_line([cpu, same])
     assert "different devices" in latency_line([cpu, other]) and "CPU A" in latency_line([cpu, other])
+    # one CPU name, two instruction sets (bf16 native on one): two devices, each named with its sets
+    amx = record("P5", "ml-1m", full, {}, device="CPU A",
+                 latency={"ms_per_batch_median": 50.0, "cpu_features": ["avx2", "avx512_f", "amx_bf16"]})
+    plain = record("Lite-LLM4Rec", "ml-1m", full, {}, device="CPU A",
+                   latency={"ms_per_batch_median": 60.0, "cpu_features": ["avx2", "avx512_f"]})
+    line = latency_line([amx, plain])
+    assert "different devices" in line and "CPU A (avx2, avx512_f, amx_bf16)" in line and "CPU A (avx2, avx512_f) (" in line
+    assert "different devices" not in latency_line([plain, dict(plain, run="P5")])
 
 
 def test_a_latency_median_from_fewer_than_30_timed_batches_says_so_in_its_cell():
