@@ -53,6 +53,7 @@ class StudySection:
     state: str
     current: str = ""                     # why the study is not today's (an earlier config of the row)
     best: TableFiles | None = None
+    best_applied: bool = False   # a finished study's best is what a normal run applies
     figures: list[FigureFiles] = field(default_factory=list)
 
 
@@ -96,6 +97,7 @@ def _study_section(summary: dict, current: str, writer: Writer) -> StudySection:
         rows.append({"setting": f"validation {short(summary['metric'])} (objective)", "best value": f"{best['value']:.4f}"})
         rows.append({"setting": "trial", "best value": str(best["trial"])})
         section.best = writer.table(stem + "__best", pd.DataFrame(rows))
+        section.best_applied = bool(summary["finished"])
     study = in_memory_study(summary)
     if any(t.state.name == "COMPLETE" for t in study.trials):
         title = f"{summary['dataset']} {summary['run']}"

@@ -132,12 +132,19 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     assert f"Study `{study.study_name}`" in page and "3 of 3 trials finished" in page
     assert "1 failed or interrupted (not counted)" not in page and "2 failed or interrupted (not counted)" in page
     assert f"| validation R@10 (objective) | {best.value:.4f}" in page
+    assert "Best settings (the chosen ones, applied by a normal run):" in page
     for part in ("history", "validations"):
         assert len(list((tmp_path / "reports" / "figures").glob(f"tuning__toytune__ml-1m__toy__*__{part}.png"))) == 1
     assert "[Tuning: toytune](tuning_toytune.md)" in (tmp_path / "reports" / "README.md").read_text()
     # and it is done: a third call trains nothing
     assert run_all.main(args) == 0
     assert "Nothing trained" in capsys.readouterr().out
+    # a study not finished yet: its best so far is not what a normal run applies, and the page says so
+    summary_file.write_text(json.dumps({**json.loads(summary_file.read_text()), "finished": False}))
+    assert run_all.main([*args, "--report-only"]) == 0
+    page = (tmp_path / "reports" / "tuning_toytune.md").read_text()
+    assert "Best settings so far (a normal run applies a study's best only once it has finished" in page
+    assert "applied by a normal run):" not in page
     # the command line sits above the tuned settings: a variant, the searched lr replaced, dim kept
     assert run_all.main([*args, "-o", "train.lr=0.01", "--runs", "Toy", "--tag", "lr"]) == 0
     variant = json.loads((folder / "Toy__seed0__lr.json").read_text())
