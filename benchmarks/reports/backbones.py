@@ -70,7 +70,7 @@ def backbone_comparison(ok: dict[str, list[Record]]) -> tuple[pd.DataFrame, list
         if len(user_sets) > 1:
             caveats.append("the rows validated on different users")
         sentence += ("; not a finished choice: " + " and ".join(caveats) + "." if caveats else
-                     "; both converged on the same validation users.")
+                     f"; {'both' if len(ranked) == 2 else 'all'} converged on the same validation users.")
         sentences.append(sentence)
     if not rows:
         return None
