@@ -27,6 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .evaluate import history_mask, user_arguments
+from .precision import BF16_INSTRUCTIONS
 
 __all__ = ["batch_flops", "device_description", "matmul_peak", "measure_latency", "section"]
 
@@ -113,7 +114,7 @@ def device_description(device) -> dict:
 # the instruction sets that decide a CPU's speed here: fp32 width (AVX2, AVX-512) and whether bf16
 # runs natively (AVX512-BF16, AMX) or is converted or emulated at a fraction of fp32's speed; two
 # CPUs with the same model name string have differed in them (records of 7c79586 and 3ff8aa2)
-CPU_FEATURES = ("avx2", "avx512_f", "avx512_bf16", "amx_bf16", "amx_tile", "neon", "bf16", "sve")
+CPU_FEATURES = ("avx2", "avx512_f", "amx_tile", "neon", "sve", *BF16_INSTRUCTIONS)
 
 
 def cpu_features() -> list[str]:

@@ -20,6 +20,10 @@ def autocast(precision: str, device: torch.device):
     raise ValueError(f"train.precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
+# the instructions that run bf16 natively (torch.cpu.get_capabilities names; x86, then ARM)
+BF16_INSTRUCTIONS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+
+
 def cpu_has_native_bf16(capabilities: dict | None = None) -> bool:
     """Whether this CPU has bf16 instructions (x86: AVX512-BF16 or AMX-BF16; ARM: BF16) and oneDNN
     kernels that use them. oneDNN also takes bf16 on a plain AVX-512 CPU, converting to fp32 for
@@ -31,7 +35,7 @@ def cpu_has_native_bf16(capabilities: dict | None = None) -> bool:
     except (AttributeError, RuntimeError):  # a torch built without oneDNN
         return False
     caps = dict(torch.cpu.get_capabilities()) if capabilities is None else capabilities
-    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16") or caps.get("bf16") or caps.get("sve_bf16"))
+    return any(caps.get(name) for name in BF16_INSTRUCTIONS)
 
 
 def warn_if_bf16_is_emulated(precision: str, device) -> None:

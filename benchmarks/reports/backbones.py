@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .records import Record
+from .significance import converged
 from .tables import STOP_LABELS, short, stopped_by_cell
 
 
@@ -20,10 +21,6 @@ def _family_key(rec: Record) -> str | None:
     if model.pop("backbone", None) is None:
         return None
     return json.dumps(model, sort_keys=True, default=str)
-
-
-def _converged(recs: list[Record]) -> bool:
-    return all(stage.get("stopped_by") == "early_stopping" for rec in recs for stage in rec.stages)
 
 
 def backbone_comparison(ok: dict[str, list[Record]]) -> tuple[pd.DataFrame, list[str]] | None:
@@ -40,17 +37,18 @@ def backbone_comparison(ok: dict[str, list[Record]]) -> tuple[pd.DataFrame, list
         if len({recs[0].model_config["backbone"] for recs in runs.values()}) < 2:
             continue
         metric = next(iter(runs.values()))[0].valid_metric
-        scored = {}
+        scored, validated_on = {}, {}
         for run, recs in runs.items():
             values = [rec.raw.get("valid_metrics", {}).get(metric) for rec in recs]
             values = [v for v in values if v is not None]
             if not values:
                 continue
             scored[run] = float(np.mean(values))
-            users = {str(rec.evaluation.get("valid_users") or rec.evaluation.get("users")) for rec in recs}
+            validated_on[run] = "; ".join(sorted({str(rec.evaluation.get("valid_users") or rec.evaluation.get("users"))
+                                                  for rec in recs}))
             rows.append({"model": run, "backbone": recs[0].model_config["backbone"],
                          f"validation {short(metric)}": f"{scored[run]:.4f}",
-                         "validated on": "; ".join(sorted(users)), "stopped by": stopped_by_cell(recs),
+                         "validated on": validated_on[run], "stopped by": stopped_by_cell(recs),
                          "training s": f"{np.mean([float(r.training.get('seconds') or 0) for r in recs]):,.0f}",
                          "seeds": len(recs)})
         if len(scored) < 2:
@@ -60,14 +58,13 @@ def backbone_comparison(ok: dict[str, list[Record]]) -> tuple[pd.DataFrame, list
         sentence = (f"{' / '.join(ranked)}: validation {short(metric)} favours {best} "
                     f"({runs[best][0].model_config['backbone']}, {scored[best]:.4f} against "
                     + ", ".join(f"{scored[r]:.4f}" for r in others) + ")")
-        capped = [r for r in ranked if not _converged(runs[r])]
-        user_sets = {row["validated on"] for row in rows if row["model"] in scored}
+        capped = [r for r in ranked if not all(converged(rec) for rec in runs[r])]
         caveats = []
         if capped:
             caveats.append(", ".join(capped) + " stopped by a cap ("
                            + ", ".join(sorted({STOP_LABELS.get(s.get("stopped_by"), "unknown") for r in capped
                                                for rec in runs[r] for s in rec.stages})) + ")")
-        if len(user_sets) > 1:
+        if len(set(validated_on.values())) > 1:
             caveats.append("the rows validated on different users")
         sentence += ("; not a finished choice: " + " and ".join(caveats) + "." if caveats else
                      f"; {'both' if len(ranked) == 2 else 'all'} converged on the same validation users.")

@@ -13,7 +13,7 @@ from .backbones import backbone_comparison
 from .catalogue import Group, Page
 from .charts import CURVES_CAPTION, FIGURE_CAPTIONS, learning_curves, table_figure
 from .paper import PaperComparison, paper_comparison, rows_wanted
-from .records import Record, as_record
+from .records import Record, as_record, current_by_run
 from .inference import inference_table
 from .significance import against_reference, proposed_label, proposed_runs, significance
 from .tables import group_table, stale_lines
@@ -111,11 +111,7 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
             (frame := inference_table(table.ok, proposed_runs(group.exp, table.ok))) is not None:
         section.inference = writer.table(stem + "__inference_settings", frame)
     if "metrics" in spec.columns:  # every current run of the group, the page's own rows or not
-        by_run: dict[str, list[Record]] = {}
-        for rec in ok:
-            if not rec.stale and rec.variant is None:
-                by_run.setdefault(rec.run, []).append(rec)
-        if (found := backbone_comparison(by_run)) is not None:
+        if (found := backbone_comparison(current_by_run(records))) is not None:
             section.backbones = writer.table(stem + "__backbones", found[0])
             section.backbone_sentences = found[1]
     section.paper = paper_comparison(spec, table, records, paper, writer, stem) if records else None

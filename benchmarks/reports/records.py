@@ -194,6 +194,14 @@ class Record:
         return records_mod.read_per_user(self.path)
 
 
+def current_by_run(records: Iterable[Record]) -> dict[str, list[Record]]:
+    """Each run's current main records (finished, not a variant standing in, not stale), by seed."""
+    by_run: dict[str, list[Record]] = {}
+    for rec in sorted((r for r in records if r.ok and not r.stands_in and not r.stale), key=lambda r: r.seed):
+        by_run.setdefault(rec.run, []).append(rec)
+    return by_run
+
+
 def as_record(record: Record | dict) -> Record:
     return record if isinstance(record, Record) else Record(record)
 

@@ -33,7 +33,7 @@ from scipy import stats
 from ..statistics import ALPHA, PairedTest, SeedSummary, align_users, best_row, format_p, paired_test, summarize_seeds
 from .catalogue import Group, Page
 from .paper import backbone_difference, comparability, paper_rows, proposed_model
-from .records import Record
+from .records import Record, current_by_run
 from .significance import converged, is_proposed, per_user
 from .tables import metric_columns, short
 from .text import render
@@ -119,9 +119,7 @@ def compare_group(page: Page, group: Group, paper: dict) -> GroupVerdict:
     main = [r for r in group.records if r.ok and not r.stands_in]  # main records only
     ok = [r for r in main if not r.stale]  # current ones: a stale record is left out like a variant
     stale = sorted({r.run for r in main if r.stale})
-    by_run: dict[str, list[Record]] = {}
-    for rec in sorted(ok, key=lambda r: r.seed):
-        by_run.setdefault(rec.run, []).append(rec)
+    by_run = current_by_run(group.records)
     proposed = [run for run, recs in by_run.items() if is_proposed(group.exp, run, recs[0].model)]
     baselines = {run: recs for run, recs in by_run.items() if run not in proposed}
     settled = {run: recs for run, recs in baselines.items() if all(converged(r) for r in recs)}
