@@ -8,6 +8,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# The data tests' shared checks (assert_well_formed, ...) live in a plain helper module: pytest
+# rewrites its asserts as a test module's, so that a failing check shows its values.
+pytest.register_assert_rewrite("tests.benchmarks.data_files")
+
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from benchmarks.data.dataset import SequenceDataset, k_core
 from benchmarks.split import leave_one_out
+from tests.benchmarks.data_files import assert_well_formed, load, ml1m_folder, sequences_by_user
 from tests.benchmarks.protocol_reference import reference_k_core
-from tests.benchmarks.test_data import assert_well_formed, load, ml1m_folder, sequences_by_user
 
 
 def test_a_round_that_removes_only_a_user_is_not_the_last():

@@ -12,8 +12,8 @@ import time
 import numpy as np
 
 from benchmarks.data import load_dataset
+from tests.benchmarks.data_files import assert_well_formed, config, sequences_by_user
 from tests.benchmarks.protocol_reference import ml1m_pipeline, reference_k_core
-from tests.benchmarks.test_data import assert_well_formed, config, sequences_by_user
 
 LATIN1_TITLES = {0: "Café (1999)", 1: "Misérables, Les (1995)", 2: "Boîte à musique, La (1989)"}
 

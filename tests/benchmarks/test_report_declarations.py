@@ -10,8 +10,8 @@ from benchmarks.reports import build_reports
 from benchmarks.reports.catalogue import declared_pages
 from benchmarks.reports.records import OLD_TOPK_RULE, Record
 
-from .test_report import ranked, record, stats, write_experiments
-from .test_report import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
+from .report_records import ranked, record, stats, write_experiments
+from .report_records import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
 
 NEW_PAGE = """description: my own comparison
 proposed: [Mine]

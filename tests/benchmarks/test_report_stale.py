@@ -15,7 +15,7 @@ from benchmarks.reports.records import Record
 from benchmarks.reports.staleness import Staleness
 
 from . import toy_models  # noqa: F401 (registers toy_next_item)
-from .test_report import _ranks_with_recall, _trained, ranked, record, stats, write_experiments
+from .report_records import _ranks_with_recall, _trained, ranked, record, stats, write_experiments
 
 TOY = "{model: {name: toy_next_item, dim: 8}}"
 EXPERIMENT = (f"description: stale rows\npaper_table: table3_overall\ndatasets: [ml-100k]\nproposed: [Lite, LiteOld]\n"

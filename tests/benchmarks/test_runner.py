@@ -1,4 +1,6 @@
-"""The runner end to end on a toy dataset: records, resume, determinism, skips, reports."""
+"""The runner end to end on a toy dataset: records, resume, determinism, skips, reports; what
+fit and early stopping see. Which records count as done, and training resumed from checkpoints:
+test_runner_resume.py; throughput, inference settings and bf16: test_runner_speed.py."""
 import json
 
 import numpy as np
@@ -6,7 +8,7 @@ import pytest
 
 import run_all
 from benchmarks import records as recmod
-from benchmarks.records import read_per_user, read_record, write_record
+from benchmarks.records import read_per_user, read_record
 from benchmarks.config import load_experiment, resolve_run, parse_override
 from benchmarks.planning import plan_runs
 from benchmarks.runner import Runner, SkipRun
@@ -14,12 +16,7 @@ from benchmarks.split import leave_one_out
 from benchmarks.training import Trainer
 from benchmarks.models import build_model, register, Recommender
 import tests.benchmarks.toy_models  # noqa: F401  (registers toy_next_item)
-
-
-@register("always_skips")
-class AlwaysSkips(Recommender):
-    def fit(self, split, trainer):
-        raise SkipRun("weights for 'imaginary-llm' not found in /nowhere")
+from tests.benchmarks.runner_experiment import _toy_config, toy_plan, write_experiment
 
 
 @register("skips_until_weights_arrive")
@@ -36,27 +33,6 @@ class SkipsUntilWeightsArrive(Recommender):
 
     def prepare(self, histories):
         return histories
-
-
-def toy_plan(tmp_path, toy_ml1m, exp):
-    """The experiment file `exp` planned on the toy ML-1m files, its data cache under tmp_path."""
-    return plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"],
-                     overrides=[f"data.cache_dir={tmp_path / 'cache'}"], data_path=str(toy_ml1m))
-
-
-def write_experiment(tmp_path, body=None):
-    path = tmp_path / "toyexp.yaml"
-    path.write_text(body or (
-        "description: toy experiment\n"
-        "paper_table: table3_overall\n"
-        "datasets: [ml-1m]\n"
-        "config: {train: {epochs: 8, patience: 3, lr: 0.05}, eval: {num_negatives: 20}, latency: {max_batches: 2, warmup_batches: 1, batch_size: 8}}\n"
-        "runs:\n"
-        "  MostPopular: {model: {name: most_popular}}\n"
-        "  Toy: {model: {name: toy_next_item, dim: 8}}\n"
-        "  Imaginary: {model: {name: always_skips}}\n"
-    ))
-    return path
 
 
 def cli(tmp_path, data, exp, *extra):
@@ -284,11 +260,6 @@ def test_protocol_controls_skip_what_cannot_change_and_reject_unknown_names(tmp_
         _toy_config(tmp_path, "eval.protocol_controls=[masking]")
 
 
-def _toy_config(tmp_path, *overrides):
-    name, exp = load_experiment(str(write_experiment(tmp_path)))
-    return resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override(o) for o in overrides]).config
-
-
 def test_bf16_training_trains_and_unknown_precision_fails_before_work(tmp_path, toy_dataset):
     torch = __import__("torch")
     split = leave_one_out(toy_dataset)
@@ -364,33 +335,6 @@ def test_time_budget_stops_mid_epoch_and_validates_what_it_trained(tmp_path, toy
     assert 0 < done < of and "valid" in last and result["best_epoch"] == 1
 
 
-def test_a_record_is_done_wherever_the_same_source_files_lie(tmp_path, toy_ml1m):
-    """Records made from a copied data folder (a GPU machine's) count as done here; different
-    bytes under the same preset, or no files to compare, do not."""
-    import shutil
-
-    exp = write_experiment(tmp_path)
-    cache = "data.cache_dir=" + str(tmp_path / "cache")
-
-    def popularity_at(folder):
-        plan = plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], overrides=[cache],
-                         data_path=str(folder), runs=["MostPopular"])
-        return plan.runs[0]
-
-    Runner(tmp_path / "results", progress=False).run(popularity_at(toy_ml1m))
-    copy = shutil.copytree(toy_ml1m, tmp_path / "copy")
-    assert Runner(tmp_path / "results", progress=False).is_done(popularity_at(copy))
-    edited = shutil.copytree(toy_ml1m, tmp_path / "edited")
-    with open(edited / "ratings.dat", "a", encoding="latin-1") as handle:
-        handle.write("1::3::5::978309999\n")
-    assert not Runner(tmp_path / "results", progress=False).is_done(popularity_at(edited))
-    assert not Runner(tmp_path / "results", progress=False).is_done(popularity_at(tmp_path / "nowhere"))
-    # another setting is another run, wherever the files are
-    other = popularity_at(copy)
-    other.config["eval"]["ks"] = [5, 10]
-    assert not Runner(tmp_path / "results", progress=False).is_done(other)
-
-
 @register("records_what_fit_sees")
 class RecordsWhatFitSees(tests.benchmarks.toy_models.ToyNextItem):
     """The toy model, keeping the split its fit was handed and every target it validated on."""
@@ -449,295 +393,3 @@ def test_a_validation_subset_serves_early_stopping_and_the_record_while_the_test
     assert record["evaluation"]["users"] == "all" and record["evaluation"]["n_users"] == full.n_users
     assert record["evaluation"]["valid_users"] == f"seeded subset of 4 of {full.n_users}"
     assert len(read_per_user(runner.path(plan.runs[0]))["rank"]) == full.n_users
-
-
-def _recorded_most_popular(tmp_path, toy_ml1m):
-    """The toy experiment's MostPopular run recorded: (runner, spec, record path, record)."""
-    exp = write_experiment(tmp_path)
-    plan = toy_plan(tmp_path, toy_ml1m, exp)
-    spec = next(s for s in plan.runs if s.run == "MostPopular")
-    runner = Runner(tmp_path / "results", progress=False)
-    runner.run(spec)
-    return runner, spec, runner.path(spec), read_record(runner.path(spec))
-
-
-def test_a_record_made_before_a_neutral_key_existed_is_still_the_same_run(tmp_path, toy_ml1m):
-    """train.warmup_steps was added with a default (null) that reproduces what earlier records did:
-    a record without it is done; a record that differs in a key that changes a run is not."""
-    runner, spec, path, old = _recorded_most_popular(tmp_path, toy_ml1m)
-    del old["config"]["train"]["warmup_steps"]
-    old["config_hash"] = "an older hash"
-    write_record(path, old)
-    assert runner.is_done(spec)
-    old["config"]["train"]["warmup_ratio"] = 0.5
-    write_record(path, old)
-    assert not runner.is_done(spec)
-
-
-def test_a_models_own_neutral_key_fills_only_that_models_records():
-    """lite_llm4rec's stage2_lr came after records existed; null reproduces them (the second
-    stage at train.lr). Another model's recorded settings are left as they were."""
-    from benchmarks.config import NEUTRAL_NEW_MODEL_KEYS, with_new_defaults
-
-    assert NEUTRAL_NEW_MODEL_KEYS["lite_llm4rec"] == {"stage2_lr": None}
-    lite = with_new_defaults({"model": {"name": "lite_llm4rec", "dropout": 0.1}, "train": {}})
-    assert lite["model"] == {"name": "lite_llm4rec", "dropout": 0.1, "stage2_lr": None}
-    other = with_new_defaults({"model": {"name": "recbole"}, "train": {}})
-    assert other["model"] == {"name": "recbole"}
-    kept = with_new_defaults({"model": {"name": "lite_llm4rec", "stage2_lr": 1e-4}})
-    assert kept["model"]["stage2_lr"] == 1e-4
-
-
-def test_a_setting_the_run_never_reads_does_not_make_it_another_run():
-    """Lite-LLM4Rec's second-stage settings are not read when no second stage runs: a first-stage
-    record made under another stage2_lr is the same run; a two-stage one is not."""
-    from benchmarks.config import identity_hash
-    from benchmarks.models import resolve_model_params
-
-    def config(**model):
-        return {"model": resolve_model_params({"name": "lite_llm4rec", **model}), "data": {}, "train": {}}
-
-    first_stage = dict(finetune_item_vectors=False)
-    assert identity_hash(config(**first_stage, stage2_lr=None)) == identity_hash(config(**first_stage, stage2_lr=1e-4))
-    assert identity_hash(config(**first_stage, dropout=0.0)) != identity_hash(config(**first_stage))
-    assert identity_hash(config(stage2_lr=None)) != identity_hash(config(stage2_lr=1e-4))
-
-
-def test_a_record_made_on_another_device_or_thread_count_is_the_same_run(tmp_path, toy_ml1m):
-    """Where a run ran (device, num_threads: -o num_threads=1 on a shared machine, a GPU) is not
-    what it is: its record is done for the experiment's own run; any other setting is not."""
-    runner, spec, path, record = _recorded_most_popular(tmp_path, toy_ml1m)
-    record["config"].update(num_threads=1, device="cuda")
-    record["config_hash"] = "made elsewhere"
-    write_record(path, record)
-    assert runner.is_done(spec)
-    record["config"]["seed"] = 5
-    write_record(path, record)
-    assert not runner.is_done(spec)
-
-
-def test_an_interrupted_training_resumes_from_its_checkpoint_and_ends_as_one_sitting(tmp_path, toy_ml1m, monkeypatch):
-    """A run cut after its third epoch (checkpoints every epoch) is resumed by the next call: it
-    trains only the epochs left and ends with the same weights, curve and metrics as a run that
-    was never cut; its checkpoints are gone once the record is written."""
-    import benchmarks.training as training
-
-    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 6, patience: 10, lr: 0.05},"
-                                     " latency: {enabled: false}}\nruns:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = toy_plan(tmp_path, toy_ml1m, exp)
-    spec = plan.runs[0]
-    whole = Runner(tmp_path / "whole", progress=False).run(spec)
-
-    epochs_trained, real_validate = [], Trainer.validate
-
-    def cut_after_three(self, model, split):
-        epochs_trained.append(1)
-        if len(epochs_trained) == 4:
-            raise KeyboardInterrupt  # the fourth validation never happens: a killed sitting
-        return real_validate(self, model, split)
-
-    runner = Runner(tmp_path / "cut", progress=False, checkpoint_minutes=0, checkpoint_dir=tmp_path / "ckpt")
-    monkeypatch.setattr(training.Trainer, "validate", cut_after_three)
-    with pytest.raises(KeyboardInterrupt):
-        runner.run(spec)
-    assert not runner.is_done(spec) and len(list((tmp_path / "ckpt").glob("*.pt"))) == 1
-    monkeypatch.setattr(training.Trainer, "validate", real_validate)
-    seen = []
-    monkeypatch.setattr(training.Trainer, "validate", lambda self, m, s: seen.append(1) or real_validate(self, m, s))
-    resumed = runner.run(spec)
-    assert len(seen) == 3  # epochs 4, 5 and 6 only
-    assert resumed["training"]["resumed"] == 1 and resumed["training"]["epochs"] == 6
-    assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx([h["loss"] for h in whole["training"]["history"]])
-    assert resumed["metrics"] == pytest.approx(whole["metrics"])
-    assert not list((tmp_path / "ckpt").glob("*"))
-
-
-def test_a_training_cut_mid_epoch_resumes_at_its_step_and_ends_as_one_sitting(tmp_path, toy_ml1m, monkeypatch):
-    """Checkpoints after every step (checkpoint_minutes 0): a sitting killed a few steps into its
-    second epoch is resumed at that step, with that epoch's batches and the dropout generator as
-    they were, and ends with the same curve and metrics as a run never cut."""
-    import torch
-
-    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 3, patience: 10, lr: 0.05, batch_size: 8},"
-                                     " latency: {enabled: false}}\nruns:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    spec = toy_plan(tmp_path, toy_ml1m, exp).runs[0]
-    calls = []
-
-    def dropout_loss(self, batch, cut_at=None):  # draws from torch's generator, as dropout does
-        calls.append(1)
-        if len(calls) == cut_at:
-            raise KeyboardInterrupt  # a killed sitting, mid-step
-        hidden = torch.nn.functional.dropout(self.module(batch[:, 0]), 0.5, training=True)
-        return torch.nn.functional.cross_entropy(hidden @ self.module.weight.T, batch[:, 1])
-
-    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "loss", dropout_loss)
-    whole = Runner(tmp_path / "whole", progress=False).run(spec)
-    per_epoch = len(calls) // 3
-    assert per_epoch >= 4
-    calls.clear()
-    cut_at = per_epoch + 3  # two steps of epoch 2 done, the third killed
-    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "loss",
-                        lambda self, batch: dropout_loss(self, batch, cut_at))
-    runner = Runner(tmp_path / "cut", progress=False, checkpoint_minutes=0, checkpoint_dir=tmp_path / "ckpt")
-    with pytest.raises(KeyboardInterrupt):
-        runner.run(spec)
-    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "loss", dropout_loss)
-    calls.clear()
-    resumed = runner.run(spec)
-    assert len(calls) == 3 * per_epoch - (per_epoch + 2)  # only the steps not done before the cut
-    assert resumed["training"]["resumed"] == 1
-    assert [h["loss"] for h in resumed["training"]["history"]] == pytest.approx([h["loss"] for h in whole["training"]["history"]])
-    assert resumed["metrics"] == pytest.approx(whole["metrics"])
-
-
-def test_training_records_its_throughput_and_share_of_peak(tmp_path, toy_dataset):
-    from torch.utils.flop_counter import FlopCounterMode
-
-    name, exp = load_experiment(str(write_experiment(tmp_path)))
-    cfg = resolve_run(name, exp, "Toy", "ml-1m", 0, cli_overrides=[parse_override("train.epochs=2")]).config
-    model = build_model(cfg["model"], toy_dataset, __import__("torch").device("cpu"))
-    split = leave_one_out(toy_dataset)
-    batch = model.training_batches(split, 0, np.random.default_rng(0), int(cfg["train"]["batch_size"]))[0]
-    with FlopCounterMode(display=False) as counter:
-        model.loss(batch).backward()  # forward and backward of one step
-    model.module.zero_grad()
-    result = Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
-    work = result["throughput"]
-    assert work["gflop_per_step"] * 1e9 == counter.get_total_flops() > 0
-    steps = 2 * len(model.training_batches(split, 0, np.random.default_rng(0), int(cfg["train"]["batch_size"])))
-    assert work["steps_per_second"] * result["seconds"] == pytest.approx(steps, rel=0.05)
-    assert work["peak"]["dtype"] == "float32" and 0 < work["share_of_peak"] == pytest.approx(
-        work["achieved_tflops"] / work["peak"]["tflops"])
-
-
-def test_inference_settings_are_timed_and_evaluated_beside_the_published_run(tmp_path, toy_ml1m, monkeypatch):
-    """latency.settings: each setting times the trained model again and evaluates it again; bf16
-    autocast reaches the model's matrix multiplies, compile wraps its score (spied here: a real
-    compile costs half a minute) and is undone afterwards."""
-    import torch
-
-    import benchmarks.measurements as measurements
-
-    compiled = []
-    monkeypatch.setattr(measurements.torch, "compile",
-                        lambda fn, mode=None: compiled.append(mode) or (lambda *a, **k: fn(*a, **k)))
-    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 2}, latency: {max_batches: 2, "
-                                     "warmup_batches: 1, batch_size: 8, settings: [{precision: bf16}, "
-                                     "{precision: fp32, compile: true}]}}\n"
-                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = toy_plan(tmp_path, toy_ml1m, exp)
-    seen_dtypes = []
-    original = tests.benchmarks.toy_models.ToyNextItem.score
-    monkeypatch.setattr(tests.benchmarks.toy_models.ToyNextItem, "score",
-                        lambda self, batch: seen_dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-                        or original(self, batch))
-    record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
-    settings = record["inference_settings"]
-    assert [s["label"] for s in settings] == ["bf16 eager", "fp32 compiled"] and compiled == ["default"]
-    assert torch.bfloat16 in seen_dtypes  # the bf16 setting reached the model
-    for s in settings:
-        assert s["latency"]["n_batches"] == 2 and set(s["metrics"]) == set(record["metrics"])
-    assert settings[1]["metrics"] == pytest.approx(record["metrics"])  # fp32, the same model
-    # the share of peak of a bf16 setting is against the bf16 peak, the published one's fp32
-    assert record["latency"]["peak"]["dtype"] == record["latency"]["compute_dtype"] == "float32"
-    assert settings[0]["latency"]["peak"]["dtype"] == settings[0]["latency"]["compute_dtype"] == "bfloat16"
-    with pytest.raises(Exception, match="latency.settings"):
-        plan_runs(set_name=None, experiments=[str(exp)], datasets=["ml-1m"], data_path=str(toy_ml1m),
-                  overrides=[f"data.cache_dir={tmp_path / 'cache'}", "latency.settings=[{precision: fp16}]"])
-
-
-def test_a_failing_inference_setting_is_recorded_with_its_error_and_the_run_keeps_its_record(
-        tmp_path, toy_ml1m, monkeypatch):
-    """torch.compile failing (no compiler, an unsupported operator) after hours of training must not
-    cost the run: the setting is recorded with its error, the other settings and the published
-    measurement stand, and the latency page names the failure instead of leaving it out."""
-    import warnings as warnings_mod
-
-    import benchmarks.measurements as measurements
-    from benchmarks.reports.inference import inference_table
-    from benchmarks.reports.records import Record
-
-    def broken_compile(fn, mode=None):
-        def call(*args, **kwargs):
-            raise RuntimeError("InductorError: no working C++ compiler\nsecond line")
-        return call
-
-    monkeypatch.setattr(measurements.torch, "compile", broken_compile)
-    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {train: {epochs: 1}, latency: {max_batches: 2, "
-                                     "warmup_batches: 1, batch_size: 8, settings: [{precision: fp32, compile: true}, "
-                                     "{precision: bf16}]}}\n"
-                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = toy_plan(tmp_path, toy_ml1m, exp)
-    with warnings_mod.catch_warnings(record=True) as caught:
-        warnings_mod.simplefilter("always")
-        record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
-    assert record["status"] == "ok" and record["metrics"]
-    failed, bf16 = record["inference_settings"]
-    assert failed == {"setting": {"precision": "fp32", "compile": True}, "label": "fp32 compiled",
-                      "error": "RuntimeError: InductorError: no working C++ compiler"}
-    assert bf16["label"] == "bf16 eager" and bf16["latency"]["n_batches"] == 2
-    assert any("fp32 compiled failed" in str(w.message) for w in caught)
-    table = inference_table({"Toy": [Record(record)]}, proposed={"Toy"})
-    [row] = table.to_dict("records")
-    assert row["settings that failed"] == "fp32 compiled (RuntimeError: InductorError: no working C++ compiler)"
-    assert row["best setting"] in ("bf16 eager", "as published")
-    # every setting failed: the row still shows, as published
-    record["inference_settings"] = [failed]
-    [row] = inference_table({"Toy": [Record(record)]}, proposed={"Toy"}).to_dict("records")
-    assert row["best setting"] == "as published" and row["speed-up"] == "1.00x"
-
-
-def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(tmp_path, toy_ml1m):
-    """With items held out, the record's metrics are those of the cold-start users; a setting's
-    metrics must be over the same users (an fp32 setting then equals them), while the timer serves
-    every evaluated user as the published measurement does."""
-    exp = write_experiment(tmp_path, "datasets: [ml-1m]\nconfig: {split: {holdout_items: 0.2}, train: {epochs: 2}, "
-                                     "latency: {max_batches: 2, warmup_batches: 1, batch_size: 8, "
-                                     "settings: [{precision: fp32}]}}\n"
-                                     "runs:\n  Toy: {model: {name: toy_next_item, dim: 8}}\n")
-    plan = toy_plan(tmp_path, toy_ml1m, exp)
-    record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
-    assert 0 < record["cold_start"]["n_users"] < record["data"]["stats"]["users"]
-    setting = record["inference_settings"][0]
-    assert setting["metrics"] == pytest.approx(record["metrics"])
-    assert setting["latency"]["batch_size"] == record["latency"]["batch_size"] == 8
-
-
-def test_bf16_counts_as_native_only_with_bf16_instructions(monkeypatch):
-    # oneDNN takes bf16 on any AVX-512 CPU, but without AVX512-BF16 or AMX it converts to fp32 for
-    # the arithmetic (a Lite-LLM4Rec step at half fp32's speed on an Intel Xeon): not native
-    import benchmarks.precision as precision_mod
-
-    torch = __import__("torch")
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    avx512 = {"avx2": True, "avx512_f": True, "avx512_bw": True, "avx512_vl": True, "avx512_dq": True}
-    assert not precision_mod.cpu_has_native_bf16(avx512)
-    assert precision_mod.cpu_has_native_bf16({**avx512, "avx512_bf16": True})
-    assert precision_mod.cpu_has_native_bf16({**avx512, "amx_bf16": True, "amx_tile": True})
-    assert precision_mod.cpu_has_native_bf16({"architecture": "arm64", "bf16": True})
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    assert not precision_mod.cpu_has_native_bf16({**avx512, "amx_bf16": True})  # no oneDNN kernels: not used
-
-
-def test_bf16_training_on_a_cpu_without_bf16_instructions_says_so(tmp_path, toy_dataset, monkeypatch):
-    import warnings as warnings_mod
-    import benchmarks.precision as precision_mod
-
-    torch = __import__("torch")
-    assert isinstance(precision_mod.cpu_has_native_bf16(), bool)  # the real check, before the patches
-    split = leave_one_out(toy_dataset)
-    cfg = _toy_config(tmp_path, "train.epochs=1", "train.precision=bf16")
-    for native, expected in [(False, 1), (True, 0)]:
-        monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda native=native: native)
-        model = build_model(cfg["model"], toy_dataset, torch.device("cpu"))
-        with warnings_mod.catch_warnings(record=True) as caught:
-            warnings_mod.simplefilter("always")
-            Trainer(cfg["train"], cfg["eval"], seed=0, progress=False).fit(model, split)
-        said = [w for w in caught if "no bf16 instructions" in str(w.message)]
-        assert len(said) == expected, (native, [str(w.message) for w in caught])
-    # fp32 never warns, whatever the CPU
-    monkeypatch.setattr(precision_mod, "cpu_has_native_bf16", lambda: False)
-    with warnings_mod.catch_warnings(record=True) as caught:
-        warnings_mod.simplefilter("always")
-        precision_mod.warn_if_bf16_is_emulated("fp32", "cpu")
-    assert not caught

@@ -11,8 +11,8 @@ from benchmarks.reports import build_reports
 from benchmarks.reports.verdict import BETTER, TIE, UNTESTED, WORSE, Comparison, sentence
 from benchmarks.statistics import PairedTest
 
-from .test_report import _ranks_with_recall, _trained, ranked, record, stats, write_experiments
-from .test_report import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
+from .report_records import _ranks_with_recall, _trained, ranked, record, stats, write_experiments
+from .report_records import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
 
 EXPERIMENT = ("description: synthetic verdict\npaper_table: table3_overall\nproposed: [Lite]\n"
               "runs: {Base: {}, Weak: {}, Cut: {}, Lite: {}}\n")

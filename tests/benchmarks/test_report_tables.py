@@ -1,0 +1,146 @@
+"""Columns, rows and readings of the report tables: the work per batch and share of peak, rows
+timed as published and at their best setting, a paper-rows page's reference row, what the
+indexing control's numbers say, and runs that differ only in their backbone compared on validation."""
+import re
+
+import numpy as np
+
+from benchmarks import config as cfgmod
+from benchmarks.records import record_path, write_record
+from benchmarks.reports import build_reports
+from benchmarks.reports.records import Record
+from tests.benchmarks.report_records import _ranks_with_recall, _trained, ranked, record, stats, write_experiments
+from tests.benchmarks.report_records import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
+
+
+def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t3": "paper_table: table3_overall\nruns: {SASRec: {}, Old: {}}\n"})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    write_record(record_path(results, "t3", "ml-1m", "SASRec", 0),
+                 record("SASRec", "ml-1m", stats(100, 50, 2000), m,
+                        latency={"gflop_per_batch": 13.6, "share_of_peak": 0.4567}))
+    write_record(record_path(results, "t3", "ml-1m", "Old", 0), record("Old", "ml-1m", stats(100, 50, 2000), m))
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| model"))
+    assert "| GFLOP/batch " in header and "| share of peak " in header
+    assert re.search(r"\| SASRec +\|.*\| 13\.60 +\| 0\.457 ", page)
+
+
+def test_rows_timed_as_published_and_at_their_best_with_both_ratios(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments", {"t4": (
+        "paper_table: table4_inference_ms_per_batch_of_32\nruns: {P5: {}, Lite-LLM4Rec: {}}\nproposed: [Lite-LLM4Rec]\n")})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    for run, published, best in (("P5", 6000.0, 3000.0), ("Lite-LLM4Rec", 90.0, 30.0)):
+        rec = record(run, "ml-1m", stats(100, 50, 2000), m, experiment="t4", model=run.lower().replace("-", "_"),
+                     latency={"ms_per_batch_median": published})
+        rec["inference_settings"] = [
+            {"label": "bf16 eager", "setting": {"precision": "bf16", "compile": False},
+             "latency": {"ms_per_batch_median": best, "share_of_peak": 0.5}, "metrics": {**m, "recall@10": 0.19}},
+            {"label": "fp32 compiled", "setting": {"precision": "fp32", "compile": True},
+             "latency": {"ms_per_batch_median": best * 1.5}, "metrics": m}]
+        write_record(record_path(results, "t4", "ml-1m", run, 0), rec)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table4.md").read_text()
+    p5 = next(line for line in page.splitlines() if line.startswith("| P5 ") and "bf16 eager" in line)
+    cells = [c.strip() for c in p5.strip("|").split("|")]
+    assert cells[1:] == ["6000.00", "bf16 eager", "3000.00", "2.00x", "0.2000", "0.1900", "0.500", "66.7x", "100.0x"]
+
+
+def test_a_paper_rows_only_page_also_shows_its_reference_row():
+    """Table 2 keeps to the paper's rows plus MostPopular, the floor each variant is tested
+    against (paired over users), so a generative row below the floor shows on the page."""
+    from dataclasses import replace
+
+    from benchmarks.config import load_experiment
+    from benchmarks.reports.paper import paper_reference, paper_row_names, rows_wanted
+
+    _, exp = load_experiment("table1_2_4_5_generative")
+    table2 = next(page for page in exp["report"] if page.page == "table2")
+    paper = paper_reference()
+    assert table2.paper_rows_only and table2.reference_run == "MostPopular"
+    assert "MostPopular" not in paper_row_names(table2, paper)
+    assert rows_wanted(table2, paper) == paper_row_names(table2, paper) | {"MostPopular"}
+    assert {"P5", "POD"} <= rows_wanted(table2, paper)
+    assert rows_wanted(replace(table2, reference_run=None), paper) == paper_row_names(table2, paper)
+    assert rows_wanted(replace(table2, paper_rows_only=False), paper) is None
+
+
+def test_the_indexing_control_says_what_its_numbers_show(tmp_path):
+    from benchmarks.reports.records import Record
+    from benchmarks.reports.views import control_reading
+
+    rng = np.random.default_rng(0)
+
+    def runs(name, ranks, stopped_by="early_stopping"):
+        metrics, users = ranked(ranks)
+        rec = record(name, "ml-1m", stats(300, 100, 5000), metrics)
+        rec["training"] = {"epochs": 9, "stopped_by": stopped_by, "best_epoch": 4, "history": [{"epoch": 1}]}
+        path = record_path(tmp_path / name, "t3", "ml-1m", name, 0)
+        write_record(path, rec, users)
+        return [Record(rec, path)]
+
+    good, poor = rng.integers(1, 8, 300), rng.integers(5, 60, 300)
+    place = ("gen", "ml-1m")
+    leaks = control_reading(place, "indexing", ("P5_seq", "sequential", runs("a", good)),
+                            ("P5", "random", runs("b", poor)))
+    assert leaks.startswith("gen / ml-1m: P5_seq (indexing=sequential) against P5 (indexing=random), R@10 ")
+    assert "over 300 users, paired t p" in leaks and "scores higher, as the leak predicts" in leaks
+    same = control_reading(place, "indexing", ("P5_seq", "sequential", runs("c", poor)),
+                           ("P5", "random", runs("d", poor)))
+    assert "(+0.0000 over 300 users, paired t p 1" in same and "no significant difference" in same
+    lower = control_reading(place, "indexing", ("P5_seq", "sequential", runs("e", poor)),
+                            ("P5", "random", runs("f", good)))
+    assert "scores lower, so the leak does not show here" in lower
+    cut = control_reading(place, "indexing", ("P5_seq", "sequential", runs("g", good, "epochs")),
+                          ("P5", "random", runs("h", poor)))
+    assert "P5_seq stopped by a cap, not by patience, so the difference does not yet say" in cut
+
+
+def test_runs_that_differ_only_in_their_backbone_are_compared_on_validation(tmp_path, monkeypatch):
+    """P5 on two backbones (the second a row the paper's table does not list) and POD on one: the
+    page compares the P5 pair on their validation metric, never on test numbers, and says when the
+    comparison is not a finished choice (a row cut by its cap, other validation users)."""
+    exp_dir = write_experiments(tmp_path / "experiments", {"gen": (
+        "paper_table: table3_overall\nruns: {P5: {}, P5_big: {}, POD: {}}\n")})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    patience = _trained("early_stopping", 3, 13, [0.1, 0.2, 0.3] + [0.25] * 10)
+    cut = _trained("time_budget", 1, 1, [0.05])
+    rows = {  # run: (backbone, validation R@10, test R@10, training, validation users)
+        "P5": ("small-encoder", 0.12, 0.05, patience, "seeded subset of 256 of 400"),
+        "P5_big": ("big-decoder", 0.08, 0.30, cut, "seeded subset of 64 of 400"),
+        "POD": ("small-encoder", 0.10, 0.04, patience, "seeded subset of 256 of 400")}
+    for i, (run, (backbone, valid, test, training, users)) in enumerate(rows.items()):
+        metrics, per_user = ranked(_ranks_with_recall(400, test, seed=i))
+        model = "pod" if run == "POD" else "p5"
+        rec = record(run, "ds-a", stats(400, 300, 9000), metrics, experiment="gen", model=model,
+                     model_config={"backbone": backbone, "num_beams": 20})
+        rec["training"], rec["valid_metrics"] = training, {"recall@10": valid}
+        rec["evaluation"]["valid_users"] = users
+        write_record(record_path(results, "gen", "ds-a", run, 0), rec, per_user)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    assert "Backbones compared on validation" in page
+    table = [line for line in page.splitlines() if line.startswith("| P5") and "coder" in line
+             and "| 0.1200" in line or line.startswith("| P5_big ") and "| 0.0800" in line]
+    assert len(table) == 2 and not any(line.startswith("| POD ") and "small-encoder" in line for line in page.splitlines())
+    # validation decides (P5 0.12 over P5_big 0.08), though P5_big's test recall is higher
+    assert ("- P5 / P5_big: validation R@10 favours P5 (small-encoder, 0.1200 against 0.0800); not a finished "
+            "choice: P5_big stopped by a cap (time budget) and the rows validated on different users.") in page
+    # both converged on the same users: a finished choice
+    from benchmarks.reports.backbones import backbone_comparison
+    recs = {run: [Record(r)] for run, r in (
+        ("A", {**record("A", "d", stats(10, 10, 100), {}, model="p5", model_config={"backbone": "x"}),
+               "valid_metrics": {"recall@10": 0.2}, "training": patience}),
+        ("B", {**record("B", "d", stats(10, 10, 100), {}, model="p5", model_config={"backbone": "y"}),
+               "valid_metrics": {"recall@10": 0.3}, "training": patience}))}
+    frame, [sentence] = backbone_comparison(recs)
+    assert sentence == "B / A: validation R@10 favours B (y, 0.3000 against 0.2000); both converged on the same validation users."
+    assert list(frame["model"]) == ["A", "B"]
+    # one backbone per family: nothing to compare
+    assert backbone_comparison({"A": recs["A"]}) is None
