@@ -197,12 +197,13 @@ class Trainer:
                           **{**settings, "candidates": "full"}, users=users)
         return result.metrics
 
-    def validated(self, metrics: dict, epoch: int) -> None:
-        """One validation of the training, told to the `on_validation` hook: the shared loop
-        calls it after each validation, and so does every loop that validates through
+    def validated(self, metrics: dict, epoch: int, seconds: float | None = None) -> None:
+        """One validation of the training, told to the `on_validation` hook with the stage's
+        training seconds so far (every sitting's; None where the loop does not say): the shared
+        loop calls it after each validation, and so does every loop that validates through
         `validate` (the RecBole rows'), so a tuning trial hears every row's curve."""
         if self.on_validation is not None:
-            self.on_validation(metrics, int(epoch))
+            self.on_validation(metrics, int(epoch), seconds)
 
     def replay(self, history: list[dict]) -> None:
         """The validations of a curve trained in an earlier sitting (a checkpoint, a stage
@@ -210,7 +211,7 @@ class Trainer:
         curve with its steps where an uninterrupted training would have put them."""
         for entry in history:
             if "valid" in entry:
-                self.validated(entry["valid"], entry["epoch"])
+                self.validated(entry["valid"], entry["epoch"], entry.get("seconds"))
 
     def fit(self, model: NeuralRecommender, split, *, keep_initial: bool = False) -> dict:
         """Train with early stopping; the best validated weights are restored at the end.
@@ -270,7 +271,7 @@ class Trainer:
         elif keep_initial:
             if main:
                 initial = self.validate(model, split)
-                self.validated(initial, 0)
+                self.validated(initial, 0, time.perf_counter() - start)
                 stopping.update(initial[metric], epoch=0)
                 history.append({"epoch": 0, "valid": initial, "seconds": time.perf_counter() - start})
             best_state = _snapshot(model.module)
@@ -346,7 +347,7 @@ class Trainer:
                 gain = False
                 if main:
                     valid = self.validate(model, split)
-                    self.validated(valid, epoch)
+                    self.validated(valid, epoch, time.perf_counter() - start)
                     entry["valid"] = valid
                     gain = stopping.update(valid[metric], epoch)
                 if parallel is not None:  # the main process's decisions, so that weights stay the same

@@ -225,7 +225,8 @@ class RecBoleModel(Recommender):
             def validate() -> tuple[float, dict]:
                 epoch = len(rb_trainer.train_loss_dict)  # epochs trained so far (RecBole counts from 0)
                 valid = trainer.validate(self, split)
-                trainer.validated(valid, epoch)  # the trainer's hook hears it (a tuning trial's pruning)
+                # the trainer's hook hears it (a tuning trial's pruning)
+                trainer.validated(valid, epoch, time.perf_counter() - start)
                 improved = stopping.update(valid[metric], epoch)
                 loss = rb_trainer.train_loss_dict[epoch - 1]  # RecBole sums the batches' losses
                 history.append({"epoch": epoch, "loss": float(loss) / max(1, len(train_data)),

@@ -60,14 +60,23 @@ def suggest(trial, param):
 
 class PruningReporter:
     """The Trainer's `on_validation` hook for one trial: reports each validation's metric to
-    Optuna (step = validations so far) and stops the trial when the pruner says so."""
+    Optuna (step = validations so far) and stops the trial when the pruner says so. It keeps
+    the training seconds the trial's curve cost up to its last validation (`seconds`), over
+    every sitting and stage: a stage's seconds start again from zero, so a fall means a new
+    stage, whose seconds add to the earlier stages'."""
 
     def __init__(self, trial, metric: str):
         self.trial, self.metric, self.step = trial, metric, 0
+        self.seconds, self._stage, self._earlier_stages = None, 0.0, 0.0
 
-    def __call__(self, metrics: dict, epoch: int) -> None:
+    def __call__(self, metrics: dict, epoch: int, seconds: float | None = None) -> None:
         import optuna
 
+        if seconds is not None:
+            if seconds < self._stage:
+                self._earlier_stages += self._stage
+            self._stage = float(seconds)
+            self.seconds = self._earlier_stages + self._stage
         self.trial.report(float(metrics[self.metric]), self.step)
         self.step += 1
         if self.trial.should_prune():
@@ -95,23 +104,27 @@ class Objective:
         shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
         self.say(f"[tune] {self.ref.name}: trial {trial.number}: {shown}")
         start = time.perf_counter()
-        ctx = self.runner.prepare(spec)
+        ctx, reporter = self.runner.prepare(spec), PruningReporter(trial, self.ref.metric)
         try:
             check_item_text(ctx.cfg, ctx.dataset)
             ctx.model = build_model(ctx.cfg["model"], ctx.dataset, ctx.device)
-            training = self.runner.train(ctx, on_validation=PruningReporter(trial, self.ref.metric))
+            training = self.runner.train(ctx, on_validation=reporter)
             self.runner.remove_checkpoints(spec)
+            # seconds: the training's, over every sitting (a resumed trial's too); sitting_seconds:
+            # this call's wall clock (preparation and the final validation included)
             trial.set_user_attr("training", {k: training.get(k) for k in ("epochs", "best_epoch", "stopped_by")}
-                                | {"seconds": round(time.perf_counter() - start, 1)}
+                                | {"seconds": round(float(training["seconds"]), 1),
+                                   "sitting_seconds": round(time.perf_counter() - start, 1)}
                                 | ({"resumed": training["resumed"]} if training.get("resumed") else {}))
             # the trained model (its best validated weights) validated once more: the objective
             trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=False)
             value = float(trainer.validate(ctx.model, ctx.split.for_training())[self.ref.metric])
         except optuna.TrialPruned as pruned:
             self.runner.remove_checkpoints(spec)  # a pruned trial is over: nothing to resume
-            seconds = round(time.perf_counter() - start, 1)
-            trial.set_user_attr("training", {"stopped_by": "pruned", "seconds": seconds})
-            self.say(f"[tune] {self.ref.name}: trial {trial.number}: pruned: {pruned} ({seconds:.0f} s)")
+            sitting = round(time.perf_counter() - start, 1)
+            seconds = round(reporter.seconds, 1) if reporter.seconds is not None else sitting
+            trial.set_user_attr("training", {"stopped_by": "pruned", "seconds": seconds, "sitting_seconds": sitting})
+            self.say(f"[tune] {self.ref.name}: trial {trial.number}: pruned: {pruned} ({seconds:.0f} s of training)")
             raise
         except Exception as error:  # an error, not an interruption: never tried again as it was
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:500])

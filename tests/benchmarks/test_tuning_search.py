@@ -9,6 +9,7 @@ import warnings
 
 import optuna
 import pytest
+import torch
 
 import run_all
 import tests.benchmarks.toy_models  # noqa: F401  (registers toy_next_item)
@@ -161,11 +162,11 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_reports_its_whole_
     storage = studies_mod.default_storage(tmp_path / "results")
     heard, real_validated = [], Trainer.validated
 
-    def validated(self, metrics, epoch):
+    def validated(self, metrics, epoch, seconds=None):
         heard.append(epoch)
         if interrupt and epoch == 3:
             raise KeyboardInterrupt  # the sitting ends during epoch 3's validation
-        return real_validated(self, metrics, epoch)
+        return real_validated(self, metrics, epoch, seconds)
 
     monkeypatch.setattr(Trainer, "validated", validated)
     interrupt = True
@@ -173,7 +174,10 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_reports_its_whole_
         run_all.main([*args, "--tune"])
     study, seen = states(storage)
     assert seen == ["FAIL"] and heard == [1, 2, 3]
-    assert len(list((tmp_path / ".cache" / "checkpoints").glob("*.pt"))) == 1  # epoch 2's state
+    [checkpoint] = (tmp_path / ".cache" / "checkpoints").glob("*.pt")  # epoch 2's state
+    state = torch.load(checkpoint, weights_only=False)
+    state["seconds"] += 1000.0  # as if the first sitting had trained for 1000 s more
+    torch.save(state, checkpoint)
 
     interrupt, heard[:] = False, []
     assert run_all.main([*args, "--tune"]) == 0
@@ -182,6 +186,8 @@ def test_an_interrupted_trial_resumes_from_its_checkpoint_and_reports_its_whole_
     first, retry = study.trials
     assert retry.params == first.params and retry.user_attrs["retries"] == 0
     assert retry.user_attrs["training"]["resumed"] == 1 and retry.user_attrs["training"]["epochs"] == 6
+    # its training seconds count the first sitting's too; its sitting's wall clock does not
+    assert retry.user_attrs["training"]["seconds"] > 1000.0 > retry.user_attrs["training"]["sitting_seconds"]
     # epochs 1 and 2 told again from the checkpoint, then 3 to 6 trained: one step per validation
     assert heard == [1, 2, 3, 4, 5, 6]
     assert sorted(retry.intermediate_values) == list(range(6))
@@ -238,16 +244,24 @@ def test_every_validation_reaches_the_hook_and_a_pruned_trial_stops_training(tmp
     assert len(trial.reported) == 3
 
 
+def test_the_reporter_adds_each_stage_s_seconds_to_the_earlier_stages():
+    reporter = PruningReporter(FakeTrial(prune_at=None), "recall@10")
+    for epoch, seconds in [(1, 10.0), (2, 20.0), (1, 4.0), (2, 8.0), (3, None)]:  # a second stage from 4 s
+        reporter({"recall@10": 0.1}, epoch, seconds)
+    assert reporter.seconds == 28.0 and reporter.step == 5
+
+
 def test_a_pruned_trial_says_so_and_its_summary_keeps_its_seconds(tmp_path, toy_ml1m, monkeypatch, capsys, one_thread):
     exp = tmp_path / "toytune.yaml"
     exp.write_text(TUNED)
     real_call = PruningReporter.__call__
 
-    def prune_trial_1(self, metrics, epoch):
+    def prune_trial_1(self, metrics, epoch, seconds=None):
         if self.trial.number == 1:
+            self.seconds = (seconds or 0.0) + 500.0  # the training seconds heard so far
             self.trial.report(float(metrics[self.metric]), self.step)
             raise optuna.TrialPruned(f"validation {self.metric} at epoch {epoch} below the threshold")
-        return real_call(self, metrics, epoch)
+        return real_call(self, metrics, epoch, seconds)
 
     monkeypatch.setattr(PruningReporter, "__call__", prune_trial_1)
     assert run_all.main([*cli(tmp_path, toy_ml1m, exp), "--tune"]) == 0
@@ -256,4 +270,5 @@ def test_a_pruned_trial_says_so_and_its_summary_keeps_its_seconds(tmp_path, toy_
     summary = json.loads(next((tmp_path / "results" / "tuning").rglob("Toy__*.json")).read_text())
     [pruned] = [t for t in summary["trials"] if t["number"] == 1]
     assert pruned["state"] == "PRUNED" and pruned["training"]["stopped_by"] == "pruned"
-    assert pruned["training"]["seconds"] >= 0
+    # the training seconds the reporter heard at the prune (500 s added above), not the wall clock
+    assert pruned["training"]["seconds"] >= 500.0 > pruned["training"]["sitting_seconds"] >= 0

@@ -264,13 +264,14 @@ def test_a_finished_first_stage_is_cached_and_the_second_stage_after_it_is_the_s
 
     heard = []
     cached_trainer = Trainer({**TRAIN, "epochs": 2, "lr": 3e-3}, EVAL, seed=0, progress=False,
-                             on_validation=lambda metrics, epoch: heard.append(epoch))
+                             on_validation=lambda metrics, epoch, seconds: heard.append((epoch, seconds)))
     two = build(toy_dataset, tmp_path, tiny_bert, stage2_epochs=3)
     result2 = two.fit(split, cached_trainer)
     assert fits == [2, 3]  # the first stage came from the cache: only the second trained
     assert result2["stage1"]["from_cache"] == entry.name
     assert result2["stage1"]["best_valid"] == result1["best_valid"]
-    assert heard[:2] == [1, 2]  # the cached curve reaches a tuning trial's pruner, then stage 2's
+    # the cached curve reaches a tuning trial's pruner with the seconds it cost, then stage 2's
+    assert heard[:2] == [(h["epoch"], h["seconds"]) for h in result1["history"] if "valid" in h]
 
     # the same two-stage run with no cache to read trains both stages and ends the same
     fresh = build(toy_dataset, tmp_path / "elsewhere", tiny_bert, stage2_epochs=3)
