@@ -270,7 +270,7 @@ class Runner:
 
     def train(self, ctx: "RunContext", on_validation=None) -> dict:
         """The model's fit on the training split (no test part) with the shared trainer;
-        `on_validation(metrics, epoch)` hears every validation (a tuning trial's pruning)."""
+        `on_validation(metrics, epoch, seconds)` hears every validation (a tuning trial's pruning)."""
         trainer = Trainer(ctx.cfg["train"], ctx.cfg["eval"], seed=ctx.cfg["seed"], progress=self.progress,
                           checkpoint=self.checkpoint_path(ctx.spec), checkpoint_minutes=self.checkpoint_minutes,
                           on_validation=on_validation)

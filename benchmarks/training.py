@@ -148,7 +148,7 @@ class Trainer:
 
     def __init__(self, train: dict, eval_cfg: dict, seed: int, progress: bool = True, *,
                  checkpoint: Path | None = None, checkpoint_minutes: float | None = None,
-                 on_validation: Callable[[dict, int], None] | None = None):
+                 on_validation: Callable[[dict, int, float | None], None] | None = None):
         autocast(train["precision"], "cpu")  # an unknown precision fails before any work
         self.cfg = train
         self.eval_cfg = eval_cfg
@@ -156,7 +156,7 @@ class Trainer:
         self.progress = progress
         self.checkpoint = Path(checkpoint) if checkpoint is not None and checkpoint_minutes is not None else None
         self.checkpoint_minutes = checkpoint_minutes
-        # hears every validation of the training (metrics, epoch): a tuning trial reports its
+        # hears every validation of the training (metrics, epoch, seconds): a tuning trial reports its
         # validation curve to Optuna through it, and may stop the training (optuna.TrialPruned)
         self.on_validation = on_validation
 
