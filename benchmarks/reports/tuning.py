@@ -80,6 +80,20 @@ def in_memory_study(summary: dict):
     return study
 
 
+def _trial_seconds(trials: list[dict]) -> str:
+    """What the study's trials cost: the training seconds of every trial that recorded them
+    (counted or not; an interrupted trial records none, nor did a pruned one before). A summary written before trials kept `sitting_seconds` holds each trial's wall clock
+    in its last sitting, which leaves out the earlier sittings of an interrupted trial."""
+    timed = [t["training"] for t in trials if (t.get("training") or {}).get("seconds") is not None]
+    if not timed:
+        return ""
+    total = sum(float(t["seconds"]) for t in timed)
+    old = any("sitting_seconds" not in t for t in timed)
+    return (f" Time recorded for {len(timed)} of its {len(trials)} trials: {total / 3600:.1f} hours ({total:,.0f} s) of "
+            + ("wall clock, each trial's last sitting only (a summary from before sittings were added up)."
+               if old else "training, over every sitting."))
+
+
 def _study_section(summary: dict, current: str, writer: Writer) -> StudySection:
     trials = summary["trials"]
     counts = {state: sum(t["state"] == state for t in trials) for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
@@ -88,7 +102,8 @@ def _study_section(summary: dict, current: str, writer: Writer) -> StudySection:
              f"{counts['PRUNED']} pruned)" + ("" if summary["finished"] else ": not finished, `--tune` resumes it")
              + (f"; {counts['FAIL']} failed or interrupted (not counted)" if counts["FAIL"] else "")
              + (f"; {counts['RUNNING']} running or left by a killed process" if counts["RUNNING"] else "") + ".")
-    section = StudySection(f"{summary['dataset']}: {summary['run']}", summary["study"], summary["storage"], state, current)
+    section = StudySection(f"{summary['dataset']}: {summary['run']}", summary["study"], summary["storage"],
+                           state + _trial_seconds(trials), current)
     stem = f"tuning__{slug(summary['experiment'])}__{slug(summary['dataset'])}__{slug(summary['run'])}__{summary['digest']}"
     best = summary.get("best")
     if best:

@@ -131,6 +131,9 @@ def test_tune_interrupted_resumes_to_its_budget_then_the_normal_run_uses_the_bes
     assert "Trials: 3 finished trials" in page and "Sampler: tpe (seed 0, n_startup_trials 2)" in page
     assert "| Toy   | train.lr" in page and "float in [0.005, 0.2], log scale" in page
     assert f"Study `{study.study_name}`" in page and "3 of 3 trials finished" in page
+    trained = sum(t.user_attrs["training"]["seconds"] for t in study.trials if "training" in t.user_attrs)
+    assert f"Time recorded for 3 of its {len(study.trials)} trials: {trained / 3600:.1f} hours ({trained:,.0f} s) of " \
+           "training, over every sitting" in page
     assert "1 failed or interrupted (not counted)" not in page and "2 failed or interrupted (not counted)" in page
     assert f"| validation R@10 (objective) | {best.value:.4f}" in page
     assert "Best settings (the chosen ones, applied by a normal run):" in page
@@ -272,3 +275,15 @@ def test_a_pruned_trial_says_so_and_its_summary_keeps_its_seconds(tmp_path, toy_
     assert pruned["state"] == "PRUNED" and pruned["training"]["stopped_by"] == "pruned"
     # the training seconds the reporter heard at the prune (500 s added above), not the wall clock
     assert pruned["training"]["seconds"] >= 500.0 > pruned["training"]["sitting_seconds"] >= 0
+
+
+def test_the_tuning_page_says_what_the_trials_cost_and_how_it_was_counted():
+    from benchmarks.reports.tuning import _trial_seconds
+
+    new = [{"training": {"seconds": 5400.0, "sitting_seconds": 60.0}}, {"training": {"seconds": 1800.0,
+                                                                                     "sitting_seconds": 1800.0}},
+           {"training": None}]  # an interrupted trial: nothing trained to count
+    assert _trial_seconds(new) == " Time recorded for 2 of its 3 trials: 2.0 hours (7,200 s) of training, over every sitting."
+    old = [{"training": {"seconds": 3600.0}}, {"training": {"seconds": 3600.0, "sitting_seconds": 3600.0}}]
+    assert "2.0 hours (7,200 s) of wall clock, each trial's last sitting only" in _trial_seconds(old)
+    assert _trial_seconds([{"training": None}]) == ""
