@@ -75,6 +75,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float, metavar="M",
                    help="save a training checkpoint every M minutes (at an epoch's end) under "
                         ".cache/checkpoints; a later call resumes an unfinished run (or --tune trial) from it")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep each trained model under .cache/trained, so that --retime can time it again later")
+    p.add_argument("--retime", action="store_true",
+                   help="time the selected runs again from their kept models (--keep-models) in this sitting, on "
+                        "this device, and rewrite their records' latency; nothing is trained")
     launcher_options(p)
     return p
 
@@ -143,6 +148,10 @@ def check_args(args) -> None:
         raise ConfigError("--tune searches the rows of experiments with a `tuning:` section: give it without "
                           "--model, --report-only, --tag or --force (a finished study is kept; delete it to "
                           "search again)")
+    if args.retime and (args.tune or args.model or args.report_only or args.force or args.keep_models or args.launcher
+                        or args.shard or args.list):
+        raise ConfigError("--retime times the selected runs' kept models again: give it without --tune, --model, "
+                          "--report-only, --force, --keep-models, --launcher, --shard or --list")
     if args.tuning_storage is not None and "://" not in args.tuning_storage:
         raise ConfigError(f"--tuning-storage must be a database URL (sqlite:///path/studies.db, "
                           f"postgresql://user@host/db), got {args.tuning_storage!r}")
@@ -225,8 +234,10 @@ def studies_for(args):
 def runner_for(args):
     from .runner import Runner
 
+    from .kept_models import DEFAULT_FOLDER
+
     return Runner(args.results_dir, force=args.force, progress=not args.quiet,
-                  checkpoint_minutes=args.checkpoint_minutes)
+                  checkpoint_minutes=args.checkpoint_minutes, keep_models=DEFAULT_FOLDER if args.keep_models else None)
 
 
 def run(args) -> int:
@@ -246,6 +257,8 @@ def run(args) -> int:
         plan = plan.cheapest_first(runner.expected_seconds)
     if args.tune:
         return tune(args, plan, studies)
+    if args.retime:
+        return retime(args, plan, runner)
     if args.list:
         listing.plan_listing(plan, runner, force=args.force)
         return 0
@@ -317,6 +330,20 @@ def tune(args, plan, studies) -> int:
     report(args)
     print("The normal run (the same command without --tune) trains the tables' seeds with the best settings found.")
     return 1 if failed else 0
+
+
+def retime(args, plan, runner) -> int:
+    """--retime: the selected runs timed again from their kept models (benchmarks/kept_models.py),
+    then the reports rebuilt; 1 where some could not be."""
+    from .kept_models import DEFAULT_FOLDER, retime_plan
+
+    missing = retime_plan(plan, runner, DEFAULT_FOLDER)
+    report(args)
+    if missing:
+        print(f"{len(missing)} run(s) not timed again (their records keep the times they had):", file=sys.stderr)
+        for key, why in missing:
+            print(f"  {key}: {why}", file=sys.stderr)
+    return 1 if missing else 0
 
 
 def report(args) -> None:

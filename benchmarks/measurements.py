@@ -180,3 +180,25 @@ def measure_inference_settings(model, histories, targets, settings: list[dict], 
         measured.append({"setting": applied, "label": setting_label(applied), "latency": latency,
                          "metrics": result.metrics})
     return measured
+
+
+def measure_timing(model, split, cfg: dict, eval_kwargs: dict, users, timed_users) -> tuple[dict | None, list[dict]]:
+    """The latency of the trained model as published (eager, the run's precision) and under each
+    of the run's inference settings: (latency, settings), or (None, []) where the run times
+    nothing. `users`: those whose metrics the record holds (a cold-start run's restricted ones);
+    `timed_users`: every evaluated user, whom the timer serves. The runner measures with it after
+    training, and `--retime` (benchmarks/kept_models.py) again on a kept model."""
+    from .latency import measure_latency
+
+    lat = cfg["latency"]
+    if not lat["enabled"]:
+        return None, []
+    timed_histories = [split.test_histories[u] for u in timed_users]
+    latency_kwargs = dict(batch_size=lat["batch_size"], top_k=lat["top_k"], warmup_batches=lat["warmup_batches"],
+                          max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
+    latency = measure_latency(model, timed_histories, **latency_kwargs, users=timed_users)  # as published: eager
+    settings = measure_inference_settings(
+        model, [split.test_histories[u] for u in users], split.test_targets[users],
+        check_inference_settings(lat.get("settings") or []), eval_kwargs, latency_kwargs, users=users,
+        timed=(timed_histories, timed_users))
+    return latency, settings

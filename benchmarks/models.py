@@ -118,7 +118,10 @@ def params_class(cls) -> type[ModelParams]:
         legacy = klass.__dict__.get("defaults")
         if legacy is not None:
             fields = [(k, Any, dataclasses.field(default_factory=lambda v=v: v)) for k, v in legacy.items()]
-            klass.Params = dataclasses.make_dataclass(f"{klass.__name__}Params", fields, bases=(ModelParams,))
+            made = dataclasses.make_dataclass(f"{klass.__name__}Params", fields, bases=(ModelParams,))
+            # found where it is kept, so that a trained model pickles (--keep-models)
+            made.__module__, made.__qualname__ = klass.__module__, f"{klass.__qualname__}.Params"
+            klass.Params = made
             return klass.Params
     return ModelParams
 

@@ -24,9 +24,8 @@ from .data import DataError, SequenceDataset, load_dataset, source_hash
 from .data_parallel import DataParallel, data_parallel
 from .errors import ConfigError
 from .evaluate import evaluate, evaluation_settings, user_arguments, user_subset, validation_users
-from .latency import device_description, measure_latency
-from .measurements import (check_inference_settings, cold_start_result, measure_inference_settings,
-                           measure_protocol_controls)
+from .latency import device_description
+from .measurements import cold_start_result, measure_protocol_controls, measure_timing
 from .models import SkipRun, build_model, model_class, model_params
 from .records import (git_commit, iter_records, library_versions, now, program_hash, read_record, record_path,
                       write_record)
@@ -57,12 +56,14 @@ def seed_everything(seed: int) -> None:
 
 class Runner:
     def __init__(self, results_dir: str | Path = "results", force: bool = False, progress: bool = True, *,
-                 checkpoint_minutes: float | None = None, checkpoint_dir: str | Path = ".cache/checkpoints"):
+                 checkpoint_minutes: float | None = None, checkpoint_dir: str | Path = ".cache/checkpoints",
+                 keep_models: str | Path | None = None):
         self.results_dir = Path(results_dir)
         self.force = force
         self.progress = progress
         self.checkpoint_minutes = checkpoint_minutes  # None: no training checkpoints (Trainer)
         self.checkpoint_dir = Path(checkpoint_dir)
+        self.keep_models = None if keep_models is None else Path(keep_models)  # where trained models are kept
         self._datasets: dict[str, SequenceDataset] = {}
         self._source_hashes: dict[str, str | None] = {}
         self._recorded_hashes: dict[str, set[str]] | None = None
@@ -216,7 +217,11 @@ class Runner:
             return self.record_skip(ctx, str(reason))
         if not self.is_main:
             return {}
-        return self.record(ctx, self.measure(ctx))
+        record = self.record(ctx, self.measure(ctx))
+        if self.keep_models is not None:  # for a later --retime (benchmarks/kept_models.py)
+            from .kept_models import keep_model
+            keep_model(self.keep_models, spec, ctx.model)
+        return record
 
     def identity(self, spec: RunSpec) -> dict:
         """What every record of the run starts with: which run, its config, where it goes."""
@@ -302,16 +307,7 @@ class Runner:
         protocol_variants = measure_protocol_controls(
             model, [split.test_histories[u] for u in users], split.test_targets[users],
             cfg["eval"]["protocol_controls"], eval_kwargs, users=users)
-        latency, settings = None, []
-        if cfg["latency"]["enabled"]:
-            lat = cfg["latency"]
-            latency_kwargs = dict(batch_size=lat["batch_size"], top_k=lat["top_k"], warmup_batches=lat["warmup_batches"],
-                                  max_batches=lat["max_batches"], mask_history=eval_kwargs["mask_history"])
-            latency = measure_latency(model, test_histories, **latency_kwargs, users=test_users)  # as published: eager
-            settings = measure_inference_settings(
-                model, [split.test_histories[u] for u in users], split.test_targets[users],
-                check_inference_settings(lat.get("settings") or []), eval_kwargs, latency_kwargs, users=users,
-                timed=(test_histories, test_users))
+        latency, settings = measure_timing(model, split, cfg, eval_kwargs, users, test_users)
         measured = {
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds,

@@ -35,7 +35,6 @@ class PromptBuilder:
         self.max_length = max_length
         self.user_in_prompt = bool(user_in_prompt)
         self.whole_words = window + self.user_in_prompt  # the items, and the user id where written
-        self._encode = lambda text: tuple(tokenizer(text, add_special_tokens=False)["input_ids"]) if text.strip() else ()  # noqa: E731
         template = template or "{history}"
         with_user = template if "{user}" in template else "{user} " + template
         # {with users: (pieces before the history, pieces after it)}, a piece being tokens or USER
@@ -47,6 +46,10 @@ class PromptBuilder:
         probe = tokenizer("item")["input_ids"]
         at = next(i for i in range(len(probe)) if probe[i: i + len(bare)] == bare)
         self.head, self.tail = tuple(probe[:at]), tuple(probe[at + len(bare):])
+
+    def _encode(self, text: str) -> tuple:
+        # a method, not a lambda kept on the instance: a trained model is pickled whole (--keep-models)
+        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text.strip() else ()
 
     def _pieces(self, template: str) -> tuple[list, list]:
         prefix, suffix = template.split("{history}")

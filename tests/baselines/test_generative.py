@@ -284,3 +284,23 @@ def test_title_variant_reads_the_title_alone_by_default(toy, tiny_bert):
     text = build("p5_encoder_only", toy, tiny_bert, item_text="title", title_text="text")
     assert list(text.prompt.item_tokens[3]) == text.tokenizer(dataset.item_texts[3], add_special_tokens=False)["input_ids"]
     assert model.describe()["item_text"] == "title (title)"
+
+
+@pytest.mark.parametrize("name,params", [("p5", {}), ("pod", {}), ("lightlm", {}), ("p5_encoder_only", {"item_text": "title"})])
+def test_a_model_pickles_whole_and_ranks_the_same_after_loading(toy, tiny_bert, name, params):
+    """--keep-models saves the trained Recommender whole (torch.save) for --retime: every part
+    it built (prompts, trie, tokenizer) must pickle and load to the same model."""
+    import io
+
+    _, split = toy
+    model = build(name, toy, tiny_bert, **({"num_beams": K} if name != "p5_encoder_only" else {}), **params)
+    model.module.eval()  # as trained and measured: no dropout
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    histories = split.test_histories[:4]
+    if name == "p5_encoder_only":
+        assert torch.equal(loaded.score(loaded.prepare(histories)), model.score(model.prepare(histories)))
+    else:
+        assert np.array_equal(lists(loaded, histories), lists(model, histories))

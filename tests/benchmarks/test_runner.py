@@ -116,12 +116,12 @@ def test_same_seed_same_metrics_and_interrupted_run_leaves_no_record(tmp_path, t
     assert first["metrics"] == second["metrics"]
     assert first["training"]["history"][-1]["loss"] == second["training"]["history"][-1]["loss"]
 
-    import benchmarks.runner as runner_mod
+    import benchmarks.latency as latency_mod
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_mod, "measure_latency", boom)
+    monkeypatch.setattr(latency_mod, "measure_latency", boom)  # measurements.measure_timing calls it
     runner = Runner(tmp_path / "r3", progress=False)
     with pytest.raises(KeyboardInterrupt):
         runner.run(toy)
