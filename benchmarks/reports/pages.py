@@ -45,6 +45,7 @@ def latency_line(records: list[Record | dict]) -> str | None:
     lats = [lat for lat in (as_record(r).latency for r in records) if lat]
     if not lats:
         return None
+    retimed = sorted({as_record(r).run for r in records if as_record(r).raw.get("retimed")})
     lat = lats[0]
     devices = sorted({f"{x['device_name']} ({x['device']}, {x['torch_threads']} threads)" for x in lats})
     mixed = ("" if len({x["device_name"] for x in lats}) == 1 else
@@ -53,8 +54,10 @@ def latency_line(records: list[Record | dict]) -> str | None:
     counts = sorted({int(x.get("n_batches", 0)) for x in lats})
     timed = (f"{counts[0]} timed batches" if len(counts) == 1 else
              f"{counts[-1]} timed batches (a row timed on fewer says so in its cell)")
+    again = (f" Timed again after training, from the kept trained model (`--retime`; the record keeps "
+             f"the times it replaced): {', '.join(retimed)}." if retimed else "")
     return (f"Latency: batches of {lat['batch_size']} users, top-{lat['top_k']}, median over "
-            f"{timed} after {lat['warmup_batches']} warm-up, on {'; '.join(devices)}.{mixed}")
+            f"{timed} after {lat['warmup_batches']} warm-up, on {'; '.join(devices)}.{mixed}{again}")
 
 
 @dataclass

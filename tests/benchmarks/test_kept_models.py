@@ -35,6 +35,8 @@ def test_kept_models_are_timed_again_and_only_their_times_change(tmp_path, toy_m
     capsys.readouterr()
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--retime")) == 0
     assert "[retime] toyexp/ml-1m/Toy/seed0: " in capsys.readouterr().out
+    assert "(`--retime`; the record keeps the times it replaced): MostPopular, Toy." in \
+        (tmp_path / "reports" / "table3.md").read_text()  # the pages say which rows were timed again
     for name, path in paths.items():
         after = read_record(path)
         assert after["retimed"]["replaced"] == {key: before[name][key] for key in ("latency", "inference_settings")}

@@ -345,6 +345,10 @@ def test_latency_line_warns_when_rows_were_timed_on_different_devices():
     line = latency_line([amx, plain])
     assert "different devices" in line and "CPU A (avx2, avx512_f, amx_bf16)" in line and "CPU A (avx2, avx512_f) (" in line
     assert "different devices" not in latency_line([plain, dict(plain, run="P5")])
+    assert "Timed again" not in line
+    again = latency_line([amx, dict(plain, retimed={"at": "2026-12-04T05:00:00+00:00", "replaced": {}})])
+    assert again.endswith("Timed again after training, from the kept trained model (`--retime`; the record keeps "
+                          "the times it replaced): Lite-LLM4Rec.")
 
 
 def test_a_latency_median_from_fewer_than_30_timed_batches_says_so_in_its_cell():
