@@ -4,7 +4,9 @@ A latency table compares times, so its rows must be timed on one device, by one 
 machine. A campaign that trains for days on CPU (Tables 1, 2, 4 and 5 on ml-100k) spans sittings,
 and the machine under a sitting may change or be busy. With `--keep-models` every run that trains
 keeps its trained model (the whole Recommender, with whatever its fit built, by `torch.save`)
-under `.cache/trained/`, keyed by the run and its resolved config. `--retime` then goes through the
+under `.cache/trained/`, keyed by the run and its config's identity, with the time its record was
+finished, so that a model from another training of the run (a later --force without
+--keep-models) is never timed in place of the record's. `--retime` then goes through the
 planned runs that have a finished record: it loads each kept model, times it again exactly as the
 run did after training (`measurements.measure_timing`: as published, then each inference setting,
 whose metrics come again with it), and rewrites the record's `latency` and `inference_settings`;
@@ -38,13 +40,13 @@ def kept_model_path(folder: Path, spec: RunSpec) -> Path:
     return Path(folder) / f"{safe}__{identity_hash(spec.config)}.pt"
 
 
-def keep_model(folder: Path, spec: RunSpec, model) -> Path | None:
-    """Save the trained model for a later `--retime`; a model that cannot be pickled is warned
-    about and not kept (its run is recorded all the same)."""
+def keep_model(folder: Path, spec: RunSpec, model, record: dict) -> Path | None:
+    """Save the trained model for a later `--retime`, with the time its record was finished; a
+    model that cannot be pickled is warned about and not kept (its run is recorded all the same)."""
     path = kept_model_path(folder, spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        atomic_write(path, lambda tmp: torch.save(model, tmp))
+        atomic_write(path, lambda tmp: torch.save({"record_finished": record.get("finished"), "model": model}, tmp))
     except Exception as err:  # noqa: BLE001 - keeping is optional: the record is what counts
         warnings.warn(f"{spec.key}: the trained model could not be kept for --retime "
                       f"({type(err).__name__}: {err})", RuntimeWarning, stacklevel=2)
@@ -63,7 +65,11 @@ def retime(runner, spec: RunSpec, folder: Path) -> dict:
         raise LookupError(f"no kept model at {path}: train the run with --keep-models (and --force where its "
                           "record exists) to time it again later")
     ctx = runner.prepare(spec)  # seeds, threads, device, data and split, as the run had them
-    model = torch.load(path, map_location=ctx.device, weights_only=False)  # the suite's own file
+    kept = torch.load(path, map_location=ctx.device, weights_only=False)  # the suite's own file
+    if kept.get("record_finished") != record.get("finished"):
+        raise LookupError(f"the model kept at {path} is from another training of this run (its record finished "
+                          f"{kept.get('record_finished')}, the record here {record.get('finished')})")
+    model = kept["model"]
     eval_kwargs = evaluation_settings(ctx.cfg["eval"])
     timed_users = user_subset(ctx.split.n_users, eval_kwargs.pop("max_users"), eval_kwargs.pop("user_subset_seed"))
     eval_kwargs["progress"] = runner.progress

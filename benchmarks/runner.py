@@ -220,7 +220,7 @@ class Runner:
         record = self.record(ctx, self.measure(ctx))
         if self.keep_models is not None:  # for a later --retime (benchmarks/kept_models.py)
             from .kept_models import keep_model
-            keep_model(self.keep_models, spec, ctx.model)
+            keep_model(self.keep_models, spec, ctx.model, record)
         return record
 
     def identity(self, spec: RunSpec) -> dict:

@@ -3,7 +3,7 @@ in one sitting, and only the records' latency blocks rewritten."""
 import pytest
 
 import run_all
-from benchmarks.records import read_per_user, read_record
+from benchmarks.records import read_per_user, read_record, write_record
 import tests.benchmarks.toy_models  # noqa: F401  (registers toy_next_item)
 from tests.benchmarks.runner_experiment import write_experiment
 from tests.benchmarks.test_runner import cli
@@ -48,6 +48,14 @@ def test_kept_models_are_timed_again_and_only_their_times_change(tmp_path, toy_m
         assert setting["metrics"] == before[name]["inference_settings"][0]["metrics"]
         assert {k: v for k, v in after.items() if k not in TIMES} == {k: v for k, v in before[name].items() if k not in TIMES}
         assert read_per_user(path)["rank"].tolist() == ranks[name]
+
+    # a kept model from another training of the run is never timed in place of the record's
+    retimed = read_record(paths["MostPopular"])
+    write_record(paths["MostPopular"], {**retimed, "finished": "2030-01-01T00:00:00+00:00"})
+    capsys.readouterr()
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--retime", "--runs", "MostPopular")) == 1
+    assert "is from another training of this run" in capsys.readouterr().err
+    assert read_record(paths["MostPopular"])["latency"] == retimed["latency"]
 
     # a run whose model was not kept is named, and its record keeps its times
     kept["Toy"].unlink()
