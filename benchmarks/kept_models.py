@@ -73,7 +73,10 @@ def retime(runner, spec: RunSpec, folder: Path) -> dict:
     eval_kwargs = evaluation_settings(ctx.cfg["eval"])
     timed_users = user_subset(ctx.split.n_users, eval_kwargs.pop("max_users"), eval_kwargs.pop("user_subset_seed"))
     eval_kwargs["progress"] = runner.progress
-    users = read_per_user(runner.path(spec))["user_index"]  # the record's users (cold start: the held-out ones)
+    try:
+        users = read_per_user(runner.path(spec))["user_index"]  # the record's users (cold start: the held-out ones)
+    except OSError as err:
+        raise LookupError(f"the record's per-user file cannot be read ({err}): its users are not known") from None
     latency, settings = measure_timing(model, ctx.split, ctx.cfg, eval_kwargs, users, timed_users)
     replaced = {key: record.get(key) for key in ("latency", "inference_settings")}
     record = {k: v for k, v in record.items() if k not in ("inference_settings", "retimed")}
