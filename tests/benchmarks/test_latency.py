@@ -74,7 +74,9 @@ def test_sections_warmup_other_and_json():
 def test_prepare_is_not_timed():
     model = SleepyScores(prepare_sleep=PREPARE_S)
     res = measure_latency(model, histories(12), batch_size=4, warmup_batches=1)
-    assert res["ms_per_batch_median"] < (ENCODE_S + SCORE_S) * 1000 + 10 < PREPARE_S * 1000
+    # timed: encode + score (6 ms of sleep); with prepare it would be 36 ms. The bound sits half
+    # way, as a machine under load oversleeps (16.2 ms seen with the tests niced behind a training)
+    assert res["ms_per_batch_median"] < (ENCODE_S + SCORE_S + PREPARE_S / 2) * 1000 < (ENCODE_S + SCORE_S + PREPARE_S) * 1000
 
 
 def test_batches_partial_and_cycling():
