@@ -82,7 +82,7 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
         if tag:
             variants.setdefault(tag, describe(differs))
         done = runner.is_done(spec)
-        state = "done" if done and not force else one_line(runner.skip_note(spec) or "to run")
+        state = "done" + _timing_note(runner, spec) if done and not force else one_line(runner.skip_note(spec) or "to run")
         cost = runner.expected_seconds(spec)
         if state != "done":
             total += cost or 0.0
@@ -109,6 +109,15 @@ def plan_listing(plan: Plan, runner, *, force: bool) -> None:
     for tag, what in variants.items():
         print(f"variant {tag}: differs from the experiment file in {what}; written beside the main record "
               f"(reports show it under 'Variant records', or in the table with --with-variants {tag})")
+
+
+def _timing_note(runner, spec) -> str:
+    """', model kept' where --retime can time the run again; ', timed again <when>' where it did."""
+    from .kept_models import DEFAULT_FOLDER, kept_model_path
+
+    retimed = ((runner.done_record(spec) or {}).get("retimed") or {}).get("at")
+    kept = kept_model_path(DEFAULT_FOLDER, spec).is_file()
+    return (", model kept" if kept else "") + (f", timed again {retimed[:16]}" if retimed else "")
 
 
 def _trains_bf16_on_cpu(config: dict) -> bool:

@@ -33,8 +33,12 @@ def test_kept_models_are_timed_again_and_only_their_times_change(tmp_path, toy_m
     ranks = {name: read_per_user(path)["rank"].tolist() for name, path in paths.items()}
 
     capsys.readouterr()
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
+    assert "done, model kept\n" in capsys.readouterr().out  # --list says which runs --retime can time
     assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--retime")) == 0
     assert "[retime] toyexp/ml-1m/Toy/seed0: " in capsys.readouterr().out
+    assert run_all.main(cli(tmp_path, toy_ml1m, exp, "--list")) == 0
+    assert "done, model kept, timed again 20" in capsys.readouterr().out
     assert "(`--retime`; the record keeps the times it replaced): MostPopular, Toy." in \
         (tmp_path / "reports" / "table3.md").read_text()  # the pages say which rows were timed again
     for name, path in paths.items():
