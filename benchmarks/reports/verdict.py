@@ -14,9 +14,9 @@ Benjamini-Hochberg (scipy.stats.false_discovery_control); a comparison is decide
 adjusted p: better or worse at p < ALPHA, else no significant difference.
 
 The sentence of a dataset follows from those outcomes alone (`sentence`): the claim holds when
-a proposed row is better on every metric, does not hold when the baseline is better than every
-proposed row on every metric, is not supported when the proposed row that did best differs on
-none, and holds in part otherwise; a side that did not converge makes it "not final". The page
+a proposed row is better on every metric, does not hold when no proposed row is better on any
+metric and the best of them is worse on at least one, is not supported when the proposed row
+that did best differs on none, and holds in part when it is better on some but not all; a side that did not converge makes it "not final". The page
 also lists, per dataset, the protocol differences that remain (backbones, data, users, budgets,
 tuning, seeds), from the records.
 """
@@ -238,6 +238,10 @@ def sentence(dataset: str, comparisons: list[Comparison], problem: str = "") -> 
     if won == 0 and lost == 0:
         return (f"On {dataset}, the paper's claim is not supported: {best}, the proposed row that did best, does "
                 f"not differ significantly from the best converged baseline on any of the {n} metrics{caveat}.")
+    if won == 0:  # worse on some metrics, even on the rest: nothing of the claim holds
+        return (f"On {dataset}, the paper's claim does not hold: {best}, the proposed row that did best, is "
+                f"better than the best converged baseline on none of the {n} metrics, worse on {lost} and not "
+                f"significantly different on {even + untested}{caveat}.")
     return (f"On {dataset}, the paper's claim holds only in part: {best} is better than the best converged "
             f"baseline on {won} of {n} metrics, worse on {lost} and not significantly different on "
             f"{even + untested}{caveat}.")

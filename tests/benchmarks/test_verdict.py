@@ -98,6 +98,11 @@ def test_mixed_outcomes_and_unconverged_rows_in_the_sentence():
     assert sentence("ds", mixed) == ("On ds, the paper's claim holds only in part: A is better than the best "
                                      "converged baseline on 2 of 4 metrics, worse on 1 and not significantly "
                                      "different on 1.")
+    # better on none and worse on some: the claim does not hold in any part
+    lost_some = [comparison("A", m, o) for m, o in zip(metrics, (WORSE, TIE, WORSE, WORSE))]
+    assert sentence("ds", lost_some) == ("On ds, the paper's claim does not hold: A, the proposed row that did "
+                                         "best, is better than the best converged baseline on none of the 4 "
+                                         "metrics, worse on 3 and not significantly different on 1.")
     cut = [comparison("A", m, BETTER, converged=False) for m in metrics]
     assert sentence("ds", cut).endswith("on all 4 metrics (adjusted p < 0.05); not final: A did not converge.")
     assert sentence("ds", [comparison("A", m, UNTESTED) for m in metrics]) == \
