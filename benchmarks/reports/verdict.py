@@ -16,9 +16,9 @@ adjusted p: better or worse at p < ALPHA, else no significant difference.
 The sentence of a dataset follows from those outcomes alone (`sentence`): the claim holds when
 a proposed row is better on every metric, does not hold when no proposed row is better on any
 metric and the best of them is worse on at least one, is not supported when the proposed row
-that did best differs on none, and holds in part when it is better on some but not all; a side that did not converge makes it "not final". The page
-also lists, per dataset, the protocol differences that remain (backbones, data, users, budgets,
-tuning, seeds), from the records.
+that did best differs on none, and holds in part when it is better on some but not all; a side
+that did not converge makes it "not final". The page also lists, per dataset, the protocol
+differences that remain (backbones, data, users, budgets, tuning, seeds), from the records.
 """
 from __future__ import annotations
 
@@ -222,8 +222,9 @@ def sentence(dataset: str, comparisons: list[Comparison], problem: str = "") -> 
     won, lost, even, untested = (count[best][o] for o in (BETTER, WORSE, TIE, UNTESTED))
     if untested == n:
         return f"On {dataset}, the paper's claim cannot be tested: no paired test over users was possible."
-    # the rows the sentence speaks of: every proposed row when it says all of them lost
-    used = comparisons if lost == n else rows[best]
+    # the rows the sentence speaks of: every proposed row when it says the claim does not hold
+    # (no proposed row better anywhere, the best of them worse somewhere)
+    used = comparisons if won == 0 and lost else rows[best]
     unsettled = sorted({c.proposed for c in used if not c.proposed_converged}
                        | {c.baseline for c in used if not c.baseline_converged})
     caveat = f"; not final: {', '.join(unsettled)} did not converge" if unsettled else ""

@@ -103,6 +103,9 @@ def test_mixed_outcomes_and_unconverged_rows_in_the_sentence():
     assert sentence("ds", lost_some) == ("On ds, the paper's claim does not hold: A, the proposed row that did "
                                          "best, is better than the best converged baseline on none of the 4 "
                                          "metrics, worse on 3 and not significantly different on 1.")
+    # that sentence speaks for every proposed row, so one that did not converge leaves it open
+    also_cut = lost_some + [comparison("B", m, WORSE, -0.1, converged=False) for m in metrics]
+    assert sentence("ds", also_cut).endswith("different on 1; not final: B did not converge.")
     cut = [comparison("A", m, BETTER, converged=False) for m in metrics]
     assert sentence("ds", cut).endswith("on all 4 metrics (adjusted p < 0.05); not final: A did not converge.")
     assert sentence("ds", [comparison("A", m, UNTESTED) for m in metrics]) == \
