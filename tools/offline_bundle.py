@@ -5,17 +5,18 @@
 
 Packing writes, under the folder:
 - `datasets.tgz`: the real data sets (ml-1m-partial and amazon-beauty) read from ../shared/datasets;
-- `minilm-fp16/`: the fp16 copy of all-MiniLM-L6-v2 (half the bytes; loads as fp32 through
-  MINILM_PATH, see backbones.export_fp16);
-- `site.tar.xz`: the Python packages the GPU image lacks (RecBole and its small pure-Python needs)
+- `minilm-fp16.tar.xz`: the fp16 copy of all-MiniLM-L6-v2 (half the bytes; loads as fp32 through
+  MINILM_PATH, see backbones.export_fp16), xz-compressed (41 MB instead of 46);
+- `site.tar.xz`: the Python packages the GPU image lacks (RecBole and its small pure-Python needs;
+  Optuna and its needs, which every plan reads the tuning studies with)
   or holds in a version RecBole 1.2.1 cannot use (it fails under pandas 3: pandas 2.3.3 travels),
   as unpacked wheels for the device's Python, to be put on PYTHONPATH. Unpacked (less pandas'
   own tests) and compressed as one archive they take about 7 MiB instead of 15 as wheels.
 It then adds the checkout's tracked files and says whether the whole stays within the device's
 carry limit (64 MiB a call). Unpacking extracts the data sets and the packages next to the
-archives, `<folder>/<dataset>/` and `<folder>/site/`, then imports RecBole through them in a
-fresh interpreter and exits 1, naming what is missing, where that fails: a campaign that would
-fail at its first RecBole row stops before it starts.
+archives, `<folder>/<dataset>/`, `<folder>/minilm-fp16/` and `<folder>/site/`, then imports RecBole
+and Optuna through them in a fresh interpreter and exits 1, naming what is missing, where that
+fails: a campaign that would fail at its plan or its first RecBole row stops before it starts.
 """
 from __future__ import annotations
 
@@ -32,15 +33,19 @@ DATASETS = ("ml-1m-partial", "amazon-beauty")
 # RecBole and what it imports that the GPU image does not have; pandas < 3 (with its two needs)
 # because RecBole 1.2.1 breaks under pandas 3 (see baselines/recbole/compat.py, check_pandas)
 PACKAGES = ("recbole==1.2.1", "colorlog==4.7.2", "colorama==0.4.4", "texttable==1.7.2",
-            "thop==0.1.1.post2209072238", "pandas==2.3.3", "pytz", "tzdata")
+            "thop==0.1.1.post2209072238", "pandas==2.3.3", "pytz", "tzdata",
+            # the plan reads the tuning studies (results/studies.db) through Optuna's SQL storage;
+            # the image has none of the four (seen 2026-12-04: "No module named 'optuna'")
+            "optuna==5.1.0", "alembic==1.20.1", "SQLAlchemy==2.1.9", "Mako==1.4.3")
 # what the suite's RecBole path imports (the trainer pulls in scikit-learn and tensorboard, which
 # the GPU image has and which are too large to carry): checked there before any run starts
-RECBOLE_MODULES = ("recbole.config", "recbole.data", "recbole.utils", "recbole.trainer",
-                   "recbole.model.sequential_recommender")
+PREFLIGHT_MODULES = ("recbole.config", "recbole.data", "recbole.utils", "recbole.trainer",
+                     "recbole.model.sequential_recommender", "optuna.storages")
 DEVICE_PYTHON = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64",
              "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 CARRY_LIMIT_MIB = 64.0
+ARCHIVES = ("datasets.tgz", "minilm-fp16.tar.xz", "site.tar.xz")
 # never imported at run time; pandas' own test suite is 15 MB of the 45 unpacked (1.7 MiB packed)
 SKIPPED_IN_WHEELS = ("pandas/tests/",)
 
@@ -99,10 +104,14 @@ def pack(folder: Path, datasets_root: Path, *, python_version: str = DEVICE_PYTH
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pack_datasets(datasets_root, DATASETS, folder / "datasets.tgz")
-    export_fp16(folder / "minilm-fp16")
+    with tempfile.TemporaryDirectory() as tmp:
+        # packed from a temporary folder: an unpacked copy left in the bundle would travel too
+        export_fp16(Path(tmp) / "minilm-fp16")
+        with tarfile.open(folder / "minilm-fp16.tar.xz", "w:xz") as tar:
+            tar.add(Path(tmp) / "minilm-fp16", arcname="minilm-fp16")
     with tempfile.TemporaryDirectory() as tmp:
         pack_site(download_wheels(PACKAGES, Path(tmp), python_version), folder / "site.tar.xz")
-    sizes = {name: size_of(folder / name) for name in ("datasets.tgz", "minilm-fp16", "site.tar.xz")}
+    sizes = {name: size_of(folder / name) for name in ARCHIVES}
     sizes["tracked files"] = tracked_bytes(repo)
     return {"sizes": sizes, "total_mib": sum(sizes.values()) / 2**20, "limit_mib": limit_mib}
 
@@ -111,7 +120,9 @@ def unpack(folder: Path) -> list[Path]:
     """There: the data sets and the packages extracted next to their archives."""
     folder = Path(folder)
     out = []
-    for archive in ("datasets.tgz", "site.tar.xz"):
+    for archive in ARCHIVES:
+        if not (folder / archive).exists() and archive == "minilm-fp16.tar.xz":
+            continue  # a bundle without MiniLM (its runs then need MINILM_PATH elsewhere)
         with tarfile.open(folder / archive) as tar:
             tar.extractall(folder, filter="data")
             out += sorted({folder / Path(m.name).parts[0] for m in tar.getmembers()})
@@ -120,10 +131,11 @@ def unpack(folder: Path) -> list[Path]:
 
 def preflight(folder: Path) -> str | None:
     """There, after unpacking: import RecBole's modules the way the runs will (the suite's
-    compatibility fixes first, the unpacked packages on the path) in a fresh interpreter. Returns
+    compatibility fixes first, the unpacked packages on the path), and Optuna's storage, in a
+    fresh interpreter. Returns
     the error, e.g. a module the image lacks, or None; a campaign should not start without it."""
     code = ("from baselines.recbole.compat import import_recbole\nimport importlib\nimport_recbole()\n"
-            f"for name in {RECBOLE_MODULES!r}:\n    importlib.import_module(name)\n")
+            f"for name in {PREFLIGHT_MODULES!r}:\n    importlib.import_module(name)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve() / "site"),
                                                                       os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -142,7 +154,7 @@ def main(argv=None) -> int:
         for path in unpack(Path(args.folder)):
             print(f"[bundle] {path}")
         error = preflight(Path(args.folder))
-        print(f"[bundle] RecBole imports: {error or 'ok'}")
+        print(f"[bundle] RecBole and Optuna imports: {error or 'ok'}")
         return 1 if error else 0
     result = pack(Path(args.folder), Path(args.datasets_root), python_version=args.python_version,
                   limit_mib=args.limit_mib)
