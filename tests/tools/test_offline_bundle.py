@@ -28,9 +28,14 @@ def test_pack_and_unpack_round_trip(tmp_path):
     there.mkdir()
     offline_bundle.pack_datasets(here / "shared", ["toy-set"], there / "datasets.tgz")
     offline_bundle.pack_site(wheels, there / "site.tar.xz")
+    (here / "minilm-fp16").mkdir()
+    (here / "minilm-fp16" / "config.json").write_text("{}")
+    with offline_bundle.tarfile.open(there / "minilm-fp16.tar.xz", "w:xz") as tar:
+        tar.add(here / "minilm-fp16", arcname="minilm-fp16")
 
     extracted = offline_bundle.unpack(there)
-    assert extracted == [there / "toy-set", there / "site"]
+    assert extracted == [there / "toy-set", there / "minilm-fp16", there / "site"]
+    assert (there / "minilm-fp16" / "config.json").read_text() == "{}"
     assert (there / "toy-set" / "ratings.dat").read_text() == "1::2::5::0\n"
     out = subprocess.run([sys.executable, "-c", "import beta; print(beta.ANSWER)"], check=True, text=True,
                          capture_output=True, env={"PYTHONPATH": str(there / "site")}).stdout
@@ -55,3 +60,17 @@ def test_preflight_names_what_recbole_cannot_import_there(tmp_path):
     (broken / "__init__.py").write_text("import colorama_not_in_this_image\n")
     error = offline_bundle.preflight(tmp_path / "broken")
     assert error is not None and "colorama_not_in_this_image" in error
+
+
+def test_preflight_names_what_the_plan_cannot_import_there(tmp_path):
+    # every plan reads the tuning studies through Optuna: a bundle without it stops before a run
+    broken = tmp_path / "site" / "optuna"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("import sqlalchemy_not_in_this_image\n")
+    error = offline_bundle.preflight(tmp_path)
+    assert error is not None and "sqlalchemy_not_in_this_image" in error
+
+
+def test_the_bundle_carries_optuna_and_what_it_needs():
+    names = {p.split("==")[0].lower() for p in offline_bundle.PACKAGES}
+    assert {"optuna", "alembic", "sqlalchemy", "mako", "recbole"} <= names
