@@ -11,7 +11,8 @@ Packing writes, under the folder:
   Optuna and its needs, which every plan reads the tuning studies with)
   or holds in a version RecBole 1.2.1 cannot use (it fails under pandas 3: pandas 2.3.3 travels),
   as unpacked wheels for the device's Python, to be put on PYTHONPATH. Unpacked (less pandas'
-  own tests) and compressed as one archive they take about 7 MiB instead of 15 as wheels.
+  own tests) and compressed as one archive they take about 10 MiB (7 before Optuna, whose
+  SQLAlchemy is most of the rest; RecBole's part was 15 MiB as wheels).
 It then adds the checkout's tracked files and says whether the whole stays within the device's
 carry limit (64 MiB a call). Unpacking extracts the data sets and the packages next to the
 archives, `<folder>/<dataset>/`, `<folder>/minilm-fp16/` and `<folder>/site/`, then imports RecBole
@@ -34,7 +35,7 @@ DATASETS = ("ml-1m-partial", "amazon-beauty")
 # because RecBole 1.2.1 breaks under pandas 3 (see baselines/recbole/compat.py, check_pandas)
 PACKAGES = ("recbole==1.2.1", "colorlog==4.7.2", "colorama==0.4.4", "texttable==1.7.2",
             "thop==0.1.1.post2209072238", "pandas==2.3.3", "pytz", "tzdata",
-            # the plan reads the tuning studies (results/studies.db) through Optuna's SQL storage;
+            # the plan reads the tuning studies (results/tuning/studies.db) through Optuna's SQL storage;
             # the image has none of the four (seen 2026-12-04: "No module named 'optuna'")
             "optuna==5.1.0", "alembic==1.20.1", "SQLAlchemy==2.1.9", "Mako==1.4.3")
 # what the suite's RecBole path imports (the trainer pulls in scikit-learn and tensorboard, which
@@ -57,11 +58,12 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def pack_datasets(root: Path, names, archive: Path) -> Path:
+def pack_folders(root: Path, names, archive: Path) -> Path:
+    """The folders `root/<name>` in one archive, xz-compressed where its name ends in .xz, else gzip."""
     missing = [n for n in names if not (Path(root) / n).is_dir()]
     if missing:
-        raise FileNotFoundError(f"no data set folder {', '.join(missing)} under {root}")
-    with tarfile.open(archive, "w:gz") as tar:
+        raise FileNotFoundError(f"no folder {', '.join(missing)} under {root}")
+    with tarfile.open(archive, "w:xz" if Path(archive).suffix == ".xz" else "w:gz") as tar:
         for name in names:
             tar.add(Path(root) / name, arcname=name)
     return archive
@@ -103,13 +105,11 @@ def pack(folder: Path, datasets_root: Path, *, python_version: str = DEVICE_PYTH
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pack_datasets(datasets_root, DATASETS, folder / "datasets.tgz")
+    pack_folders(datasets_root, DATASETS, folder / "datasets.tgz")
     with tempfile.TemporaryDirectory() as tmp:
-        # packed from a temporary folder: an unpacked copy left in the bundle would travel too
+        # exported to a temporary folder: an unpacked copy left in the bundle would travel too
         export_fp16(Path(tmp) / "minilm-fp16")
-        with tarfile.open(folder / "minilm-fp16.tar.xz", "w:xz") as tar:
-            tar.add(Path(tmp) / "minilm-fp16", arcname="minilm-fp16")
-    with tempfile.TemporaryDirectory() as tmp:
+        pack_folders(Path(tmp), ["minilm-fp16"], folder / "minilm-fp16.tar.xz")
         pack_site(download_wheels(PACKAGES, Path(tmp), python_version), folder / "site.tar.xz")
     sizes = {name: size_of(folder / name) for name in ARCHIVES}
     sizes["tracked files"] = tracked_bytes(repo)
@@ -121,8 +121,6 @@ def unpack(folder: Path) -> list[Path]:
     folder = Path(folder)
     out = []
     for archive in ARCHIVES:
-        if not (folder / archive).exists() and archive == "minilm-fp16.tar.xz":
-            continue  # a bundle without MiniLM (its runs then need MINILM_PATH elsewhere)
         with tarfile.open(folder / archive) as tar:
             tar.extractall(folder, filter="data")
             out += sorted({folder / Path(m.name).parts[0] for m in tar.getmembers()})
@@ -132,8 +130,8 @@ def unpack(folder: Path) -> list[Path]:
 def preflight(folder: Path) -> str | None:
     """There, after unpacking: import RecBole's modules the way the runs will (the suite's
     compatibility fixes first, the unpacked packages on the path), and Optuna's storage, in a
-    fresh interpreter. Returns
-    the error, e.g. a module the image lacks, or None; a campaign should not start without it."""
+    fresh interpreter. Returns the error, e.g. a module the image lacks, or None; a campaign
+    should not start without it."""
     code = ("from baselines.recbole.compat import import_recbole\nimport importlib\nimport_recbole()\n"
             f"for name in {PREFLIGHT_MODULES!r}:\n    importlib.import_module(name)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(folder).resolve() / "site"),
