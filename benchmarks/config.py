@@ -33,6 +33,7 @@ Experiment sets (experiments/sets.yaml) name groups of experiments for `run_all.
     config: {...}                            # a budget over every run of the set (above the
                                              # experiments' own settings, below the command line);
                                              # the runs it changes are the set's variants (variants.py)
+    per_dataset: {ml-1m-partial: {...}}      # the set's budget for one dataset, over its config
     priority: [table3_overall/ml-1m-partial/SASRec, table3_overall/*/*]   # within each seed, runs
                                              # matching an earlier pattern (experiment/dataset/run,
                                              # fnmatch) go first; the rest follow in the set's order
@@ -221,7 +222,7 @@ def load_pages_file(path: str | Path) -> tuple["ReportPage", ...]:
     return pages
 
 
-SET_KEYS = {"description", "experiments", "datasets", "seeds", "config", "runs", "priority"}
+SET_KEYS = {"description", "experiments", "datasets", "seeds", "config", "per_dataset", "runs", "priority"}
 SET_EXPERIMENT_KEYS = {"datasets"}
 
 
@@ -244,7 +245,24 @@ def load_set(name: str) -> dict:
             raise ConfigError(f"{SETS_FILE}: set {name!r}, experiment {exp!r}: unknown key(s) {unknown}; "
                               f"known: {sorted(SET_EXPERIMENT_KEYS)}")
     entry["experiments"] = {exp: restriction or {} for exp, restriction in experiments.items()}
+    presets = dataset_presets()
+    unknown = sorted(set(entry.get("per_dataset") or {}) - set(presets))
+    if unknown:
+        raise ConfigError(f"{SETS_FILE}: set {name!r}, per_dataset: unknown dataset preset(s) {unknown}; "
+                          f"known: {sorted(presets)}")
     return entry
+
+
+def set_layer(entry: dict, dataset: str) -> dict:
+    """A set's config for the runs on one dataset: its `config` with its `per_dataset` entry for
+    the dataset over it (keys are checked where the layer meets the run's config)."""
+    def over(base: dict, top: dict) -> dict:
+        out = copy.deepcopy(base)
+        for key, value in top.items():
+            out[key] = over(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+                else copy.deepcopy(value)
+        return out
+    return over(entry.get("config") or {}, (entry.get("per_dataset") or {}).get(dataset) or {})
 
 
 @dataclass

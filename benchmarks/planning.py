@@ -99,15 +99,16 @@ def plan_runs(
         selected = [r for r in exp["runs"] if not runs or r in runs]
         only = restriction.get("datasets")
         for dataset in [d for d in datasets or exp["datasets"] if only is None or d in only]:
+            set_config = cfgmod.set_layer(set_entry, dataset)
             for seed_rank, seed in enumerate(seeds or exp["seeds"]):
                 for run in selected:
                     spec = resolve_tuned(
                         exp_name, exp, run, dataset, seed, studies,
-                        set_config=set_entry.get("config"),
+                        set_config=set_config,
                         cli_overrides=cli,
                         data_path=data_path if data_path is not None else dataset_folder(data_root, dataset),
                     )
-                    compare_with_experiment(spec, exp, set_entry.get("config"), set_name, studies)
+                    compare_with_experiment(spec, exp, set_config, set_name, studies)
                     spec.tag = tag
                     spec.experiment_file = given if Path(given).suffix else None
                     ordered.append((seed_rank, priority_tier(spec, priority), len(ordered), spec))

@@ -34,7 +34,9 @@ def test_gpu_set_plans_every_run_of_every_experiment_on_its_datasets_with_three_
         assert spec.config["train"]["max_minutes"] is None and spec.config["eval"]["max_users"] is None
         # convergence, not a budget: the experiments' CPU epoch caps and validation spacing undone
         assert spec.config["train"]["epochs"] == 300 and spec.config["train"]["patience"] == 10
-        assert spec.config["train"]["eval_every"] == 1
+        # 10 validations span about the users of 10 epochs of the paper's ML-1m (6,040): every 2
+        # epochs of ml-1m-partial's 2,998 users, every epoch of amazon-beauty's
+        assert spec.config["train"]["eval_every"] == {"ml-1m-partial": 2, "amazon-beauty": 1}[spec.dataset]
         assert spec.config["data"]["name"] == spec.dataset
     # the experiments' own per-run settings still apply where the set says nothing
     lite = next(s for s in plan.runs if s.run == "Lite-LLM4Rec_sampling" and s.dataset == "amazon-beauty")
@@ -105,6 +107,34 @@ def test_set_keeps_an_experiment_to_its_datasets_and_checks_its_keys(tmp_path, m
     with pytest.raises(ConfigError, match=r"experiment 'table3_overall': unknown key\(s\) \['dataset'\]"):
         plan_runs(set_name="typo")
     assert [s.key for s in plan_runs(set_name="listed").runs] == ["table3_overall/ml-100k/MostPopular/seed0"]
+
+
+def test_set_per_dataset_budget_sits_over_the_set_config_on_its_dataset_only(tmp_path, monkeypatch):
+    from benchmarks import config as cfgmod
+
+    sets = tmp_path / "sets.yaml"
+    sets.write_text("spaced:\n  experiments: [table3_overall]\n  runs: [SASRec]\n"
+                    "  datasets: [ml-100k, ml-1m-partial]\n"
+                    "  config: {train: {epochs: 300, eval_every: 1, patience: 10}}\n"
+                    "  per_dataset: {ml-1m-partial: {train: {eval_every: 3}, eval: {max_users: 50}}}\n"
+                    "typo:\n  experiments: [table3_overall]\n  per_dataset: {ml-1m-parital: {train: {eval_every: 2}}}\n"
+                    "badkey:\n  experiments: [table3_overall]\n  runs: [SASRec]\n"
+                    "  per_dataset: {ml-100k: {train: {eval_evry: 2}}}\n")
+    monkeypatch.setattr(cfgmod, "SETS_FILE", sets)
+    by_dataset = {s.dataset: s for s in plan_runs(set_name="spaced").runs}
+    spaced, plain = by_dataset["ml-1m-partial"], by_dataset["ml-100k"]
+    assert spaced.config["train"]["eval_every"] == 3 and spaced.config["eval"]["max_users"] == 50
+    assert spaced.config["train"]["epochs"] == 300 and spaced.config["train"]["patience"] == 10  # the set's config kept
+    assert plain.config["train"]["eval_every"] == 1 and plain.config["eval"]["max_users"] is None
+    # the set's per-dataset settings are the set's: they make the run a variant of the set
+    assert "train.eval_every" in spaced.set_keys and "eval.max_users" in spaced.set_keys
+    # table3_overall's own rule on ml-1m-partial (its CPU runs and tuning trials) has the same span
+    own = plan_runs(set_name=None, experiments=["table3_overall"], datasets=["ml-1m-partial", "ml-100k"], runs=["SASRec"]).runs
+    assert {s.dataset: s.config["train"]["eval_every"] for s in own} == {"ml-1m-partial": 2, "ml-100k": 1}
+    with pytest.raises(ConfigError, match=r"per_dataset: unknown dataset preset\(s\) \['ml-1m-parital'\]"):
+        plan_runs(set_name="typo")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train.eval_evry' in experiment set"):
+        plan_runs(set_name="badkey")
 
 
 def test_data_root_reads_every_preset_but_the_embedded_one_from_its_folder(tmp_path):
