@@ -256,13 +256,8 @@ def load_set(name: str) -> dict:
 def set_layer(entry: dict, dataset: str) -> dict:
     """A set's config for the runs on one dataset: its `config` with its `per_dataset` entry for
     the dataset over it (keys are checked where the layer meets the run's config)."""
-    def over(base: dict, top: dict) -> dict:
-        out = copy.deepcopy(base)
-        for key, value in top.items():
-            out[key] = over(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-                else copy.deepcopy(value)
-        return out
-    return over(entry.get("config") or {}, (entry.get("per_dataset") or {}).get(dataset) or {})
+    config = entry.get("config") or {}
+    return {**config, **filled(config, (entry.get("per_dataset") or {}).get(dataset) or {})}
 
 
 @dataclass
