@@ -135,11 +135,13 @@ def test_every_shipped_experiment_resolves_to_what_it_sets_over_the_defaults():
     assert resolved >= 40
 
 
-# the optimiser recipes of the official code (table1_2_4_5_generative.yaml cites where each is read)
+# the optimiser recipes of the official code (table1_2_4_5_generative.yaml cites where each is read),
+# at the learning rate chosen on validation for MiniLM (1e-4; the file says why the published 1e-3
+# and 5e-4 are not used)
 PUBLISHED_RECIPES = {
-    "p5": {"lr": 1.0e-3, "weight_decay": 0.01, "max_grad_norm": 1.0, "warmup_ratio": 0.05, "lr_schedule": "linear"},
-    "lightlm": {"lr": 1.0e-3, "weight_decay": 0.01, "max_grad_norm": 1.0, "warmup_ratio": 0.05, "lr_schedule": "linear"},
-    "pod": {"lr": 5.0e-4, "weight_decay": 0.01, "max_grad_norm": None, "warmup_ratio": 0.0, "lr_schedule": "constant"},
+    "p5": {"lr": 1.0e-4, "weight_decay": 0.01, "max_grad_norm": 1.0, "warmup_ratio": 0.05, "lr_schedule": "linear"},
+    "lightlm": {"lr": 1.0e-4, "weight_decay": 0.01, "max_grad_norm": 1.0, "warmup_ratio": 0.05, "lr_schedule": "linear"},
+    "pod": {"lr": 1.0e-4, "weight_decay": 0.01, "max_grad_norm": None, "warmup_ratio": 0.0, "lr_schedule": "constant"},
 }
 
 
