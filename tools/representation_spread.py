@@ -1,6 +1,9 @@
 """Does a trained model tell its users apart? A check of a kept model for representation collapse.
 
     python -m tools.representation_spread .cache/trained/<run>.pt [--users 128] [--json]
+    python -m tools.representation_spread .cache/checkpoints/<run>.pt --run EXPERIMENT/DATASET/RUN
+        [--state model|best_state]   # a training checkpoint (--checkpoint-minutes): its weights
+                                     # loaded into the run's model as its experiment file builds it
 
 A model whose hidden states have collapsed (every token of every prompt mapped to the same
 vector) ranks every user alike: its scores are its output bias, so it recommends popularity and
@@ -19,7 +22,10 @@ histories of the model's own split (no test data):
   orders of magnitude in its last blocks. Only each block's first call counts (a beam search
   calls a decoder's blocks once per step).
 
-A kept model is pickled Python (benchmarks/kept_models.py): load only files this checkout wrote.
+A kept model or a checkpoint is pickled Python (benchmarks/kept_models.py): load only files this
+checkout wrote. A checkpoint is read with the model the experiment file declares now, so its model
+section must be the one it was trained with (another learning rate does not matter; another width
+fails to load).
 """
 from __future__ import annotations
 
@@ -102,9 +108,32 @@ def spread(model, n_users: int = 128) -> dict:
     return report
 
 
+def model_from_checkpoint(path: Path, run: str, state: str):
+    """The run's model (`EXPERIMENT/DATASET/RUN`, as its experiment file declares it, on the CPU)
+    with the weights of a training checkpoint: the last epoch's (`model`) or the best validation's
+    (`best_state`)."""
+    from benchmarks import config as cfgmod
+    from benchmarks.data import load_dataset
+    from benchmarks.models import build_model
+
+    experiment, dataset_name, run_name = run.split("/", 2)
+    _, exp = cfgmod.load_experiment(experiment)
+    config = cfgmod.resolve_run(experiment, exp, run_name, dataset_name, 0).config
+    model = build_model(config["model"], load_dataset(config["data"], verbose=False), torch.device("cpu"))
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if saved.get(state) is None:
+        raise ValueError(f"{path} holds no {state!r} weights (its keys: {sorted(saved)})")
+    model.module.load_state_dict(saved[state])
+    return model
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("kept_model", type=Path, help="a file under .cache/trained/ (--keep-models)")
+    parser.add_argument("kept_model", type=Path, help="a file under .cache/trained/ (--keep-models), or "
+                        "with --run a checkpoint under .cache/checkpoints/")
+    parser.add_argument("--run", help="EXPERIMENT/DATASET/RUN whose model the checkpoint's weights go into")
+    parser.add_argument("--state", choices=("model", "best_state"), default="model",
+                        help="a checkpoint's last weights (model, the default) or its best validation's")
     parser.add_argument("--users", type=int, default=128, help="validation users to read (default 128)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -114,7 +143,18 @@ def main(argv=None) -> int:
     if args.users < 2:
         print("--users must be at least 2", file=sys.stderr)
         return 2
-    model = torch.load(args.kept_model, map_location="cpu", weights_only=False)["model"]
+    if args.run:
+        if args.run.count("/") < 2:
+            print(f"--run must be EXPERIMENT/DATASET/RUN, got {args.run!r}", file=sys.stderr)
+            return 2
+        from benchmarks.errors import ConfigError
+        try:
+            model = model_from_checkpoint(args.kept_model, args.run, args.state)
+        except (ConfigError, ValueError) as err:  # an unknown experiment, dataset or run; no such weights
+            print(f"{args.run}: {err}", file=sys.stderr)
+            return 2
+    else:
+        model = torch.load(args.kept_model, map_location="cpu", weights_only=False)["model"]
     report = spread(model, args.users)
     if args.json:
         print(json.dumps(report, indent=1))

@@ -1,6 +1,7 @@
 """tools/representation_spread.py: a collapsed encoder is told from a working one."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from benchmarks.models import build_model
@@ -53,3 +54,35 @@ def test_command_line_reads_a_kept_model_and_refuses_a_missing_one(toy, tiny_ber
     out = capsys.readouterr().out
     assert "6 validation users' top-10 lists" in out and "encoder.encoder.layer.1" in out
     assert rs.main([str(tmp_path / "missing.pt")]) == 2
+
+
+def test_a_checkpoint_is_read_into_the_model_its_run_declares(toy, tiny_bert, tmp_path, monkeypatch):
+    """--run: the experiment file's model section (here POD_w/o_d's, with its prompt vectors), the
+    checkpoint's weights in it; the toy data and a tiny backbone stand in for ml-100k and MiniLM."""
+    import benchmarks.data
+    import benchmarks.models
+
+    dataset, _ = toy
+    built = []
+    build = benchmarks.models.build_model
+
+    def tiny(section, data, device):
+        built.append(section)
+        return build({**section, "backbone": tiny_bert}, data, device)
+
+    monkeypatch.setattr(benchmarks.data, "load_dataset", lambda cfg, verbose=False: dataset)
+    monkeypatch.setattr(benchmarks.models, "build_model", tiny)
+    trained = tiny({"name": "p5_encoder_only", "item_text": "id", "prompt": None, "prompt_vectors": 3},
+                   dataset, torch.device("cpu"))
+    with torch.no_grad():  # collapsed, as a training would have left it
+        trained.encoder.encoder.layer[1].output.LayerNorm.weight.zero_()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": trained.module.state_dict(), "best_state": None, "epoch": 3}, path)
+
+    model = rs.model_from_checkpoint(path, "table1_2_4_5_generative/ml-100k/POD_w/o_d", "model")
+    assert built[-1]["prompt_vectors"] == 3 and built[-1]["name"] == "p5_encoder_only"
+    assert rs.spread(model, n_users=8)["scores"]["relative"] < 1e-5
+    with pytest.raises(ValueError, match="no 'best_state' weights"):
+        rs.model_from_checkpoint(path, "table1_2_4_5_generative/ml-100k/POD_w/o_d", "best_state")
+    assert rs.main([str(path), "--run", "table1_2_4_5_generative/POD_w/o_d"]) == 2  # no dataset part
+    assert rs.main([str(path), "--run", "table1_2_4_5_generative"]) == 2
