@@ -47,11 +47,16 @@ K = 10
 
 
 def numbered_blocks(model) -> list[tuple[str, torch.nn.Module]]:
-    """The transformer blocks of the model's torch modules, in registration order."""
+    """The transformer blocks of the model's torch modules, in registration order; the outermost
+    only (a T5 block's own sub-layers are named `block.N.layer.M`)."""
     module = getattr(model, "module", None)
     if not isinstance(module, torch.nn.Module):
         return []
-    return [(name, mod) for name, mod in module.named_modules() if BLOCK.search(name)]
+    blocks: list[tuple[str, torch.nn.Module]] = []
+    for name, mod in module.named_modules():
+        if BLOCK.search(name) and not any(name.startswith(outer + ".") for outer, _ in blocks):
+            blocks.append((name, mod))
+    return blocks
 
 
 def block_spread(states: torch.Tensor) -> dict:

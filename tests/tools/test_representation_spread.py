@@ -86,3 +86,12 @@ def test_a_checkpoint_is_read_into_the_model_its_run_declares(toy, tiny_bert, tm
         rs.model_from_checkpoint(path, "table1_2_4_5_generative/ml-100k/POD_w/o_d", "best_state")
     assert rs.main([str(path), "--run", "table1_2_4_5_generative/POD_w/o_d"]) == 2  # no dataset part
     assert rs.main([str(path), "--run", "table1_2_4_5_generative"]) == 2
+
+
+def test_only_the_outermost_numbered_blocks_are_read():
+    """A T5 block holds sub-layers named layer.0, layer.1: the block is read, not its parts."""
+    from transformers import T5Config, T5EncoderModel
+
+    encoder = T5EncoderModel(T5Config(vocab_size=32, d_model=8, d_kv=4, d_ff=16, num_layers=2, num_heads=2))
+    holder = type("Holder", (), {"module": torch.nn.ModuleDict({"encoder": encoder})})()
+    assert [name for name, _ in rs.numbered_blocks(holder)] == ["encoder.encoder.block.0", "encoder.encoder.block.1"]
