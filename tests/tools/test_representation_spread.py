@@ -94,4 +94,5 @@ def test_only_the_outermost_numbered_blocks_are_read():
 
     encoder = T5EncoderModel(T5Config(vocab_size=32, d_model=8, d_kv=4, d_ff=16, num_layers=2, num_heads=2))
     holder = type("Holder", (), {"module": torch.nn.ModuleDict({"encoder": encoder})})()
-    assert [name for name, _ in rs.numbered_blocks(holder)] == ["encoder.encoder.block.0", "encoder.encoder.block.1"]
+    names = [name for name, _ in rs.numbered_blocks(holder)]
+    assert names == ["encoder.encoder.block.0", "encoder.encoder.block.1"]
