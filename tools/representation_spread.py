@@ -17,10 +17,10 @@ histories of the model's own split (no test data):
   to the spread of one user's scores across items; 0 means one ranking for everyone.
 - layers (a model whose forward passes through numbered transformer blocks, `*.layer.N` /
   `*.layers.N` / `*.block.N`): per block, the spread of its output states over every position
-  of every prompt (standard deviation over states, averaged over the width), relative to their
-  mean absolute value. A pretrained encoder keeps this around 0.1-1; a collapsed one drops it by
-  orders of magnitude in its last blocks. Only each block's first call counts (a beam search
-  calls a decoder's blocks once per step).
+  of every prompt, padding included (standard deviation over states, averaged over the width),
+  relative to their mean absolute value. A pretrained encoder keeps this around 0.1-1; a
+  collapsed one drops it by orders of magnitude in its last blocks. Only each block's first call
+  counts (a beam search calls a decoder's blocks once per step).
 
 A kept model or a checkpoint is pickled Python (benchmarks/kept_models.py): load only files this
 checkout wrote. A checkpoint is read with the model the experiment file declares now, so its model
