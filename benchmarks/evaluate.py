@@ -36,6 +36,7 @@ __all__ = [
     "ranks_from_scores",
     "ranks_from_topk",
     "sample_candidates",
+    "top_k_items",
     "user_arguments",
     "user_subset",
     "validation_users",
@@ -60,6 +61,16 @@ def history_mask(histories: Sequence[np.ndarray], n_items: int, device) -> torch
     # Padding may appear in histories (0-padded arrays); it is not an item.
     mask[:, 0] = False
     return mask
+
+
+def top_k_items(scores: torch.Tensor, histories: Sequence[np.ndarray], n_items: int, k: int,
+                mask_history: bool = True) -> torch.Tensor:
+    """A scoring model's top-k item ids (B, k), best first, from its (B, n_items + 1) scores (column
+    0 is padding, never listed); history items never listed when `mask_history`."""
+    scores = scores[:, 1:]  # drop padding by slicing: no copy
+    if mask_history:
+        scores = scores.masked_fill(history_mask(histories, n_items, scores.device)[:, 1:], float("-inf"))
+    return torch.topk(scores, k, dim=1).indices + 1
 
 
 def _as_targets(targets, n: int, n_items: int, device) -> torch.Tensor:

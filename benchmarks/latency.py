@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .evaluate import history_mask, user_arguments
+from .evaluate import top_k_items, user_arguments
 from .precision import BF16_INSTRUCTIONS
 
 __all__ = ["batch_flops", "device_description", "matmul_peak", "measure_latency", "section"]
@@ -203,11 +203,7 @@ def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool, users=None
 def _serve(model, batch, batch_hist, *, top_k: int, mask_history: bool) -> torch.Tensor:
     """From a prepared batch to the top-K ids on the host: what the timer times."""
     if getattr(model, "output", "scores") == "scores":
-        scores = model.score(batch)[:, 1:]  # drop padding by slicing: no copy
-        if mask_history:
-            mask = history_mask(batch_hist, int(model.n_items), scores.device)[:, 1:]
-            scores = scores.masked_fill(mask, float("-inf"))
-        return (torch.topk(scores, top_k, dim=1).indices + 1).cpu()
+        return top_k_items(model.score(batch), batch_hist, int(model.n_items), top_k, mask_history).cpu()
     return torch.as_tensor(model.recommend(batch, top_k)).cpu()
 
 

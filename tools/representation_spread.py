@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.evaluate import history_mask, user_arguments
+from benchmarks.evaluate import top_k_items, user_arguments
 from benchmarks.split import leave_one_out
 
 BLOCK = re.compile(r"(^|\.)(layer|layers|block)\.\d+$")
@@ -95,10 +95,9 @@ def spread(model, n_users: int = 128) -> dict:
         with torch.inference_mode():
             batch = model.prepare(histories, **users)
             if getattr(model, "output", "scores") == "scores":
-                scores = model.score(batch)[:, 1:].float()
-                masked = scores.masked_fill(history_mask(histories, model.n_items, scores.device)[:, 1:],
-                                            float("-inf"))
-                lists = (masked.topk(K, dim=1).indices + 1).cpu().numpy()
+                padded_scores = model.score(batch)
+                lists = top_k_items(padded_scores, histories, model.n_items, K).cpu().numpy()
+                scores = padded_scores[:, 1:].float()
                 across_users = float(scores.std(0).mean())
                 across_items = float(scores.std(1).mean())
                 report["scores"] = {"std_across_users": across_users, "std_across_items": across_items,
