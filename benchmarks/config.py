@@ -326,7 +326,7 @@ def validate(cfg: dict) -> None:
     ev = cfg["eval"]
     if ev["candidates"] not in ("full", "sampled"):
         raise ConfigError(f"eval.candidates must be 'full' or 'sampled', got {ev['candidates']!r}")
-    from .evaluate import PROTOCOL_CONTROLS  # late import: keeps config free of torch at import
+    from .measurements import PROTOCOL_CONTROLS  # late import: keeps config free of torch at import
     from .measurements import check_inference_settings
 
     check_inference_settings(cfg["latency"].get("settings") or [])

@@ -27,8 +27,6 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "EvalResult",
-    "PROTOCOL_CONTROLS",
-    "control_variant",
     "evaluate",
     "evaluation_settings",
     "history_mask",
@@ -36,6 +34,7 @@ __all__ = [
     "ranks_from_scores",
     "ranks_from_topk",
     "sample_candidates",
+    "score_spread",
     "top_k_items",
     "user_arguments",
     "user_subset",
@@ -71,6 +70,18 @@ def top_k_items(scores: torch.Tensor, histories: Sequence[np.ndarray], n_items: 
     if mask_history:
         scores = scores.masked_fill(history_mask(histories, n_items, scores.device)[:, 1:], float("-inf"))
     return torch.topk(scores, k, dim=1).indices + 1
+
+
+def score_spread(scores: torch.Tensor) -> tuple[float, float] | None:
+    """(spread of an item's score across users, spread of a user's scores across items) over one
+    batch's score matrix (padding column dropped): each the standard deviation along that axis,
+    averaged over the other. Their ratio near 0 means one ranking for every user: MostPopular by
+    design, a trained model whose representations collapsed by accident. None for fewer than two
+    users or items, or any non-finite score."""
+    items = scores[:, 1:].float()
+    if min(items.shape) < 2 or not bool(torch.isfinite(items).all()):
+        return None
+    return float(items.std(0).mean()), float(items.std(1).mean())
 
 
 def _as_targets(targets, n: int, n_items: int, device) -> torch.Tensor:
@@ -270,6 +281,9 @@ class EvalResult:
     per_user: dict[str, np.ndarray]
     metrics: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+    # a scoring model's score spread across users relative to across items (score_spread, summed
+    # over batches by users); None for a top-k model or sampled candidates
+    user_spread: float | None = None
 
 
 def _topk_keep(ids: torch.Tensor, targets: torch.Tensor, n_items: int,
@@ -330,6 +344,7 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
                          "only each user's candidates to be evaluated on sampled candidates")
 
     ranks = np.empty(n_users, dtype=np.float64)
+    spread_sums = np.zeros(2)  # user-weighted sums of score_spread's two numbers, over the batches
     starts = range(0, n_users, batch_size)
     with torch.inference_mode():
         for start in tqdm(starts, desc="evaluate", unit="batch", disable=not progress):
@@ -345,6 +360,9 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
                 if cand is None:
                     exclude = history_mask(batch_hist, n_items, scores.device) if mask_history else None
                     ranks[start:end] = ranks_from_scores(scores, batch_targets, exclude)
+                    spread = score_spread(scores)
+                    if spread is not None:
+                        spread_sums += (end - start) * np.asarray(spread)
                 else:
                     cand_ids = torch.from_numpy(cand[start:end]).to(scores.device)
                     cand_scores = scores.gather(1, cand_ids)  # target in column 0
@@ -381,26 +399,9 @@ def evaluate(model, histories: Sequence[np.ndarray], targets, *, ks: Sequence[in
     }
     if output == "topk" and candidates == "sampled":  # records made before this rule filtered full lists
         settings["topk_lists"] = TOPK_SAMPLED_RULE
-    return EvalResult(ranks=ranks, per_user=per_user, metrics=metrics, settings=settings)
+    user_spread = float(spread_sums[0] / spread_sums[1]) if spread_sums[1] > 0 else None
+    return EvalResult(ranks=ranks, per_user=per_user, metrics=metrics, settings=settings,
+                      user_spread=user_spread)
 
 
 TOPK_SAMPLED_RULE = "constrained to each user's candidates"
-
-
-# ----------------------------------------------------------------------------- protocol controls
-
-# Evaluation choices that a record can measure twice on the same trained model (eval.protocol_controls).
-PROTOCOL_CONTROLS = ("history_masking", "candidates")
-
-
-def control_variant(control: str, settings: dict) -> tuple[str, dict]:
-    """One protocol control: its label and the evaluation settings (evaluate()'s keyword arguments)
-    with that single choice flipped, everything else as recorded."""
-    if control == "history_masking":
-        on = not settings["mask_history"]
-        return f"history masking {'on' if on else 'off'}", {**settings, "mask_history": on}
-    if control == "candidates":
-        if settings["candidates"] == "full":
-            return f"1+{settings['num_negatives']} sampled candidates", {**settings, "candidates": "sampled"}
-        return "full ranking", {**settings, "candidates": "full"}
-    raise ValueError(f"unknown protocol control {control!r}; known: {', '.join(PROTOCOL_CONTROLS)}")

@@ -12,7 +12,23 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
-from .evaluate import EvalResult, control_variant, evaluate, sample_candidates
+from .evaluate import EvalResult, evaluate, sample_candidates
+
+# Evaluation choices that a record can measure twice on the same trained model (eval.protocol_controls).
+PROTOCOL_CONTROLS = ("history_masking", "candidates")
+
+
+def control_variant(control: str, settings: dict) -> tuple[str, dict]:
+    """One protocol control: its label and the evaluation settings (evaluate()'s keyword arguments)
+    with that single choice flipped, everything else as recorded."""
+    if control == "history_masking":
+        on = not settings["mask_history"]
+        return f"history masking {'on' if on else 'off'}", {**settings, "mask_history": on}
+    if control == "candidates":
+        if settings["candidates"] == "full":
+            return f"1+{settings['num_negatives']} sampled candidates", {**settings, "candidates": "sampled"}
+        return "full ranking", {**settings, "candidates": "full"}
+    raise ValueError(f"unknown protocol control {control!r}; known: {', '.join(PROTOCOL_CONTROLS)}")
 
 
 def measure_protocol_controls(model, histories, targets, controls, eval_kwargs: dict, users=None) -> dict:
@@ -57,7 +73,8 @@ def cold_start_result(split, users: np.ndarray, test: EvalResult) -> tuple[dict,
         "metrics_other_users": means(~cold),
     }
     restricted = EvalResult(ranks=test.ranks[cold], per_user={k: v[cold] for k, v in test.per_user.items()},
-                            metrics=means(cold), settings={**test.settings, "n_users": int(cold.sum())})
+                            metrics=means(cold), settings={**test.settings, "n_users": int(cold.sum())},
+                            user_spread=test.user_spread)  # the model's, over every evaluated user
     return info, restricted, users[cold]
 
 

@@ -312,7 +312,9 @@ class Runner:
             "evaluation": {**test.settings, "users": "all" if len(users) == split.n_users else
                            f"seeded subset of {len(users)} of {split.n_users}", "seconds": eval_seconds,
                            **({"valid_users": f"seeded subset of {len(valid_users)} of {split.n_users}"}
-                              if own_valid_users else {})},
+                              if own_valid_users else {}),
+                           # near 0: one ranking for every user (evaluate.score_spread)
+                           **({"user_spread": test.user_spread} if test.user_spread is not None else {})},
             "metrics": test.metrics,
             "valid_metrics": valid.metrics,
             "protocol_variants": protocol_variants,

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.evaluate import top_k_items, user_arguments
+from benchmarks.evaluate import score_spread, top_k_items, user_arguments
 from benchmarks.split import leave_one_out
 
 BLOCK = re.compile(r"(^|\.)(layer|layers|block)\.\d+$")
@@ -97,11 +97,11 @@ def spread(model, n_users: int = 128) -> dict:
             if getattr(model, "output", "scores") == "scores":
                 padded_scores = model.score(batch)
                 lists = top_k_items(padded_scores, histories, model.n_items, K).cpu().numpy()
-                scores = padded_scores[:, 1:].float()
-                across_users = float(scores.std(0).mean())
-                across_items = float(scores.std(1).mean())
-                report["scores"] = {"std_across_users": across_users, "std_across_items": across_items,
-                                    "relative": across_users / across_items if across_items else 0.0}
+                spread = score_spread(padded_scores)  # None for one user or a non-finite score
+                if spread is not None:
+                    across_users, across_items = spread
+                    report["scores"] = {"std_across_users": across_users, "std_across_items": across_items,
+                                        "relative": across_users / across_items if across_items else 0.0}
             else:
                 lists = torch.as_tensor(model.recommend(batch, k=K)).cpu().numpy()
     finally:

@@ -16,7 +16,7 @@ from .paper import PaperComparison, paper_comparison, rows_wanted
 from .records import Record, as_record, current_by_run
 from .inference import inference_table
 from .significance import against_reference, proposed_label, proposed_runs, significance
-from .tables import group_table, stale_lines
+from .tables import group_table, one_ranking_lines, stale_lines
 from .text import render
 from .variants import variant_table
 from .writer import FigureFiles, TableFiles, Writer, slug
@@ -79,6 +79,7 @@ class Section:
     backbone_sentences: list[str] = field(default_factory=list)
     standing_in: str = ""                      # the tags of variants standing in for rows' own
     stale: list[str] = field(default_factory=list)  # the stale rows, each with what differs
+    one_ranking: list[str] = field(default_factory=list)  # trained rows that rank every user alike
     records: str = ""
     commits: str = ""
 
@@ -97,7 +98,8 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
         heading=f"{group.dataset} ({group.experiment})" if several else group.dataset, stats=stats_line(ref),
         protocol=protocol_line(ref.evaluation) if ref.evaluation else None,
         latency=lat if lat and any(c in spec.columns for c in ("latency", "sections")) else None,
-        table=writer.table(stem, table.frame), stale=stale_lines(table))
+        table=writer.table(stem, table.frame), stale=stale_lines(table),
+        one_ranking=one_ranking_lines(table))
     if spec.figure and table.ok:
         title = f"{spec.title.split(':')[0]}: {group.dataset} ({group.experiment})"
         if paths := table_figure(spec, table, title, writer.figure_stem(stem)):

@@ -94,6 +94,25 @@ def stale_lines(table: GroupTable) -> list[str]:
             f"{why}); `python run_all.py --list` shows it to run." for run, why in table.stale.items()]
 
 
+ONE_RANKING = 1e-4  # user_spread below this: one ranking for all (collapsed models 1e-7, healthy >= 7e-3)
+
+
+def one_ranking_lines(table: GroupTable) -> list[str]:
+    """One line per trained row whose every record ranks all users alike: its test scores vary
+    across users by under ONE_RANKING of their variation across items (evaluate.score_spread).
+    Such a model recommends its output bias, popularity, whatever its loss; MostPopular does so by
+    design and is not trained, so it never appears here. Records made before 2026-12-04 hold no
+    spread and say nothing."""
+    lines = []
+    for run in table.runs:
+        spreads = [r.number(("evaluation", "user_spread")) for r in table.ok.get(run, []) if r.trained]
+        if spreads and all(x is not None and x < ONE_RANKING for x in spreads):
+            lines.append(f"{run}: ranks every user alike (its scores vary across users by "
+                         f"{max(spreads):.1e} of their variation across items): a trained model collapsed to "
+                         "one ranking; `python -m tools.representation_spread` shows where.")
+    return lines
+
+
 def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list[Column]:
     """The page's column groups (ReportPage.columns) spelled out for these records."""
     ok = [r for r in records if r.ok]

@@ -321,6 +321,38 @@ def test_evaluate_topk_drops_padding_and_repeats():
     np.testing.assert_array_equal(res.ranks, [2, 3, np.inf])
 
 
+def test_user_spread_tells_one_ranking_for_all_from_user_dependent_scores():
+    rng = np.random.default_rng(0)
+    n_items = 30
+    hist = random_histories(rng, 50, n_items)
+    targets = rng.integers(1, n_items + 1, size=50)
+
+    class SameForAll(TableScores):  # every user gets row 1: one ranking, as MostPopular or a collapse
+        def score(self, batch):
+            return self.table[torch.ones_like(batch)]
+
+    assert evaluate(SameForAll(n_items), hist, targets, batch_size=16).user_spread == 0.0
+    per_user = evaluate(TableScores(n_items), hist, targets, batch_size=16)
+    # rows of uniform noise: an item varies across users about as much as a user across items
+    assert 0.7 < per_user.user_spread < 1.3
+    # a batch of one user says nothing about users; the rest still count
+    assert evaluate(TableScores(n_items), hist[:17], targets[:17], batch_size=16).user_spread > 0.7
+    assert evaluate(TableScores(n_items), hist[:1], targets[:1]).user_spread is None
+    # top-k lists and sampled candidates carry no full score matrix
+    assert evaluate(TableTopk(n_items), hist, targets).user_spread is None
+    assert evaluate(TableScores(n_items), hist, targets, candidates="sampled", num_negatives=9).user_spread is None
+
+
+def test_score_spread_of_one_batch():
+    from benchmarks.evaluate import score_spread
+    scores = torch.tensor([[-1e9, 0.0, 1.0, 2.0], [-1e9, 0.0, 1.0, 4.0]])  # padding column dropped
+    across_users, across_items = score_spread(scores)
+    assert across_users == pytest.approx(2 ** 0.5 / 3)  # items 1, 2 alike for both; item 3: 2 vs 4
+    assert across_items == pytest.approx(float((torch.tensor([0.0, 1, 2]).std() + torch.tensor([0.0, 1, 4]).std()) / 2))
+    assert score_spread(scores[:1]) is None and score_spread(scores[:, :2]) is None  # one user; one item
+    assert score_spread(torch.tensor([[0.0, 1.0, float("-inf")], [0.0, 2.0, 1.0]])) is None
+
+
 def test_evaluate_rejects_bad_arguments():
     model = TableScores(10)
     hist = [np.array([1, 2])]
@@ -385,7 +417,7 @@ def test_evaluation_settings_fill_defaults_and_convert_types():
 
 
 def test_control_variant_flips_one_choice():
-    from benchmarks.evaluate import PROTOCOL_CONTROLS, control_variant
+    from benchmarks.measurements import PROTOCOL_CONTROLS, control_variant
 
     settings = {"ks": [10], "mask_history": True, "candidates": "full", "num_negatives": 99, "negative_seed": 1}
     assert control_variant("history_masking", settings) == (

@@ -29,6 +29,27 @@ def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, 
     assert re.search(r"\| SASRec +\|.*\| 13\.60 +\| 0\.457 ", page)
 
 
+def test_a_trained_row_that_ranks_every_user_alike_is_named_under_its_table(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments",
+                                {"t3": "paper_table: table3_overall\nruns: {MostPopular: {}, Collapsed: {}, SASRec: {}, Old: {}}\n"})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    for run, spread, trained in [("MostPopular", 0.0, False), ("Collapsed", 9.5e-8, True),
+                                 ("SASRec", 0.04, True), ("Old", None, True)]:
+        rec = record(run, "ml-1m", stats(100, 50, 2000), m)
+        if spread is not None:
+            rec["evaluation"]["user_spread"] = spread
+        if trained:
+            rec["training"] = _trained("early_stopping", 2, 3, [0.1, 0.2, 0.2])
+        write_record(record_path(results, "t3", "ml-1m", run, 0), rec)
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    named = [line for line in page.splitlines() if "ranks every user alike" in line]
+    # popularity is one ranking by design, SASRec tells users apart, Old's record holds no spread
+    assert len(named) == 1 and named[0].startswith("- Collapsed: ") and "9.5e-08" in named[0]
+
+
 def test_rows_timed_as_published_and_at_their_best_with_both_ratios(tmp_path, monkeypatch):
     exp_dir = write_experiments(tmp_path / "experiments", {"t4": (
         "paper_table: table4_inference_ms_per_batch_of_32\nruns: {P5: {}, Lite-LLM4Rec: {}}\nproposed: [Lite-LLM4Rec]\n")})

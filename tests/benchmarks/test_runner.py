@@ -75,6 +75,8 @@ def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
     mp_record = (folder / "MostPopular__seed0.json").read_bytes()
     pop = json.loads(mp_record)
     assert rec["metrics"]["recall@10"] > pop["metrics"]["recall@10"] + 0.3
+    # popularity is one ranking for every user; the toy model's depends on the user
+    assert pop["evaluation"]["user_spread"] == 0.0 < 0.01 < rec["evaluation"]["user_spread"]
     skipped = json.loads((folder / "Imaginary__seed0.json").read_text())
     assert skipped["status"] == "skipped" and "imaginary-llm" in skipped["skip_reason"]
     page = (tmp_path / "reports" / "table3.md").read_text()  # toyexp feeds Table 3 (its paper_table)
