@@ -97,7 +97,7 @@ def spread(model, n_users: int = 128) -> dict:
             if getattr(model, "output", "scores") == "scores":
                 padded_scores = model.score(batch)
                 lists = top_k_items(padded_scores, histories, model.n_items, K).cpu().numpy()
-                spread = score_spread(padded_scores)  # None for one user or a non-finite score
+                spread = score_spread(padded_scores)  # None for one user or item, or a non-finite score
                 if spread is not None:
                     across_users, across_items = spread
                     report["scores"] = {"std_across_users": across_users, "std_across_items": across_items,
