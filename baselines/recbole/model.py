@@ -180,7 +180,7 @@ class RecBoleModel(Recommender):
         from recbole.utils import get_model, get_trainer, init_seed
 
         from benchmarks.split import leave_one_out
-        from benchmarks.training import EarlyStopping
+        from benchmarks.training import EarlyStopping, training_throughput
 
         start = time.perf_counter()
         train_cfg, seed = trainer.cfg, int(trainer.seed)
@@ -276,6 +276,10 @@ class RecBoleModel(Recommender):
             "history": history,
             "run_folder": str(folder),
         }
+        if rb_trainer.steps:  # as the suite's loop records it; S3Rec's pre-training is not in it
+            info["throughput"] = training_throughput(rb_trainer.step_flops or 0.0, rb_trainer.steps, rb_trainer.rows,
+                                                     time.perf_counter() - rb_trainer.training_started,
+                                                     "fp32", self.device)
         if pretrain is not None:
             info["pretrain"] = {k: v for k, v in pretrain.items() if k != "weights"}
         return info

@@ -1,6 +1,10 @@
 """RecBole's trainer driven by the suite's validation and stopping rule."""
 from __future__ import annotations
 
+import time
+
+from torch.utils.flop_counter import FlopCounterMode
+
 from benchmarks.errors import ConfigError
 
 
@@ -16,13 +20,48 @@ def suite_validated(trainer_class):
     `stopping_step` validations without one. The suite's rule (`benchmarks.training.EarlyStopping`)
     decides instead: `suite_validate` returns the suite's metric when it is a gain and -inf when
     it is not, so RecBole's checkpoint is saved exactly at the suite's best validations, and with
-    `stopping_step = patience - 1` RecBole stops exactly when the suite's rule says to."""
+    `stopping_step = patience - 1` RecBole stops exactly when the suite's rule says to.
+
+    It also counts what the suite's own loop counts for a record's training throughput: the rows
+    and steps trained, the clock from the first epoch on, and the first step's work (forward and
+    backward under FlopCounterMode, closed by the optimiser's step pre-hook, before the update)."""
 
     class SuiteValidatedTrainer(trainer_class):
         suite_validate = None  # set by RecBoleModel.fit: () -> (score for RecBole, metrics)
+        step_flops: float | None = None
+        steps = rows = 0
+        training_started: float | None = None
 
         def _valid_epoch(self, valid_data, show_progress=False):
             return self.suite_validate()
+
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            if self.training_started is None:
+                self.training_started = time.perf_counter()
+            inner = loss_func or self.model.calculate_loss
+            counting: list = []  # the open counter and its hook, during the first step only
+
+            def stop_counting(*_):
+                counter, hook = counting.pop()
+                counter.__exit__(None, None, None)
+                hook.remove()
+                self.step_flops = float(counter.get_total_flops())
+
+            def counted_loss(interaction):
+                if self.step_flops is None and not counting:
+                    counter = FlopCounterMode(display=False)
+                    counter.__enter__()
+                    counting.append((counter, self.optimizer.register_step_pre_hook(stop_counting)))
+                self.steps += 1
+                self.rows += len(interaction)
+                return inner(interaction)
+
+            try:
+                return super()._train_epoch(train_data, epoch_idx, loss_func=counted_loss,
+                                            show_progress=show_progress)
+            finally:
+                if counting:  # no optimiser step came (an error, or a step the scaler skipped)
+                    stop_counting()
 
     SuiteValidatedTrainer.__name__ = f"SuiteValidated{trainer_class.__name__}"
     return SuiteValidatedTrainer

@@ -96,6 +96,14 @@ def test_each_model_trains_with_recbole_and_scores_through_our_evaluator(trained
     json.dumps(described)
     json.dumps(info)
     assert "ray" not in sys.modules  # RecBole's quick_start (which imports ray) is never needed
+    # training throughput as the suite's loop records it: every prefix of a training sequence is a
+    # row (RecBole's augmentation), in batches of 64, EPOCHS times; the first step's work counted
+    rows = sum(len(seq) - 1 for seq in split.train)
+    throughput = info["throughput"]
+    assert throughput["rows_per_second"] / throughput["steps_per_second"] == pytest.approx(
+        rows / math.ceil(rows / 64))
+    assert throughput["gflop_per_step"] > 0 and throughput["peak"]["dtype"] == "float32"
+    assert throughput["share_of_peak"] == pytest.approx(throughput["achieved_tflops"] / throughput["peak"]["tflops"])
 
 
 def test_a_recbole_row_serves_compiled_with_the_same_ranks(trained):

@@ -11,6 +11,7 @@ import torch
 
 from baselines.recbole import SUPPORTED_MODELS
 from baselines.recbole.data import recbole_config
+from baselines.recbole.trainer import suite_validated
 from benchmarks import config as cfgmod
 from benchmarks.config import ConfigError
 from benchmarks.data.dataset import SequenceDataset
@@ -116,6 +117,7 @@ def test_run_path_end_to_end_through_the_runner(tmp_path, toy_ml1m, monkeypatch)
         torch.set_num_threads(threads)  # the runner applies num_threads process-wide
     assert record["status"] == "ok" and record["model"] == "recbole"
     assert record["training"]["epochs"] == 1 and record["model_info"]["recbole_model"] == "STAMP"
+    assert record["training"]["throughput"]["gflop_per_step"] > 0  # as the suite's own loop records
     assert record["latency"]["n_batches"] == 2 and record["evaluation"]["mask_history"] is True
     # the record's metrics are the mean per-user values of the ranks kept beside it, for all 60 users
     per_user = read_per_user(Runner(tmp_path / "results").path(spec))
@@ -263,3 +265,46 @@ def test_recbole_accepts_every_setting_of_the_default_search_space(tmp_path, nam
     assert model.extra == {**SMALL[name], **extra}
     if name == "NARM":
         assert extra["dropout_probs"] == [0.5, 0.5]
+
+
+# ----------------------------------------------------------------------------- throughput
+
+
+def test_the_first_training_step_is_counted_forward_and_backward_once():
+    """The count opens at the first loss and closes at the optimiser's step, so it holds the
+    backward pass too (against FlopCounterMode around one explicit step), and later steps and
+    epochs add rows and steps but no new count; the updates are those of the plain trainer."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.layers = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+
+        def calculate_loss(self, batch):
+            return self.layers(batch).pow(2).mean()
+
+    class RecBoleLikeTrainer:  # RecBole's _train_epoch reduced to what the count rests on
+        def __init__(self, model):
+            self.model, self.optimizer = model, torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            loss_func = loss_func or self.model.calculate_loss
+            for batch in train_data:
+                self.optimizer.zero_grad()
+                loss_func(batch).backward()
+                self.optimizer.step()
+
+    batches = [torch.randn(5, 8, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    reference = Model()
+    with FlopCounterMode(display=False) as one_step:
+        reference.calculate_loss(batches[0]).backward()
+    plain, counted = RecBoleLikeTrainer(Model()), suite_validated(RecBoleLikeTrainer)(Model())
+    for epoch in range(2):
+        plain._train_epoch(batches, epoch)
+        counted._train_epoch(batches, epoch)
+    assert counted.step_flops == one_step.get_total_flops() > 2 * 5 * (8 * 6 + 6 * 3)  # more than the forward
+    assert (counted.steps, counted.rows) == (6, 30) and counted.training_started is not None
+    for a, b in zip(plain.model.parameters(), counted.model.parameters()):
+        assert torch.equal(a, b)
