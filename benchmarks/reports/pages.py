@@ -139,6 +139,8 @@ def artefact_page(page: Page, groups: list[Group], paper: dict, writer: Writer, 
     several = len(experiments) > 1
     sections = [_section(page, group, several, paper, writer, results_dir) for group in groups]
     text = render("artefact.md.j2", page=page.spec, sections=sections, not_run=not_run, experiments=experiments,
-                  metrics="metrics" in page.spec.columns, proposed=proposed_label(groups))
+                  metrics="metrics" in page.spec.columns, proposed=proposed_label(groups),
+                  training=any(r.train_rows_per_second is not None for g in groups for r in g.records if r.ok)
+                  and "training" in page.spec.columns)
     n_ok = sum(1 for g in groups for r in g.records if r.ok)
     return writer.text(f"{page.spec.page}.md", text), n_ok

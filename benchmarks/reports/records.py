@@ -167,6 +167,36 @@ class Record:
     def trained(self) -> bool:
         return any(stage.get("history") for stage in self.stages)
 
+    def _stage_rates(self) -> list[tuple[float, dict]] | None:
+        """(training seconds, recorded throughput) of every stage, or None where a stage recorded
+        none (made before throughput was recorded, or not trained). A two-stage record's seconds
+        are both stages together, so its second stage's are the total less the first's."""
+        training = self.training
+        first = training.get("stage1")
+        seconds = ([first.get("seconds"), (training.get("seconds") or 0) - (first.get("seconds") or 0)] if first
+                   else [training.get("seconds")])
+        throughputs = [first.get("throughput"), training.get("throughput")] if first else [training.get("throughput")]
+        if not all(isinstance(t, dict) and isinstance(s, (int, float)) and s > 0 for s, t in zip(seconds, throughputs)):
+            return None
+        return list(zip(map(float, seconds), throughputs))
+
+    def _over_stages(self, key: str) -> float | None:
+        stages = self._stage_rates()
+        if not stages or any(t.get(key) is None for _, t in stages):
+            return None
+        return sum(s * float(t[key]) for s, t in stages) / sum(s for s, _ in stages)
+
+    @property
+    def train_rows_per_second(self) -> float | None:
+        """Training rows a second (validation time included), the stages weighted by their seconds."""
+        return self._over_stages("rows_per_second")
+
+    @property
+    def train_share_of_peak(self) -> float | None:
+        """The share of the measured matrix-multiply peak the training reached, stages weighted
+        by their seconds (each stage's own sitting; see benchmarks.training.training_throughput)."""
+        return self._over_stages("share_of_peak")
+
     @property
     def beam_search_share(self) -> float | None:
         """The share of the named sections' time spent in beam search (derived, not recorded)."""

@@ -134,6 +134,9 @@ def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list
         elif group == "training":
             cols += [Column("epochs", ("training", "epochs"), DIGITS["epochs"]),
                      Column("train s", ("training", "seconds"), DIGITS["seconds"])]
+            if any(r.train_rows_per_second is not None for r in ok):  # recorded since 2026-12
+                cols += [Column("train rows/s", ("derived", "train_rows_per_second"), DIGITS["seconds"]),
+                         Column("train share of peak", ("derived", "train_share_of_peak"), DIGITS["share"])]
         elif group == "cold_start":  # the same run's other users, beside the cold-start users' metrics
             cols += [Column(f"{short(m)} other users", ("cold_start", "metrics_other_users", m), DIGITS["metric"])
                      for m in metrics]

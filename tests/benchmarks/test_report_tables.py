@@ -29,6 +29,36 @@ def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, 
     assert re.search(r"\| SASRec +\|.*\| 13\.60 +\| 0\.457 ", page)
 
 
+def test_training_throughput_columns_weigh_two_stages_by_their_seconds(tmp_path, monkeypatch):
+    exp_dir = write_experiments(tmp_path / "experiments",
+                                {"t3": "paper_table: table3_overall\nruns: {Single: {}, TwoStage: {}, Old: {}}\n"})
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
+    results = tmp_path / "results"
+    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    single = _trained("early_stopping", 2, 3, [0.1, 0.2, 0.2])
+    single.update(seconds=100.0, throughput={"rows_per_second": 50.0, "share_of_peak": 0.4})
+    first = {**_trained("early_stopping", 2, 3, [0.1, 0.2, 0.2]), "seconds": 300.0,
+             "throughput": {"rows_per_second": 100.0, "share_of_peak": 0.6}}
+    # a two-stage record: the second stage's fields, the seconds of both, the first under stage1
+    two = {**_trained("early_stopping", 1, 2, [0.2, 0.2]), "seconds": 400.0, "stage1": first, "stage2_epochs": 2,
+           "throughput": {"rows_per_second": 20.0, "share_of_peak": 0.2}}
+    for run, training in (("Single", single), ("TwoStage", two), ("Old", _trained("early_stopping", 2, 3, [0.1, 0.2, 0.2]))):
+        rec = record(run, "ml-1m", stats(100, 50, 2000), m)
+        rec["training"] = training
+        write_record(record_path(results, "t3", "ml-1m", run, 0), rec)
+    assert Record(rec).train_rows_per_second is None  # Old: made before throughput was recorded
+    two_record = Record({**rec, "training": two})
+    assert two_record.train_rows_per_second == (300 * 100.0 + 100 * 20.0) / 400 == 80.0
+    assert two_record.train_share_of_peak == (300 * 0.6 + 100 * 0.2) / 400
+    assert Record({**rec, "training": {**two, "throughput": None}}).train_share_of_peak is None  # one stage unknown
+    build_reports(results, tmp_path / "reports")
+    page = (tmp_path / "reports" / "table3.md").read_text()
+    assert "`train share of peak`:" in page
+    assert re.search(r"\| Single +\|.*\| 100\.0 +\| 50\.0 +\| 0\.400 +\|", page)
+    assert re.search(r"\| TwoStage +\|.*\| 400\.0 +\| 80\.0 +\| 0\.500 +\|", page)
+    assert re.search(r"\| Old +\|.*\| 3\.0 +\| n/a +\| n/a +\|", page)
+
+
 def test_a_trained_row_that_ranks_every_user_alike_is_named_under_its_table(tmp_path, monkeypatch):
     exp_dir = write_experiments(tmp_path / "experiments",
                                 {"t3": "paper_table: table3_overall\nruns: {MostPopular: {}, Collapsed: {}, SASRec: {}, Old: {}}\n"})
