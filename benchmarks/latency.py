@@ -195,7 +195,7 @@ def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool, users=None
     FlopCounterMode (matrix multiplies, convolutions, attention; elementwise work not counted).
     `users`: the batch's user indices, for a model that reads user ids."""
     batch = model.prepare(batch_hist, **user_arguments(model, users, len(batch_hist)))
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
     return float(counter.get_total_flops())
 
@@ -266,7 +266,9 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
                 given = user_arguments(model, user_batches[i % len(batches)], len(batch_hist))
                 batch = model.prepare(batch_hist, **given)
                 if i == 0 and warmup_batches and count_flops:  # a warm-up batch is not timed: count its work
-                    with FlopCounterMode(display=False) as counter:
+                    # eager while counting: torch.compile met under FlopCounterMode never compiled
+                    # afterwards (torch 2.13), so a compiled setting would have been timed eager
+                    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
                         _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
                     flops = float(counter.get_total_flops())
                     continue

@@ -271,3 +271,35 @@ def test_matmul_peak_takes_a_smaller_square_when_one_product_outlasts_the_probe(
     quick = latency.matmul_peak("cpu", seconds=1e-9, windows=2)
     assert quick["shape"] == [256, 256, 256] and quick["tflops"] > 0 and len(quick["window_tflops"]) == 2
     assert latency.matmul_peak("cpu", seconds=5.0, windows=1)["shape"] == [1024, 1024, 1024]
+
+
+def test_a_compiled_setting_is_timed_compiled_although_its_work_is_counted_first():
+    """The FLOP count runs eager (set_stance force_eager): torch.compile first met under
+    FlopCounterMode stayed eager for every later call, so 'compiled' latencies were eager ones."""
+    from torch._dynamo.utils import counters
+
+    from benchmarks.measurements import inference_setting
+
+    class LinearScores:
+        n_items, device, output = 20, torch.device("cpu"), "scores"
+
+        def __init__(self):
+            self.layer = torch.nn.Linear(8, self.n_items + 1)
+
+        def prepare(self, histories):
+            return torch.ones(len(histories), 8)
+
+        def score(self, batch):
+            return self.layer(batch)
+
+        def input_length(self, histories):
+            return np.array([len(h) for h in histories], dtype=np.float64)
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = LinearScores()
+    with inference_setting(model, {"precision": "fp32", "compile": True}):
+        timed = measure_latency(model, [np.array([1, 2])] * 8, batch_size=4, warmup_batches=1, max_batches=2)
+    assert timed["gflop_per_batch"] == pytest.approx(2 * 4 * 8 * 21 / 1e9)  # counted, on the eager path
+    assert counters["frames"]["ok"] >= 1  # and the timed batches ran compiled
+    torch._dynamo.reset()
