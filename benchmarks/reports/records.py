@@ -188,7 +188,8 @@ class Record:
 
     @property
     def train_rows_per_second(self) -> float | None:
-        """Training rows a second (validation time included), the stages weighted by their seconds."""
+        """Training rows a second (validation time included), the stages weighted by their seconds;
+        a training resumed over sittings recorded its last sitting's rate."""
         return self._over_stages("rows_per_second")
 
     @property
