@@ -195,7 +195,15 @@ def batch_flops(model, batch_hist, *, top_k: int, mask_history: bool, users=None
     FlopCounterMode (matrix multiplies, convolutions, attention; elementwise work not counted).
     `users`: the batch's user indices, for a model that reads user ids."""
     batch = model.prepare(batch_hist, **user_arguments(model, users, len(batch_hist)))
-    with torch.inference_mode(), torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode():
+        return _served_flops(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
+
+
+def _served_flops(model, batch, batch_hist, *, top_k: int, mask_history: bool) -> float:
+    """Serve one prepared batch under FlopCounterMode and return its count. Eager while counting:
+    a torch.compile'd score first met under FlopCounterMode never compiled afterwards (torch 2.13),
+    so a compiled setting would have been timed eager."""
+    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
     return float(counter.get_total_flops())
 
@@ -266,11 +274,7 @@ def measure_latency(model, histories: Sequence[np.ndarray], *, batch_size: int =
                 given = user_arguments(model, user_batches[i % len(batches)], len(batch_hist))
                 batch = model.prepare(batch_hist, **given)
                 if i == 0 and warmup_batches and count_flops:  # a warm-up batch is not timed: count its work
-                    # eager while counting: torch.compile met under FlopCounterMode never compiled
-                    # afterwards (torch 2.13), so a compiled setting would have been timed eager
-                    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
-                        _serve(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
-                    flops = float(counter.get_total_flops())
+                    flops = _served_flops(model, batch, batch_hist, top_k=top_k, mask_history=mask_history)
                     continue
                 timer.reset()
                 start = timer.now()

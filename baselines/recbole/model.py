@@ -277,7 +277,7 @@ class RecBoleModel(Recommender):
             "run_folder": str(folder),
         }
         if rb_trainer.steps:  # as the suite's loop records it; S3Rec's pre-training is not in it
-            info["throughput"] = training_throughput(rb_trainer.step_flops or 0.0, rb_trainer.steps, rb_trainer.rows,
+            info["throughput"] = training_throughput(rb_trainer.step_flops, rb_trainer.steps, rb_trainer.rows,
                                                      time.perf_counter() - rb_trainer.training_started,
                                                      "fp32", self.device)
         if pretrain is not None:

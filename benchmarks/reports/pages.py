@@ -16,7 +16,7 @@ from .paper import PaperComparison, paper_comparison, rows_wanted
 from .records import Record, as_record, current_by_run
 from .inference import inference_table
 from .significance import against_reference, proposed_label, proposed_runs, significance
-from .tables import group_table, one_ranking_lines, stale_lines
+from .tables import group_table, has_training_throughput, one_ranking_lines, stale_lines
 from .text import render
 from .variants import variant_table
 from .writer import FigureFiles, TableFiles, Writer, slug
@@ -140,7 +140,7 @@ def artefact_page(page: Page, groups: list[Group], paper: dict, writer: Writer, 
     sections = [_section(page, group, several, paper, writer, results_dir) for group in groups]
     text = render("artefact.md.j2", page=page.spec, sections=sections, not_run=not_run, experiments=experiments,
                   metrics="metrics" in page.spec.columns, proposed=proposed_label(groups),
-                  training=any(r.train_rows_per_second is not None for g in groups for r in g.records if r.ok)
-                  and "training" in page.spec.columns)
+                  training="training" in page.spec.columns
+                  and has_training_throughput(r for g in groups for r in g.records))
     n_ok = sum(1 for g in groups for r in g.records if r.ok)
     return writer.text(f"{page.spec.page}.md", text), n_ok

@@ -157,34 +157,28 @@ class Record:
     @property
     def stages(self) -> list[dict]:
         """The training stages in order (a two-stage model keeps its first under `stage1` and its
-        second's epoch count under `stage2_epochs`, `epochs` being both stages together)."""
+        second's epoch count under `stage2_epochs`, `epochs` and `seconds` being both stages
+        together: each stage here has its own)."""
         training = self.training
-        if not training.get("stage1"):
+        first = training.get("stage1")
+        if not first:
             return [training]
-        return [training["stage1"], {**training, "epochs": training["stage2_epochs"]}]
+        second = {**training, "epochs": training["stage2_epochs"]}
+        if isinstance(training.get("seconds"), (int, float)) and isinstance(first.get("seconds"), (int, float)):
+            second["seconds"] = training["seconds"] - first["seconds"]
+        return [first, second]
 
     @property
     def trained(self) -> bool:
         return any(stage.get("history") for stage in self.stages)
 
-    def _stage_rates(self) -> list[tuple[float, dict]] | None:
-        """(training seconds, recorded throughput) of every stage, or None where a stage recorded
-        none (made before throughput was recorded, or not trained). A two-stage record's seconds
-        are both stages together, so its second stage's are the total less the first's."""
-        training = self.training
-        first = training.get("stage1")
-        seconds = ([first.get("seconds"), (training.get("seconds") or 0) - (first.get("seconds") or 0)] if first
-                   else [training.get("seconds")])
-        throughputs = [first.get("throughput"), training.get("throughput")] if first else [training.get("throughput")]
-        if not all(isinstance(t, dict) and isinstance(s, (int, float)) and s > 0 for s, t in zip(seconds, throughputs)):
-            return None
-        return list(zip(map(float, seconds), throughputs))
-
     def _over_stages(self, key: str) -> float | None:
-        stages = self._stage_rates()
-        if not stages or any(t.get(key) is None for _, t in stages):
+        """A throughput number of the training, its stages weighted by their seconds; None where a
+        stage recorded none (made before throughput was recorded, or not trained)."""
+        pairs = [(stage.get("seconds"), (stage.get("throughput") or {}).get(key)) for stage in self.stages]
+        if not all(isinstance(s, (int, float)) and s > 0 and v is not None for s, v in pairs):
             return None
-        return sum(s * float(t[key]) for s, t in stages) / sum(s for s, _ in stages)
+        return sum(s * float(v) for s, v in pairs) / sum(s for s, _ in pairs)
 
     @property
     def train_rows_per_second(self) -> float | None:

@@ -113,6 +113,12 @@ def one_ranking_lines(table: GroupTable) -> list[str]:
     return lines
 
 
+def has_training_throughput(records) -> bool:
+    """Whether any finished record holds its training throughput (recorded since 2026-12): the
+    training columns then show it, and the page says what it is."""
+    return any(r.ok and r.train_rows_per_second is not None for r in records)
+
+
 def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list[Column]:
     """The page's column groups (ReportPage.columns) spelled out for these records."""
     ok = [r for r in records if r.ok]
@@ -134,7 +140,7 @@ def columns(page: ReportPage, records: list[Record], metrics: list[str]) -> list
         elif group == "training":
             cols += [Column("epochs", ("training", "epochs"), DIGITS["epochs"]),
                      Column("train s", ("training", "seconds"), DIGITS["seconds"])]
-            if any(r.train_rows_per_second is not None for r in ok):  # recorded since 2026-12
+            if has_training_throughput(ok):
                 cols += [Column("train rows/s", ("derived", "train_rows_per_second"), DIGITS["seconds"]),
                          Column("train share of peak", ("derived", "train_share_of_peak"), DIGITS["share"])]
         elif group == "cold_start":  # the same run's other users, beside the cold-start users' metrics

@@ -13,11 +13,19 @@ from tests.benchmarks.report_records import _ranks_with_recall, _trained, ranked
 from tests.benchmarks.report_records import every_record_current  # noqa: F401 (autouse: hand-made configs count as current)
 
 
+METRICS = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+
+
+def experiments_in(tmp_path, monkeypatch, files: dict):
+    """`files` (name -> YAML) as the suite's experiment files; the results folder for their records."""
+    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", write_experiments(tmp_path / "experiments", files))
+    return tmp_path / "results"
+
+
 def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, monkeypatch):
-    exp_dir = write_experiments(tmp_path / "experiments", {"t3": "paper_table: table3_overall\nruns: {SASRec: {}, Old: {}}\n"})
-    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
-    results = tmp_path / "results"
-    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    results = experiments_in(tmp_path, monkeypatch,
+                             {"t3": "paper_table: table3_overall\nruns: {SASRec: {}, Old: {}}\n"})
+    m = METRICS
     write_record(record_path(results, "t3", "ml-1m", "SASRec", 0),
                  record("SASRec", "ml-1m", stats(100, 50, 2000), m,
                         latency={"gflop_per_batch": 13.6, "share_of_peak": 0.4567}))
@@ -30,11 +38,9 @@ def test_latency_tables_show_the_work_per_batch_and_the_share_of_peak(tmp_path, 
 
 
 def test_training_throughput_columns_weigh_two_stages_by_their_seconds(tmp_path, monkeypatch):
-    exp_dir = write_experiments(tmp_path / "experiments",
-                                {"t3": "paper_table: table3_overall\nruns: {Single: {}, TwoStage: {}, Old: {}}\n"})
-    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
-    results = tmp_path / "results"
-    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    results = experiments_in(tmp_path, monkeypatch,
+                             {"t3": "paper_table: table3_overall\nruns: {Single: {}, TwoStage: {}, Old: {}}\n"})
+    m = METRICS
     single = _trained("early_stopping", 2, 3, [0.1, 0.2, 0.2])
     single.update(seconds=100.0, throughput={"rows_per_second": 50.0, "share_of_peak": 0.4})
     first = {**_trained("early_stopping", 2, 3, [0.1, 0.2, 0.2]), "seconds": 300.0,
@@ -60,11 +66,9 @@ def test_training_throughput_columns_weigh_two_stages_by_their_seconds(tmp_path,
 
 
 def test_a_trained_row_that_ranks_every_user_alike_is_named_under_its_table(tmp_path, monkeypatch):
-    exp_dir = write_experiments(tmp_path / "experiments",
-                                {"t3": "paper_table: table3_overall\nruns: {MostPopular: {}, Collapsed: {}, SASRec: {}, Old: {}}\n"})
-    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
-    results = tmp_path / "results"
-    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    results = experiments_in(tmp_path, monkeypatch,
+                             {"t3": "paper_table: table3_overall\nruns: {MostPopular: {}, Collapsed: {}, SASRec: {}, Old: {}}\n"})
+    m = METRICS
     for run, spread, trained in [("MostPopular", 0.0, False), ("Collapsed", 9.5e-8, True),
                                  ("SASRec", 0.04, True), ("Old", None, True)]:
         rec = record(run, "ml-1m", stats(100, 50, 2000), m)
@@ -81,11 +85,9 @@ def test_a_trained_row_that_ranks_every_user_alike_is_named_under_its_table(tmp_
 
 
 def test_rows_timed_as_published_and_at_their_best_with_both_ratios(tmp_path, monkeypatch):
-    exp_dir = write_experiments(tmp_path / "experiments", {"t4": (
+    results = experiments_in(tmp_path, monkeypatch, {"t4": (
         "paper_table: table4_inference_ms_per_batch_of_32\nruns: {P5: {}, Lite-LLM4Rec: {}}\nproposed: [Lite-LLM4Rec]\n")})
-    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
-    results = tmp_path / "results"
-    m = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.12}
+    m = METRICS
     for run, published, best in (("P5", 6000.0, 3000.0), ("Lite-LLM4Rec", 90.0, 30.0)):
         rec = record(run, "ml-1m", stats(100, 50, 2000), m, experiment="t4", model=run.lower().replace("-", "_"),
                      latency={"ms_per_batch_median": published})
@@ -156,10 +158,8 @@ def test_runs_that_differ_only_in_their_backbone_are_compared_on_validation(tmp_
     """P5 on two backbones (the second a row the paper's table does not list) and POD on one: the
     page compares the P5 pair on their validation metric, never on test numbers, and says when the
     comparison is not a finished choice (a row cut by its cap, other validation users)."""
-    exp_dir = write_experiments(tmp_path / "experiments", {"gen": (
+    results = experiments_in(tmp_path, monkeypatch, {"gen": (
         "paper_table: table3_overall\nruns: {P5: {}, P5_big: {}, POD: {}}\n")})
-    monkeypatch.setattr(cfgmod, "EXPERIMENTS_DIR", exp_dir)
-    results = tmp_path / "results"
     patience = _trained("early_stopping", 3, 13, [0.1, 0.2, 0.3] + [0.25] * 10)
     cut = _trained("time_budget", 1, 1, [0.05])
     rows = {  # run: (backbone, validation R@10, test R@10, training, validation users)
