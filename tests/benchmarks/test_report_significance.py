@@ -314,3 +314,9 @@ def test_against_reference_tests_every_other_row_per_metric(tmp_path):
     assert frame.to_dict("records") == [  # one row per metric, each saying why there is no test
         {"row": "Bare", "metric": "R@10", "against": "Full", "note": "no per-user arrays"},
         {"row": "Bare", "metric": "N@10", "against": "Full", "note": "no per-user arrays"}]
+    # a stale row (or reference) is named as the main table names it
+    table = _sig_table({"Full": ok["Full"], "NoHead": ok["NoHead"]}, {"Full": [0.5], "NoHead": [0.1]})
+    table.stale = {"NoHead": "train.lr 0.0001 -> 0.0005"}
+    assert against_reference(table, "Full").to_dict("records")[0]["row"] == "NoHead (stale)"
+    table.stale = {"Full": "train.lr 0.0001 -> 0.0005"}
+    assert against_reference(table, "Full").to_dict("records")[0]["against"] == "Full (stale)"
