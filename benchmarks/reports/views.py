@@ -23,7 +23,7 @@ from .catalogue import paper_keys
 from .records import Record, RecordSet
 from ..statistics import ALPHA, align_users, format_p, paired_test
 from .significance import converged, is_proposed, per_user
-from .tables import short
+from .tables import STALE_MARK, short
 from .text import render
 from .writer import Writer, slug
 
@@ -38,16 +38,24 @@ LEAKY_VALUES = {"indexing": ("sequential", "consecutive ids given in order of fi
 UNMASKED = "history masking off"  # the protocol control of a baseline evaluated as RecBole does
 
 
+def named(run: str, recs: list[Record]) -> str:
+    """A run's name as the tables write it: marked `(stale)` where a record of it was made under
+    earlier settings than its experiment file now declares (these pages read every record)."""
+    return run + STALE_MARK if any(r.stale for r in recs) else run
+
+
 def accuracy_latency_page(records: RecordSet, writer: Writer) -> Path:
     """Recall@10 against ms per batch, one figure per dataset and device (full ranking only)."""
     f = records.frame
     timed = f[(f["status"] == "ok") & f["ms_per_batch"].notna() & f["recall@10"].notna()
               & (f["candidates"] == "full") & f["mask_history"] & ~f["cold_start"]]
+    stale = {(r.experiment, r.dataset, r.run) for r in records if r.stale}
     sections = []
     for (dataset, device, batch, users), group in timed.groupby(["dataset", "device_name", "batch_size", "users"]):
         runs = list(group.groupby(["experiment", "run"], sort=False))
         names = [run for (_, run), _ in runs]
-        points = pd.DataFrame([{"label": run if names.count(run) == 1 else f"{run} ({experiment})",
+        mark = {run: STALE_MARK if (experiment, dataset, run) in stale else "" for (experiment, run), _ in runs}
+        points = pd.DataFrame([{"label": (run if names.count(run) == 1 else f"{run} ({experiment})") + mark[run],
                                 "experiment": experiment, "ms": float(np.mean(rows["ms_per_batch"].tolist())),
                                 "accuracy": float(np.mean(rows["recall@10"].tolist())), "seeds": len(rows)}
                                for (experiment, run), rows in runs])
@@ -80,7 +88,7 @@ def _evaluation_controls(records: RecordSet) -> tuple[pd.DataFrame | None, list[
                 not_measured[(rec.experiment, rec.dataset, rec.run, control)] = variant["skipped"]
             for metric in ("recall@10", "ndcg@10"):
                 if metric in variant.get("metrics", {}) and metric in rec.metrics:
-                    rows.append({"experiment": rec.experiment, "dataset": rec.dataset, "model": rec.run,
+                    rows.append({"experiment": rec.experiment, "dataset": rec.dataset, "model": named(rec.run, [rec]),
                                  "control": control, "metric": short(metric), "seed": rec.seed,
                                  "as recorded": rec.metrics[metric], "with the control": variant["metrics"][metric]})
     if not rows:
@@ -145,7 +153,8 @@ def masking_asymmetry_rows(by_run: dict[tuple, list[Record]], experiments: dict[
                     unmasked = _unmasked(runs[base], masked, metric)
                     if None in (ours, masked, unmasked):
                         continue
-                    rows.append({"experiment": exp, "dataset": ds, "proposed": mine, "baseline": base,
+                    rows.append({"experiment": exp, "dataset": ds, "proposed": named(mine, runs[mine]),
+                                 "baseline": named(base, runs[base]),
                                  "metric": short(metric), "proposed (masked)": f"{ours:.4f}",
                                  "baseline masked": f"{masked:.4f}", "baseline unmasked": f"{unmasked:.4f}",
                                  "gap, both masked": f"{ours - masked:+.4f}",
@@ -158,15 +167,21 @@ def control_reading(place: tuple[str, str], key: str, leaky: tuple[str, str, lis
                     other: tuple[str, str, list[Record]]) -> str:
     """One sentence on what a control pair shows, from its numbers: the leaky run's R@10 against
     the other's, the paired test over users, and whether both converged (a row cut by a cap
-    cannot show whether the leak is there)."""
+    cannot show whether the leak is there) under the settings declared now (a stale row cannot)."""
     (run_l, value_l, recs_l), (run_o, value_o, recs_o) = leaky, other
-    head = (f"{place[0]} / {place[1]}: {run_l} ({key}={value_l}) against {run_o} ({key}={value_o}), R@10 "
+    head = (f"{place[0]} / {place[1]}: {named(run_l, recs_l)} ({key}={value_l}) against "
+            f"{named(run_o, recs_o)} ({key}={value_o}), R@10 "
             f"{np.mean([r.metrics['recall@10'] for r in recs_l]):.4f} against "
             f"{np.mean([r.metrics['recall@10'] for r in recs_o]):.4f}")
     users_l, users_o = per_user(recs_l, "recall@10"), per_user(recs_o, "recall@10")
     test = paired_test(*align_users(*users_l, *users_o)[1:]) if users_l and users_o else None
     if test is not None:
         head += f" ({test.mean_difference:+.4f} over {test.n_users} users, paired t p {format_p(test.t_pvalue)})"
+    stale = [run for run, recs in ((run_l, recs_l), (run_o, recs_o)) if any(r.stale for r in recs)]
+    if stale:
+        return head + (f": {' and '.join(stale)} {'were' if len(stale) > 1 else 'was'} made under earlier settings "
+                       "than the experiment file now declares (stale), so the difference does not say whether "
+                       "the leak shows as the rows are declared; `python run_all.py --list` shows them to run.")
     cut = [run for run, recs in ((run_l, recs_l), (run_o, recs_o)) if not all(converged(r) for r in recs)]
     if cut:
         return head + (f": {' and '.join(cut)} stopped by a cap, not by patience, so the difference does not yet "
@@ -205,7 +220,8 @@ def config_control_pairs(by_run: dict[tuple, list[Record]]) -> tuple[list[dict],
                         a = float(np.mean([r.metrics[metric] for r in recs_a]))
                         b = float(np.mean([r.metrics[metric] for r in recs_b]))
                         out.append({"experiment": experiment, "dataset": dataset, "control": label,
-                                    "first": f"{run_a} ({key}={value_a})", "second": f"{run_b} ({key}={value_b})",
+                                    "first": f"{named(run_a, recs_a)} ({key}={value_a})",
+                                    "second": f"{named(run_b, recs_b)} ({key}={value_b})",
                                     "metric": short(metric), "first value": f"{a:.4f}", "second value": f"{b:.4f}",
                                     "change": f"{b - a:+.4f}", "seeds": f"{len(recs_a)}, {len(recs_b)}"})
                     if key in LEAKY_VALUES and LEAKY_VALUES[key][0] in (value_a, value_b):

@@ -126,6 +126,16 @@ def test_a_stale_row_is_marked_never_starred_nor_the_best_baseline(stale_reports
                for line in significance if line.startswith("| LiteOld "))
 
 
+def test_pages_across_tables_mark_stale_rows_too(stale_reports):
+    # the accuracy-latency page reads every record: a stale row is named there as in its table
+    reports, _ = stale_reports
+    accuracy = (reports / "accuracy_latency.md").read_text()
+    for run in ("Changed", "LiteOld", "Removed"):
+        assert f"| {run} (stale) " in accuracy
+    for run in ("Base", "Before", "Lite"):
+        assert "(stale)" not in next(line for line in accuracy.splitlines() if line.startswith(f"| {run} "))
+
+
 def test_the_verdict_leaves_stale_rows_out_and_the_index_counts_them(stale_reports):
     reports, _ = stale_reports
     part = section((reports / "verdict.md").read_text())

@@ -152,6 +152,12 @@ def test_the_indexing_control_says_what_its_numbers_show(tmp_path):
     cut = control_reading(place, "indexing", ("P5_seq", "sequential", runs("g", good, "epochs")),
                           ("P5", "random", runs("h", poor)))
     assert "P5_seq stopped by a cap, not by patience, so the difference does not yet say" in cut
+    stale = runs("i", good)
+    stale[0].stale = "train.lr 0.0001 -> 0.0005"
+    old = control_reading(place, "indexing", ("P5_seq", "sequential", stale), ("P5", "random", runs("j", poor)))
+    assert old.startswith("gen / ml-1m: P5_seq (stale) (indexing=sequential) against P5 (indexing=random)")
+    assert "P5_seq was made under earlier settings than the experiment file now declares (stale)" in old
+    assert "as the leak predicts" not in old  # a stale pair's numbers are not read as the declared rows'
 
 
 def test_runs_that_differ_only_in_their_backbone_are_compared_on_validation(tmp_path, monkeypatch):
