@@ -23,7 +23,9 @@ FIGURE_CAPTIONS = {
     "latency_breakdown": "Each bar: the median time of each named section over the timed batches, as a share of "
                          "their sum; the total at the right is the median time per batch.",
 }
-CURVES_CAPTION = "Each trained row's validation metric (its first seed) against epoch and against training seconds."
+CURVES_CAPTION = ("Each trained row's validation metric (its first seed) against epoch and against training seconds; "
+                  "where the rows were validated on different users, each legend entry names its own, and a row "
+                  "marked (stale) was made under earlier settings than its table declares.")
 
 
 def validation_curve(record: Record) -> pd.DataFrame | None:
@@ -52,13 +54,31 @@ def validation_curve(record: Record) -> pd.DataFrame | None:
     return frame
 
 
+def validation_users(record: Record) -> str:
+    """Whom the run validated on: its own fixed subset (eval.valid_max_users), else its test users."""
+    return str(record.evaluation.get("valid_users") or record.evaluation.get("users") or "all")
+
+
+def curve_labels(table: GroupTable, runs: list[str]) -> dict[str, str]:
+    """Each row's legend entry: its name, `(stale)` as its table marks it, and its validation
+    users where the rows were validated on different ones (a curve over 256 users is noisier,
+    and not on the scale of one over all)."""
+    users = {run: validation_users(table.ok[run][0]) for run in runs}
+    mixed = len(set(users.values())) > 1
+    labels = {}
+    for run in runs:
+        notes = (["stale"] if run in table.stale else []) + \
+                ([users[run].replace("seeded subset of ", "") + " users" if users[run] != "all" else "all users"]
+                 if mixed else [])
+        labels[run] = f"{run} ({'; '.join(notes)})" if notes else run
+    return labels
+
+
 def learning_curves(table: GroupTable, title: str, stem: Path) -> list[Path]:
     """One line per trained row of the table (its first seed's curve)."""
-    parts = []
-    for run, recs in table.ok.items():
-        curve = validation_curve(recs[0])
-        if curve is not None:
-            parts.append(curve.assign(model=run))
+    curves = {run: curve for run, recs in table.ok.items() if (curve := validation_curve(recs[0])) is not None}
+    labels = curve_labels(table, list(curves))
+    parts = [curve.assign(model=labels[run]) for run, curve in curves.items()]
     if not parts:
         return []
     metric = table.ok[next(iter(table.ok))][0].valid_metric

@@ -201,3 +201,25 @@ def test_runs_that_differ_only_in_their_backbone_are_compared_on_validation(tmp_
     assert list(frame["model"]) == ["A", "B"]
     # one backbone per family: nothing to compare
     assert backbone_comparison({"A": recs["A"]}) is None
+
+
+def test_validation_curves_name_stale_rows_and_differing_validation_users():
+    import pandas as pd
+
+    from benchmarks.reports.charts import curve_labels
+    from benchmarks.reports.records import Record
+    from benchmarks.reports.tables import GroupTable
+
+    def rec(run, **evaluation):
+        return [Record({"experiment": "gen", "run": run, "dataset": "ml-100k", "seed": 0, "status": "ok",
+                        "evaluation": {"users": "all", **evaluation}})]
+
+    ok = {"POD": rec("POD", valid_users="seeded subset of 256 of 943"), "Lite": rec("Lite"),
+          "P5": rec("P5", users="seeded subset of 128 of 943")}
+    table = GroupTable(frame=pd.DataFrame(), values={}, ok=ok, metrics=["recall@10"], stale={"P5": "train.lr"})
+    assert curve_labels(table, list(ok)) == {"POD": "POD (256 of 943 users)", "Lite": "Lite (all users)",
+                                             "P5": "P5 (stale; 128 of 943 users)"}
+    # rows validated on the same users: no users in the legend; a stale row is still marked
+    same = {"Lite": ok["Lite"], "Other": rec("Other")}
+    table = GroupTable(frame=pd.DataFrame(), values={}, ok=same, metrics=["recall@10"], stale={"Other": "x"})
+    assert curve_labels(table, list(same)) == {"Lite": "Lite", "Other": "Other (stale)"}
