@@ -24,7 +24,7 @@ from ..statistics import (SeedSummary, align_users, best_row, format_p, paired_t
                           per_user_mean_over_seeds)
 from .paper import proposed_model
 from .records import Record
-from .tables import STALE_MARK, GroupTable, short
+from .tables import GroupTable, short
 
 
 def is_proposed(exp: dict, run: str, model: str | None) -> bool:
@@ -122,14 +122,11 @@ def against_reference(table: GroupTable, reference: str) -> pd.DataFrame | None:
     metric, paired over users."""
     if reference not in table.ok or len(table.ok) < 2:
         return None
-    def label(run: str) -> str:  # as the main table names it: a stale row is marked, here too
-        return run + STALE_MARK if run in table.stale else run
-
     rows = []
     for run in (r for r in table.ok if r != reference):
         for metric in table.metrics:
             ref_users, run_users = per_user(table.ok[reference], metric), per_user(table.ok[run], metric)
-            row = {"row": label(run), "metric": short(metric), "against": label(reference)}
+            row = {"row": table.name(run), "metric": short(metric), "against": table.name(reference)}
             if ref_users is None or run_users is None:
                 rows.append({**row, "note": "no per-user arrays"})
                 continue

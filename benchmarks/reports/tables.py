@@ -75,6 +75,10 @@ class GroupTable:
     runs: list[str] = field(default_factory=list)      # the rows in order, by run name
     stale: dict[str, str] = field(default_factory=dict)  # run -> what differs, for a stale row
 
+    def name(self, run: str) -> str:
+        """The row's name as the table writes it: `(stale)` marked."""
+        return run + STALE_MARK if run in self.stale else run
+
 
 def stale_reasons(ok: list[Record]) -> str:
     """What makes a row's finished records stale ('' where every one is current), per seed
