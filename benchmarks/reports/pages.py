@@ -16,7 +16,7 @@ from .paper import PaperComparison, paper_comparison, rows_wanted
 from .records import Record, as_record, current_by_run
 from .inference import inference_table
 from .significance import against_reference, proposed_label, proposed_runs, significance
-from .tables import group_table, has_training_throughput, one_ranking_lines, stale_lines
+from .tables import group_table, has_training_throughput, one_ranking_lines, short_list_lines, stale_lines
 from .text import render
 from .variants import variant_table
 from .writer import FigureFiles, TableFiles, Writer, slug
@@ -80,6 +80,7 @@ class Section:
     standing_in: str = ""                      # the tags of variants standing in for rows' own
     stale: list[str] = field(default_factory=list)  # the stale rows, each with what differs
     one_ranking: list[str] = field(default_factory=list)  # trained rows that rank every user alike
+    short_lists: list[str] = field(default_factory=list)  # generative rows whose lists came out short
     records: str = ""
     commits: str = ""
 
@@ -99,7 +100,8 @@ def _section(page: Page, group: Group, several: bool, paper: dict, writer: Write
         protocol=protocol_line(ref.evaluation) if ref.evaluation else None,
         latency=lat if lat and any(c in spec.columns for c in ("latency", "sections")) else None,
         table=writer.table(stem, table.frame), stale=stale_lines(table),
-        one_ranking=one_ranking_lines(table))
+        one_ranking=one_ranking_lines(table),
+        short_lists=short_list_lines(table) if "metrics" in spec.columns else [])  # what they qualify
     if spec.figure and table.ok:
         title = f"{spec.title.split(':')[0]}: {group.dataset} ({group.experiment})"
         if paths := table_figure(spec, table, title, writer.figure_stem(stem)):

@@ -117,6 +117,25 @@ def one_ranking_lines(table: GroupTable) -> list[str]:
     return lines
 
 
+def short_list_lines(table: GroupTable) -> list[str]:
+    """One line per generative row whose beam search returned lists shorter than k (decoded
+    strings that are no item id dropped, as unconstrained decoding does): what share, from the
+    model's counts (its first seed), which run over every validation, test and timed batch the
+    model decoded (from its last sitting where its training was resumed)."""
+    lines = []
+    for run in table.runs:
+        recs = table.ok.get(run, [])
+        counts = (recs[0].raw.get("model_info") or {}).get("decoding", {}).get("counts") if recs else None
+        if not counts or not counts.get("short_lists"):
+            continue
+        lists, short, invalid = counts["lists"], counts["short_lists"], counts.get("invalid_ids", 0)
+        lines.append(f"{table.name(run)}: {short / lists:.0%} of the lists its beam search returned ({short:,} of "
+                     f"{lists:,}, over the validations, tests and timed batches it decoded) were shorter than asked: "
+                     f"{invalid:,} decoded strings were not item ids ({invalid / lists:.1f} a list) and were dropped; "
+                     "its metrics count those lists as they are.")
+    return lines
+
+
 def has_training_throughput(records) -> bool:
     """Whether any finished record holds its training throughput (recorded since 2026-12): the
     training columns then show it, and the page says what it is."""

@@ -223,3 +223,25 @@ def test_validation_curves_name_stale_rows_and_differing_validation_users():
     same = {"Lite": ok["Lite"], "Other": rec("Other")}
     table = GroupTable(frame=pd.DataFrame(), values={}, ok=same, metrics=["recall@10"], stale={"Other": "x"})
     assert curve_labels(table, list(same)) == {"Lite": "Lite", "Other": "Other (stale)"}
+
+
+def test_generative_rows_say_how_many_lists_came_out_short():
+    import pandas as pd
+
+    from benchmarks.reports.records import Record
+    from benchmarks.reports.tables import GroupTable, short_list_lines
+
+    def rec(run, counts):
+        return [Record({"experiment": "gen", "run": run, "dataset": "ml-100k", "seed": 0, "status": "ok",
+                        "model_info": {"decoding": {"counts": counts}} if counts is not None else {}})]
+
+    ok = {"POD": rec("POD", {"lists": 200, "short_lists": 150, "invalid_ids": 600}),
+          "LightLM": rec("LightLM", {"lists": 200, "short_lists": 0, "invalid_ids": 0}),
+          "Lite": rec("Lite", None), "P5": rec("P5", {"lists": 100, "short_lists": 10, "invalid_ids": 20})}
+    table = GroupTable(frame=pd.DataFrame(), values={}, ok=ok, metrics=["recall@10"], runs=list(ok),
+                       stale={"P5": "train.lr"})
+    lines = short_list_lines(table)
+    assert len(lines) == 2  # neither the constrained row with full lists nor a scoring model
+    assert lines[0].startswith("POD: 75% of the lists its beam search returned (150 of 200,")
+    assert "600 decoded strings were not item ids (3.0 a list)" in lines[0]
+    assert lines[1].startswith("P5 (stale): 10% of the lists")
