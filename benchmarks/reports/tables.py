@@ -111,7 +111,7 @@ def one_ranking_lines(table: GroupTable) -> list[str]:
     for run in table.runs:
         spreads = [r.number(("evaluation", "user_spread")) for r in table.ok.get(run, []) if r.trained]
         if spreads and all(x is not None and x < ONE_RANKING for x in spreads):
-            lines.append(f"{run}: ranks every user alike (its scores vary across users by "
+            lines.append(f"{table.name(run)}: ranks every user alike (its scores vary across users by "
                          f"{max(spreads):.1e} of their variation across items): a trained model collapsed to "
                          "one ranking; `python -m tools.representation_spread` shows where.")
     return lines

@@ -245,3 +245,19 @@ def test_generative_rows_say_how_many_lists_came_out_short():
     assert lines[0].startswith("POD: 75% of the lists its beam search returned (150 of 200,")
     assert "600 decoded strings were not item ids (3.0 a list)" in lines[0]
     assert lines[1].startswith("P5 (stale): 10% of the lists")
+
+
+def test_a_stale_row_that_ranks_every_user_alike_is_named_stale():
+    import pandas as pd
+
+    from benchmarks.reports.tables import GroupTable, one_ranking_lines
+
+    def rec(run, spread):
+        return [Record({"experiment": "gen", "run": run, "dataset": "ml-100k", "seed": 0, "status": "ok",
+                        "evaluation": {"user_spread": spread}, "training": {"history": [{"epoch": 1}]}})]
+
+    ok = {"Collapsed": rec("Collapsed", 1e-9), "Old": rec("Old", 1e-9), "Fine": rec("Fine", 0.05)}
+    table = GroupTable(frame=pd.DataFrame(), values={}, ok=ok, metrics=["recall@10"], runs=list(ok),
+                       stale={"Old": "train.lr"})
+    lines = one_ranking_lines(table)
+    assert [line.split(": ranks")[0] for line in lines] == ["Collapsed", "Old (stale)"]
