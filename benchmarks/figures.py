@@ -236,13 +236,15 @@ def accuracy_latency(points: pd.DataFrame, title: str, stem: Path, *, metric_lab
     return save(fig, stem)
 
 
-def learning_curves(curves: pd.DataFrame, title: str, stem: Path, *, metric_label: str = "Recall@10") -> list[Path]:
+def learning_curves(curves: pd.DataFrame, title: str, stem: Path, *, metric_label: str = "Recall@10",
+                    floors: list[tuple[str, float]] = ()) -> list[Path]:
     """Two panels sharing the y axis: the validation metric against epoch and against training
     seconds, one line per row (seed 0's curve when there are several), a ring at each row's
     best validation (the weights the row kept) and a cross where a row was cut by a cap.
 
     `curves` has columns model, epoch, seconds, value, best (bool), cut (bool: the row's last
-    point when it stopped by a cap rather than by patience)."""
+    point when it stopped by a cap rather than by patience). `floors`: (label, value) of each
+    untrained row's level on the curves' validation users, drawn as grey horizontal lines."""
     _style()
     models = list(dict.fromkeys(curves["model"]))
     # colorblind has 10 colours; a longer table gets distinct ones rather than repeats
@@ -258,6 +260,8 @@ def learning_curves(curves: pd.DataFrame, title: str, stem: Path, *, metric_labe
                        zorder=3)
             cut = rows[rows["cut"]]
             ax.scatter(cut[x], cut["value"], s=45, marker="x", color=colours[model], zorder=3)
+        for (name, value), style in zip(floors, ("--", ":", "-.", (0, (5, 1, 1, 1)))):
+            ax.axhline(value, color="0.45", linestyle=style, linewidth=1.1, label=f"{name}: {value:.4f}", zorder=1)
         ax.set_xlabel(label)
         if x == "seconds" and curves["seconds"].max() / max(curves["seconds"].min(), 1e-9) > 100:
             ax.set_xscale("log")

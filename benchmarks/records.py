@@ -155,23 +155,29 @@ def compact_per_user(record: dict, per_user: dict[str, np.ndarray]) -> tuple[dic
     stored as largest K + 1, which changes no metric the record holds, in the smallest unsigned
     type; user_index is stored only where the users are not simply 0..n-1. A run over all 22,363
     Amazon Beauty users thus takes 22 KB instead of 1 MB: GPU campaigns commit hundreds of these,
-    and the checkout travels to the GPU machine under a 64 MiB limit."""
+    and the checkout travels to the GPU machine under a 64 MiB limit. The validation ranks of the
+    kept weights (`valid_rank`, `valid_user_index`) are stored the same way where given."""
     ks = [int(k) for k in (record.get("evaluation") or {}).get("ks") or record["config"]["eval"]["ks"]]
     cap = max(ks) + 1
-    ranks = np.asarray(per_user["rank"], dtype=np.float64)
-    if np.isnan(ranks).any() or (ranks < 1).any():
-        raise ValueError("per-user ranks must be >= 1 (inf for a target never listed)")
     dtype = np.uint8 if cap <= np.iinfo(np.uint8).max else np.uint16 if cap <= np.iinfo(np.uint16).max else np.uint32
-    arrays = {"rank": np.minimum(ranks, cap).astype(dtype)}
-    users = per_user.get("user_index")
-    if users is not None and not np.array_equal(users, np.arange(len(ranks))):
-        arrays["user_index"] = np.asarray(users, dtype=np.int32)
+    arrays = {}
+    for prefix in ("", "valid_"):
+        if (given := per_user.get(prefix + "rank")) is None:
+            continue
+        ranks = np.asarray(given, dtype=np.float64)
+        if np.isnan(ranks).any() or (ranks < 1).any():
+            raise ValueError("per-user ranks must be >= 1 (inf for a target never listed)")
+        arrays[prefix + "rank"] = np.minimum(ranks, cap).astype(dtype)
+        users = per_user.get(prefix + "user_index")
+        if users is not None and not np.array_equal(users, np.arange(len(ranks))):
+            arrays[prefix + "user_index"] = np.asarray(users, dtype=np.int32)
     metadata = {"per_user_format": PER_USER_FORMAT, "ks": ",".join(map(str, ks)), "rank_cap": str(cap)}
     return arrays, metadata
 
 
 def write_record(path: Path, record: dict, per_user: dict[str, np.ndarray] | None = None) -> None:
-    """per_user: {"rank": each evaluated user's rank of the target, "user_index": optional}."""
+    """per_user: {"rank": each evaluated user's rank of the target, "user_index": optional, and the
+    validation ranks of the kept weights, "valid_rank" and "valid_user_index", where measured}."""
     if per_user:
         arrays, metadata = compact_per_user(record, per_user)
         atomic_write(per_user_path(path), lambda tmp: save_file(arrays, tmp, metadata=metadata))
@@ -203,19 +209,24 @@ def read_record(path: Path) -> dict | None:
         return None
 
 
-def read_per_user(path: Path) -> dict[str, np.ndarray]:
-    """{"user_index", "rank", "recall@K", "ndcg@K", ...} of a record. Files written before the
-    compact form hold every array as it was; compact ones get their metrics recomputed from the
-    ranks (a rank past the largest K reads as largest K + 1)."""
+def read_per_user(path: Path, part: str = "test") -> dict[str, np.ndarray] | None:
+    """{"user_index", "rank", "recall@K", "ndcg@K", ...} of a record's test users, or with
+    part="valid" of its validation users under the kept weights (None where the file holds no
+    validation ranks: records made before 2026-12-05). Files written before the compact form hold
+    every test array as it was; compact ones get their metrics recomputed from the ranks (a rank
+    past the largest K reads as largest K + 1)."""
     from .evaluate import metrics_from_ranks  # late import: records stays free of torch
 
+    prefix = {"test": "", "valid": "valid_"}[part]
     with safe_open(str(per_user_path(Path(path))), framework="np") as handle:
         metadata = handle.metadata() or {}
         arrays = {name: handle.get_tensor(name) for name in handle.keys()}
     if metadata.get("per_user_format") != PER_USER_FORMAT:
-        return arrays
-    ranks = arrays["rank"].astype(np.float64)
-    users = arrays["user_index"].astype(np.int64) if "user_index" in arrays else np.arange(len(ranks))
+        return arrays if part == "test" else None
+    if prefix + "rank" not in arrays:
+        return None
+    ranks = arrays[prefix + "rank"].astype(np.float64)
+    users = arrays[prefix + "user_index"].astype(np.int64) if prefix + "user_index" in arrays else np.arange(len(ranks))
     ks = [int(k) for k in metadata["ks"].split(",")]
     return {"user_index": users, "rank": ranks, **metrics_from_ranks(ranks, ks)}
 

@@ -323,7 +323,7 @@ class Runner:
             "input_length": {"mean": float(np.mean(model.input_length(
                 test_histories, **user_arguments(model, test_users, len(test_users))))),
                              "unit": getattr(model, "input_unit", "items")},
-            "per_user": {"user_index": users, "rank": test.ranks},
+            "per_user": {"user_index": users, "rank": test.ranks, "valid_user_index": valid_users, "valid_rank": valid.ranks},
         }
         if cold_start is not None:
             measured["evaluation"]["users"] = cold_start["users"]

@@ -25,7 +25,10 @@ FIGURE_CAPTIONS = {
 }
 CURVES_CAPTION = ("Each trained row's validation metric (its first seed) against epoch and against training seconds; "
                   "where the rows were validated on different users, each legend entry names its own, and a row "
-                  "marked (stale) was made under earlier settings than its table declares.")
+                  "marked (stale) was made under earlier settings than its table declares. Grey lines: an "
+                  "untrained row (MostPopular) measured on the same validation users, where its record holds "
+                  "its per-user validation ranks: the level a trained row must clear to have learnt more than "
+                  "popularity.")
 
 
 def validation_curve(record: Record) -> pd.DataFrame | None:
@@ -74,15 +77,50 @@ def curve_labels(table: GroupTable, runs: list[str]) -> dict[str, str]:
     return labels
 
 
+def validated_users(record: Record) -> np.ndarray | None:
+    """The user indices the run validated on during training, as the trainer chose them (None
+    where the record does not say how many users its split had)."""
+    from ..evaluate import validation_users as chosen  # late import: the reports read no torch model
+
+    n_users = ((record.raw.get("data") or {}).get("stats") or {}).get("users")
+    return None if n_users is None else chosen(int(n_users), record.config["eval"])
+
+
+def floors(table: GroupTable, runs: list[str], metric: str) -> list[tuple[str, float]]:
+    """(label, value): each untrained row's validation metric over the users each drawn curve was
+    validated on (one line per distinct set of users), from its per-user validation ranks; rows
+    whose record holds none (made before 2026-12-05), or not for those users, give none."""
+    sets = {}
+    for run in runs:
+        if (users := validated_users(table.ok[run][0])) is None:
+            return []
+        n_users = int(table.ok[run][0].raw["data"]["stats"]["users"])
+        sets.setdefault(users.tobytes(), (users, "all users" if len(users) == n_users else
+                                          f"{len(users)} of {n_users} users"))
+    lines = []
+    for run, recs in table.ok.items():
+        valid = None if recs[0].trained else recs[0].per_user("valid")
+        if valid is None or metric not in valid:
+            continue
+        position = {int(u): i for i, u in enumerate(valid["user_index"])}
+        for users, named in sets.values():
+            if all(int(u) in position for u in users):
+                value = float(np.mean(valid[metric][[position[int(u)] for u in users]]))
+                lines.append((f"{run} ({named})" if len(sets) > 1 else run, value))
+    return lines
+
+
 def learning_curves(table: GroupTable, title: str, stem: Path) -> list[Path]:
-    """One line per trained row of the table (its first seed's curve)."""
+    """One line per trained row of the table (its first seed's curve), and the untrained rows'
+    level on the same validation users (floors)."""
     curves = {run: curve for run, recs in table.ok.items() if (curve := validation_curve(recs[0])) is not None}
     labels = curve_labels(table, list(curves))
     parts = [curve.assign(model=labels[run]) for run, curve in curves.items()]
     if not parts:
         return []
     metric = table.ok[next(iter(table.ok))][0].valid_metric
-    return figures.learning_curves(pd.concat(parts, ignore_index=True), title, stem, metric_label=long_name(metric))
+    return figures.learning_curves(pd.concat(parts, ignore_index=True), title, stem, metric_label=long_name(metric),
+                                   floors=floors(table, list(curves), metric))
 
 
 def table_figure(page: ReportPage, table: GroupTable, title: str, stem: Path) -> list[Path]:

@@ -212,11 +212,12 @@ class Record:
                 value = value[key]
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
-    def per_user(self) -> dict | None:
-        """The per-user arrays beside the record, or None where there are none."""
+    def per_user(self, part: str = "test") -> dict | None:
+        """The per-user arrays beside the record (its test users, or part="valid": its validation
+        users under the kept weights), or None where there are none."""
         if self.path is None or not records_mod.per_user_path(self.path).is_file():
             return None
-        return records_mod.read_per_user(self.path)
+        return records_mod.read_per_user(self.path, part)
 
 
 def current_by_run(records: Iterable[Record]) -> dict[str, list[Record]]:

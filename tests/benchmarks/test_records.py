@@ -85,10 +85,21 @@ def test_per_user_ranks_round_trip_compactly_with_every_metric_recomputed(tmp_pa
     with pytest.raises(ValueError, match=">= 1"):
         records.write_record(subset, rec, {"rank": np.array([0.0, 3.0])})
 
+    both = tmp_path / "both__seed0.json"  # the validation ranks beside the test's, on users of their own
+    records.write_record(both, rec, {"rank": np.array([1.0, 30.0]), "valid_user_index": np.array([5]),
+                                     "valid_rank": np.array([np.inf])})
+    assert records.read_per_user(both)["rank"].tolist() == [1, 21]
+    back = records.read_per_user(both, "valid")
+    assert back["user_index"].tolist() == [5] and back["rank"].tolist() == [21] and back["recall@20"].tolist() == [0.0]
+    assert records.read_per_user(subset, "valid") is None  # written without validation ranks
+    with pytest.raises(ValueError, match=">= 1"):
+        records.write_record(both, rec, {"rank": np.array([2.0]), "valid_rank": np.array([0.0])})
+
     old = tmp_path / "old__seed0.json"  # files written before the compact form read as they are
     save_file({"rank": np.array([3.0]), "recall@10": np.array([1.0]), "user_index": np.array([4])},
               str(records.per_user_path(old)))
     assert records.read_per_user(old)["user_index"].tolist() == [4]
+    assert records.read_per_user(old, "valid") is None
 
 
 # ----------------------------------------------------------------------------- atomic writes

@@ -261,3 +261,40 @@ def test_a_stale_row_that_ranks_every_user_alike_is_named_stale():
                        stale={"Old": "train.lr"})
     lines = one_ranking_lines(table)
     assert [line.split(": ranks")[0] for line in lines] == ["Collapsed", "Old (stale)"]
+
+
+def test_validation_curves_draw_popularity_on_the_users_each_curve_was_validated_on(tmp_path):
+    """The untrained row's level (grey line) is its per-user validation recall averaged over the
+    very users a trained row validated on: a curve over a seeded subset gets the subset's mean."""
+    import pandas as pd
+
+    from benchmarks.evaluate import user_subset
+    from benchmarks.reports.charts import floors
+    from benchmarks.reports.tables import GroupTable
+
+    n = 40
+    ranks = np.where(np.arange(n) % 4 == 0, 3.0, 50.0)  # every fourth user's target in the top 10
+    def rec(run, eval_cfg, trained, per_user=None):
+        raw = {"experiment": "gen", "run": run, "dataset": "ml-100k", "seed": 0, "status": "ok",
+               "data": {"stats": {"users": n}},
+               "config": {"eval": {"ks": [10, 20], "max_users": None, "user_subset_seed": 0, **eval_cfg}},
+               "training": {"history": [{"epoch": 1, "valid": {"recall@10": 0.3}}]} if trained else {}}
+        path = tmp_path / f"{run}__seed0.json"
+        write_record(path, raw, per_user)
+        return [Record(raw, path)]
+
+    ok = {"MostPopular": rec("MostPopular", {}, False, {"rank": ranks, "valid_rank": ranks}),
+          "Sub": rec("Sub", {"valid_max_users": 12}, True), "All": rec("All", {}, True)}
+    table = GroupTable(frame=pd.DataFrame(), values={}, ok=ok, metrics=["recall@10"], runs=list(ok))
+    subset = user_subset(n, 12, 0)
+    lines = floors(table, ["Sub", "All"], "recall@10")
+    assert lines == [("MostPopular (12 of 40 users)", float(np.mean(ranks[subset] <= 10))),
+                     ("MostPopular (all users)", 0.25)]
+    assert lines[0][1] != lines[1][1]  # the subset's own mean, not all users'
+    from benchmarks.reports.charts import learning_curves
+    drawn = learning_curves(table, "curves", tmp_path / "figures" / "curves")
+    assert {p.suffix for p in drawn} == {".png", ".pdf"} and all(p.stat().st_size > 0 for p in drawn)
+    assert floors(table, ["All"], "recall@10") == [("MostPopular", 0.25)]  # one set of users: no users named
+    ok["MostPopular"] = rec("MostPopular", {}, False, {"rank": ranks})  # made before validation ranks were kept
+    assert floors(GroupTable(frame=pd.DataFrame(), values={}, ok=ok, metrics=["recall@10"], runs=list(ok)),
+                  ["Sub"], "recall@10") == []

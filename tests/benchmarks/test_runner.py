@@ -62,6 +62,9 @@ def test_run_all_end_to_end_records_resume_and_report(tmp_path, toy_ml1m):
     per_user = recmod.read_per_user(folder / "Toy__seed0.json")
     assert per_user["rank"].shape == (60,)
     assert np.isclose(per_user["recall@10"].mean(), rec["metrics"]["recall@10"])
+    valid = recmod.read_per_user(folder / "Toy__seed0.json", "valid")  # the kept weights on the validation users
+    assert valid["user_index"].tolist() == list(range(60))
+    assert np.isclose(valid["recall@10"].mean(), rec["valid_metrics"]["recall@10"])
     # protocol controls: the same trained model evaluated again with one choice flipped. Without
     # masking a target can only rank lower; among 1+99 candidates it can only rank higher
     controls = rec["protocol_variants"]
@@ -395,3 +398,6 @@ def test_a_validation_subset_serves_early_stopping_and_the_record_while_the_test
     assert record["evaluation"]["users"] == "all" and record["evaluation"]["n_users"] == full.n_users
     assert record["evaluation"]["valid_users"] == f"seeded subset of 4 of {full.n_users}"
     assert len(read_per_user(runner.path(plan.runs[0]))["rank"]) == full.n_users
+    valid = read_per_user(runner.path(plan.runs[0]), "valid")
+    assert valid["user_index"].tolist() == subset.tolist()  # the validation ranks keep their own users
+    assert np.isclose(valid["ndcg@20"].mean(), record["valid_metrics"]["ndcg@20"])
