@@ -301,7 +301,8 @@ class Runner:
         if len(split.held_out_items):
             cold_start, test, users = cold_start_result(split, users, test)
         own_valid_users = cfg["eval"].get("valid_max_users") is not None  # its own subset, as in training
-        valid_users = validation_users(split.n_users, cfg["eval"]) if own_valid_users else users
+        # the users training validated on (cold start: all of them, not the test's restricted ones)
+        valid_users = validation_users(split.n_users, cfg["eval"])
         valid = evaluate(model, [split.valid_histories[u] for u in valid_users], split.valid_targets[valid_users],
                          **eval_kwargs, users=valid_users)
         protocol_variants = measure_protocol_controls(

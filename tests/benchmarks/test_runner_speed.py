@@ -122,6 +122,13 @@ def test_inference_settings_under_cold_start_score_the_same_users_as_the_record(
     plan = toy_plan(tmp_path, toy_ml1m, exp)
     record = Runner(tmp_path / "results", progress=False).run(plan.runs[0])
     assert 0 < record["cold_start"]["n_users"] < record["data"]["stats"]["users"]
+    # the record's validation is the early-stopping one: every user, not the cold-start users only
+    training = record["training"]
+    best = next(e for e in training["history"] if e["epoch"] == training["best_epoch"])
+    assert record["valid_metrics"] == pytest.approx(best["valid"])
+    from benchmarks.records import read_per_user
+    valid = read_per_user(Runner(tmp_path / "results").path(plan.runs[0]), "valid")
+    assert len(valid["user_index"]) == record["data"]["stats"]["users"]
     setting = record["inference_settings"][0]
     assert setting["metrics"] == pytest.approx(record["metrics"])
     assert setting["latency"]["batch_size"] == record["latency"]["batch_size"] == 8
