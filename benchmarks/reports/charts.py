@@ -77,24 +77,18 @@ def curve_labels(table: GroupTable, runs: list[str]) -> dict[str, str]:
     return labels
 
 
-def validated_users(record: Record) -> np.ndarray | None:
-    """The user indices the run validated on during training, as the trainer chose them (None
-    where the record does not say how many users its split had)."""
-    from ..evaluate import validation_users as chosen  # late import: the reports read no torch model
-
-    n_users = ((record.raw.get("data") or {}).get("stats") or {}).get("users")
-    return None if n_users is None else chosen(int(n_users), record.config["eval"])
-
-
 def floors(table: GroupTable, runs: list[str], metric: str) -> list[tuple[str, float]]:
     """(label, value): each untrained row's validation metric over the users each drawn curve was
     validated on (one line per distinct set of users), from its per-user validation ranks; rows
     whose record holds none (made before 2026-12-05), or not for those users, give none."""
+    from ..evaluate import validation_users as chosen  # late import: the reports read no torch model
+
     sets = {}
-    for run in runs:
-        if (users := validated_users(table.ok[run][0])) is None:
+    for run in runs:  # the users each curve's training validated on, as the trainer chose them
+        record = table.ok[run][0]
+        if (n_users := ((record.raw.get("data") or {}).get("stats") or {}).get("users")) is None:
             return []
-        n_users = int(table.ok[run][0].raw["data"]["stats"]["users"])
+        users = chosen(int(n_users), record.config["eval"])
         sets.setdefault(users.tobytes(), (users, "all users" if len(users) == n_users else
                                           f"{len(users)} of {n_users} users"))
     lines = []
